@@ -1,0 +1,147 @@
+"""Mount option parsing and mounting onto targets resolved inside the rootfs.
+
+Targets are opened with openat2(RESOLVE_IN_ROOT) and mounted through
+/proc/self/fd/N: a symlink planted in the image (say /etc -> /) then resolves
+inside the rootfs instead of redirecting the mount onto the host."""
+import os
+import stat
+
+from berth.errors import BerthError, ConfigError, SysError
+from berth.sys import libc as L
+
+# option -> (flag, set?)
+FLAGS = {
+    "ro": (L.MS_RDONLY, True), "rw": (L.MS_RDONLY, False),
+    "nosuid": (L.MS_NOSUID, True), "suid": (L.MS_NOSUID, False),
+    "nodev": (L.MS_NODEV, True), "dev": (L.MS_NODEV, False),
+    "noexec": (L.MS_NOEXEC, True), "exec": (L.MS_NOEXEC, False),
+    "sync": (L.MS_SYNCHRONOUS, True), "async": (L.MS_SYNCHRONOUS, False),
+    "dirsync": (L.MS_DIRSYNC, True), "remount": (L.MS_REMOUNT, True),
+    "mand": (L.MS_MANDLOCK, True), "nomand": (L.MS_MANDLOCK, False),
+    "atime": (L.MS_NOATIME, False), "noatime": (L.MS_NOATIME, True),
+    "diratime": (L.MS_NODIRATIME, False), "nodiratime": (L.MS_NODIRATIME, True),
+    "relatime": (L.MS_RELATIME, True), "norelatime": (L.MS_RELATIME, False),
+    "strictatime": (L.MS_STRICTATIME, True), "nostrictatime": (L.MS_STRICTATIME, False),
+    "bind": (L.MS_BIND, True), "rbind": (L.MS_BIND | L.MS_REC, True),
+    "silent": (L.MS_SILENT, True), "loud": (L.MS_SILENT, False),
+    "lazytime": (L.MS_LAZYTIME, True), "nolazytime": (L.MS_LAZYTIME, False),
+    "nosymfollow": (L.MS_NOSYMFOLLOW, True), "symfollow": (L.MS_NOSYMFOLLOW, False),
+}
+PROPAGATION = {
+    "private": L.MS_PRIVATE, "rprivate": L.MS_PRIVATE | L.MS_REC,
+    "shared": L.MS_SHARED, "rshared": L.MS_SHARED | L.MS_REC,
+    "slave": L.MS_SLAVE, "rslave": L.MS_SLAVE | L.MS_REC,
+    "unbindable": L.MS_UNBINDABLE, "runbindable": L.MS_UNBINDABLE | L.MS_REC,
+}
+# options the runtime understands but the kernel must not see in `data`
+IGNORED = {"defaults", "tmpcopyup", "idmap", "ridmap", "rro"}
+
+# statvfs f_flag bits that a remount in a user namespace must keep (locked)
+_ST_TO_MS = ((1, L.MS_RDONLY), (2, L.MS_NOSUID), (4, L.MS_NODEV), (8, L.MS_NOEXEC),
+             (1024, L.MS_NOATIME), (2048, L.MS_NODIRATIME), (4096, L.MS_RELATIME))
+
+
+def parse_options(options, field="mounts"):
+    flags = 0
+    prop = 0
+    data = []
+    for opt in options or ():
+        if opt in FLAGS:
+            bit, on = FLAGS[opt]
+            flags = flags | bit if on else flags & ~bit
+        elif opt in PROPAGATION:
+            prop |= PROPAGATION[opt]
+        elif opt in IGNORED:
+            continue
+        else:
+            data.append(opt)
+    return flags, prop, ",".join(data)
+
+
+def locked_flags(path):
+    f = os.statvfs(path).f_flag
+    return sum(ms for st, ms in _ST_TO_MS if f & st)
+
+
+def open_in_root(rootfd, path, create=None):
+    """O_PATH fd for `path` resolved inside rootfd. create: None, "dir" or
+    "file" to make the missing final component (parents are made as dirs)."""
+    rel = path.strip("/") or "."
+    how = L.RESOLVE_IN_ROOT | L.RESOLVE_NO_MAGICLINKS
+    try:
+        return L.openat2(rootfd, rel, os.O_PATH | os.O_CLOEXEC, how)
+    except SysError as e:
+        if e.errno != 2 or create is None:
+            raise SysError(f"open {path} in rootfs", errno=e.errno) from None
+    parts = rel.split("/")
+    fd = os.dup(rootfd)
+    try:
+        for i, name in enumerate(parts):
+            last = i == len(parts) - 1
+            try:
+                nfd = L.openat2(fd, name, os.O_PATH | os.O_CLOEXEC, how)
+            except SysError as e:
+                if e.errno != 2:
+                    raise SysError(f"open {path} in rootfs", errno=e.errno) from None
+                if last and create == "file":
+                    os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW,
+                                     0o644, dir_fd=fd))
+                else:
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                nfd = L.openat2(fd, name, os.O_PATH | os.O_CLOEXEC, how)
+            os.close(fd)
+            fd = nfd
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def fd_path(fd):
+    return f"/proc/self/fd/{fd}"
+
+
+def mount_at(rootfd, m, index, mount_fn):
+    """Mounts one spec entry; mount_fn(source, target_path, fstype, flags,
+    data, m) mounts the non-bind types. target_path names the directory
+    *under* any mount made on it, so mount_fn must reopen to go inside."""
+    dest = m["destination"]
+    typ = m.get("type") or ""
+    opts = m.get("options") or []
+    flags, prop, data = parse_options(opts)
+    src = m.get("source") or typ
+    is_bind = bool(flags & L.MS_BIND) or typ == "bind"
+    field = f"mounts[{index}]"
+    if is_bind:
+        try:
+            st = os.stat(src)
+        except OSError as e:
+            raise ConfigError(f"{field}.source: bind source {src} is not there", errno=e.errno) from None
+        kind = "dir" if stat.S_ISDIR(st.st_mode) else "file"
+        flags |= L.MS_BIND
+    else:
+        kind = "dir"
+    try:
+        tfd = open_in_root(rootfd, dest, create=kind)
+    except (SysError, OSError) as e:
+        raise BerthError(f"{field}: cannot make mount point {dest} in the rootfs: {e}") from None
+    try:
+        target = fd_path(tfd)
+        if is_bind:
+            L.mount(src, target, None, flags & (L.MS_BIND | L.MS_REC))
+        else:
+            mount_fn(src, target, typ, flags, data, m)
+        rest = flags & ~(L.MS_BIND | L.MS_REC | L.MS_REMOUNT)
+        if (is_bind and rest) or prop:
+            # the fd still names the directory under the new mount: reopen
+            os.close(tfd)
+            tfd = open_in_root(rootfd, dest)
+            target = fd_path(tfd)
+            if is_bind and rest:
+                L.mount(None, target, None, L.MS_BIND | L.MS_REMOUNT | rest | locked_flags(target))
+            if prop:
+                L.mount(None, target, None, prop)
+    except SysError as e:
+        raise BerthError(f"{field}: mount {typ or 'bind'} {src} on {dest}: {e}") from None
+    finally:
+        os.close(tfd)

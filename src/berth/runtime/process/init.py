@@ -1,0 +1,197 @@
+"""The container side of process creation: stage 1 enters the cgroup and the
+namespaces, stage 2 (the container's pid 1, or the exec'd process) builds the
+container and execs. The message protocol is in sync.py.
+
+Both stages run in forked children of the runtime and never return: they
+exec or _exit. Errors go to the parent as an "error" message."""
+import os
+
+from berth.errors import BerthError
+from berth.runtime import rootfs as R
+from berth.runtime import trampoline
+from berth.runtime.process import setup
+from berth.sys import libc as L
+
+NS_FLAGS = {
+    "user": L.CLONE_NEWUSER, "mount": L.CLONE_NEWNS, "uts": L.CLONE_NEWUTS,
+    "ipc": L.CLONE_NEWIPC, "network": L.CLONE_NEWNET, "cgroup": L.CLONE_NEWCGROUP,
+    "pid": L.CLONE_NEWPID, "time": L.CLONE_NEWTIME,
+}
+
+
+class Plan:
+    """What the parent decided, inherited by fork. `join` maps namespace
+    type to a path to setns into; `new` lists types to unshare."""
+
+    def __init__(self, **kw):
+        self.cfg = None
+        self.process = None
+        self.rootfs = None
+        self.join = {}
+        self.new = []
+        self.cgroup = None
+        self.container = True      # False for exec: no rootfs work
+        self.no_pivot = False
+        self.state_dirfd = None    # create: where exec.fifo is
+        self.wait_fifo = True      # run waits on the channel instead
+        self.console_fd = None     # connected console socket
+        self.preserve_fds = 0
+        self.caps = None
+        self.seccomp = None
+        self.hook_state = None
+        self.__dict__.update(kw)
+
+
+def stage1(plan, chan):
+    try:
+        _enter(plan, chan)
+        pid = os.fork()
+        if pid == 0:
+            stage2(plan, chan)
+        chan.send("pid", str(pid))
+        os._exit(0)
+    except BaseException as e:  # noqa: B902 -- a forked child must never return
+        _fail(chan, e)
+
+
+def _enter(plan, chan):
+    if plan.cgroup is not None:
+        plan.cgroup.enter_self()
+    # open every path first: joining the mount namespace hides host paths
+    fds = {t: os.open(p, os.O_RDONLY | os.O_CLOEXEC) for t, p in plan.join.items()}
+    if "user" in fds:
+        L.setns(fds.pop("user"), L.CLONE_NEWUSER, "user namespace")
+    elif "user" in plan.new:
+        L.unshare(L.CLONE_NEWUSER)
+        chan.send("userns")
+        chan.expect("ok")
+    if "user" in plan.join or "user" in plan.new:
+        try:
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        except OSError:
+            pass  # root is not mapped: the process keeps its mapped ids
+    for t in sorted(fds, key=lambda t: t == "mount"):
+        L.setns(fds[t], NS_FLAGS[t], f"{t} namespace {plan.join[t]}")
+        os.close(fds[t])
+    flags = 0
+    for t in plan.new:
+        if t != "user":
+            flags |= NS_FLAGS[t]
+    if flags:
+        L.unshare(flags)
+    offsets = (plan.cfg or {}).get("linux", {}).get("timeOffsets") if "time" in plan.new else None
+    if offsets:
+        _time_offsets(offsets)
+
+
+def _time_offsets(offsets):
+    lines = []
+    for clock in ("monotonic", "boottime"):
+        o = offsets.get(clock)
+        if o:
+            lines.append(f"{clock} {o.get('secs', 0)} {o.get('nanosecs', 0)}\n")
+    try:
+        with open("/proc/self/timens_offsets", "w") as f:
+            f.write("".join(lines))
+    except OSError as e:
+        raise BerthError("linux.timeOffsets: cannot set offsets", errno=e.errno) from None
+
+
+def stage2(plan, chan):
+    try:
+        _build(plan, chan)
+    except BaseException as e:  # noqa: B902
+        _fail(chan, e)
+
+
+def _build(plan, chan):
+    cfg = plan.cfg
+    proc = plan.process
+    os.setsid()
+    L.prctl(L.PR_SET_DUMPABLE, 0)
+    userns = "user" in plan.new or "user" in plan.join
+    if plan.container:
+        mnt_new = "mount" in plan.new
+        if mnt_new:
+            rootfd = R.prepare(cfg, plan.rootfs, userns)
+        hooks = cfg.get("hooks") or {}
+        if hooks.get("prestart") or hooks.get("createRuntime"):
+            chan.send("hooks")
+            chan.expect("ok")
+        if hooks.get("createContainer"):
+            from berth.runtime import hooks as H
+            H.run(hooks["createContainer"], plan.hook_state, "createContainer")
+        if mnt_new:
+            R.pivot(plan.rootfs, plan.no_pivot)
+            os.close(rootfd)
+            R.finish(cfg)
+        if cfg.get("hostname"):
+            L.sethostname(cfg["hostname"])
+        if cfg.get("domainname"):
+            L.setdomainname(cfg["domainname"])
+        R.set_sysctls((cfg.get("linux") or {}).get("sysctl"))
+    setup.oom_score(proc)
+    setup.rlimits(proc)
+    if proc.get("terminal"):
+        _terminal(plan, proc)
+    setup.chdir(proc.get("cwd") or "/")
+    env = setup.user_env(proc)
+    args = proc["args"]
+    path = setup.lookup(args[0], env)
+    tramp = trampoline.make()
+    nnp = proc.get("noNewPrivileges")
+    if plan.seccomp is not None and not nnp:
+        plan.seccomp.load()
+    setup.switch_user(proc, plan.caps)
+    if nnp:
+        L.prctl(L.PR_SET_NO_NEW_PRIVS, 1)
+    chan.send("ready")
+    if plan.wait_fifo:
+        _wait_fifo(plan.state_dirfd)
+    else:
+        chan.expect("start")
+    chan.close()
+    if plan.container and (cfg.get("hooks") or {}).get("startContainer"):
+        from berth.runtime import hooks as H
+        H.run(cfg["hooks"]["startContainer"], plan.hook_state, "startContainer")
+    setup.close_fds(plan.preserve_fds)
+    if plan.seccomp is not None and nnp:
+        plan.seccomp.load()
+    trampoline.execute(tramp, path, args, env)
+
+
+def _terminal(plan, proc):
+    from berth.runtime import tty
+    master, slave = tty.open_pty()
+    size = proc.get("consoleSize")
+    if size:
+        tty.set_winsize(master, size["height"], size["width"])
+    if plan.console_fd is None:
+        raise BerthError("process.terminal: true needs --console-socket (or run in the foreground)")
+    tty.send_fd_on(plan.console_fd, master)
+    os.close(master)
+    os.close(plan.console_fd)
+    tty.make_controlling(slave)
+    if slave > 2:
+        os.close(slave)
+
+
+def _wait_fifo(dirfd):
+    # blocks until `start` opens the fifo for reading
+    fd = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=dirfd)
+    os.write(fd, b"0")
+    os.close(fd)
+    os.close(dirfd)
+
+
+def _fail(chan, e):
+    msg = str(e) if isinstance(e, BerthError) else f"{type(e).__name__}: {e}"
+    try:
+        chan.send("error", msg)
+    except OSError:
+        try:
+            os.write(2, f"berth-runtime: {msg}\n".encode())
+        except OSError:
+            pass
+    os._exit(1)

@@ -1,0 +1,82 @@
+"""The runtime side of process creation (see sync.py for the protocol):
+forks stage 1, answers its requests and returns the pid of the container's
+process. On any failure it kills what it started before raising."""
+import os
+
+from berth.errors import BerthError
+from berth.runtime.process import init
+from berth.runtime.process.sync import Channel
+
+
+def preload(plan):
+    """Imports everything the child may need. After pivot_root or
+    setns(mount) the host's Python library is out of reach, so an import
+    there would fail."""
+    import fcntl  # noqa: F401  trampoline sealing
+    import resource  # noqa: F401  rlimits
+    from berth.runtime.security import caps  # noqa: F401
+    if plan.process.get("terminal"):
+        from berth.runtime import tty  # noqa: F401
+    hooks = (plan.cfg.get("hooks") or {}) if plan.container else {}
+    if hooks.get("createContainer") or hooks.get("startContainer"):
+        import subprocess  # noqa: F401
+        from berth.runtime import hooks as _h  # noqa: F401
+
+
+def spawn(plan, on_hooks=None, on_pid=None):
+    """Returns (init pid, channel). The channel stays open so that `run`
+    can send "start"; the caller closes it."""
+    preload(plan)
+    parent, child = Channel.pair()
+    pid1 = os.fork()
+    if pid1 == 0:
+        parent.close()
+        init.stage1(plan, child)
+    child.close()
+    init_pid = 0
+    try:
+        while True:
+            kind, payload = parent.recv()
+            if kind == "userns":
+                write_id_maps(pid1, plan.cfg)
+                parent.send("ok")
+            elif kind == "pid":
+                init_pid = int(payload)
+                os.waitpid(pid1, 0)
+                pid1 = 0
+                if on_pid:
+                    on_pid(init_pid)
+            elif kind == "hooks":
+                if on_hooks:
+                    on_hooks(init_pid)
+                parent.send("ok")
+            elif kind == "ready":
+                return init_pid, parent
+            elif kind == "error":
+                raise BerthError(payload)
+            else:
+                raise BerthError("container init exited before it was ready")
+    except BaseException:
+        for pid in (pid1, init_pid):
+            if pid:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+        if pid1:
+            os.waitpid(pid1, 0)
+        parent.close()
+        raise
+
+
+def write_id_maps(pid, cfg):
+    linux = cfg.get("linux") or {}
+    for key, fname in (("uidMappings", "uid_map"), ("gidMappings", "gid_map")):
+        text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n"
+                       for m in linux.get(key) or ())
+        try:
+            with open(f"/proc/{pid}/{fname}", "w") as f:
+                f.write(text)
+        except OSError as e:
+            raise BerthError(f"linux.{key}: kernel refused the mapping {text.strip()!r}",
+                             errno=e.errno, hint="ranges must not overlap and host ids must exist") from None

@@ -1,0 +1,122 @@
+"""`create`: build the container and leave its init waiting on exec.fifo.
+
+Shared with `run`, which passes fifo=False and starts the init through the
+sync channel instead (saving a fifo round trip)."""
+import os
+
+from berth.errors import BerthError
+from berth.oci import jsonio, spec
+from berth.runtime import hooks as H
+from berth.runtime.container import Container, now_rfc3339, proc_start_time
+from berth.runtime.process import parent
+from berth.runtime.process.init import Plan
+
+
+def checked_security(proc, linux):
+    """Parses capabilities and compiles seccomp up front, so a bad rule fails
+    before anything is created."""
+    from berth.runtime.security import caps as C
+    caps = C.parse(proc.get("capabilities"))
+    seccomp = None
+    if linux.get("seccomp"):
+        from berth.runtime.security import seccomp as S
+        seccomp = S.compile(linux["seccomp"])
+    return caps, seccomp
+
+
+def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fds=0,
+           no_pivot=False, fifo=True, console_fd=None):
+    bundle = os.path.abspath(bundle)
+    cfg = spec.load(bundle)
+    rootfs, ns = spec.validate(cfg, bundle)
+    proc = cfg["process"]
+    linux = cfg.get("linux") or {}
+    H.validate(cfg.get("hooks"))
+    caps, seccomp = checked_security(proc, linux)
+    if proc.get("terminal") and console_socket is None and console_fd is None:
+        raise BerthError("process.terminal: true needs --console-socket",
+                         hint="or set terminal to false in config.json")
+    from berth.runtime.cgroups import open_cgroup
+    cg = open_cgroup(linux.get("cgroupsPath"), cid)
+    c = Container(ctx.root, cid)
+    c.make_dir()
+    c.data = {"id": cid, "bundle": bundle, "rootfs": rootfs, "created": now_rfc3339(),
+              "pid": 0, "config": cfg, "cgroup": cg.to_dict()}
+    dirfd = None
+    try:
+        c.save()  # the cgroup is on record before it exists: delete can always find it
+        cg.create()
+        cg.apply(linux.get("resources"))
+        if fifo:
+            os.mkfifo(c.fifo, 0o600)
+            dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        if console_socket is not None and proc.get("terminal"):
+            from berth.runtime import tty
+            console_fd = tty.connect(console_socket)
+
+        def on_pid(pid):
+            c.data["pid"] = pid
+            c.data["pidStart"] = proc_start_time(pid)
+            c.save()
+
+        def on_hooks(pid):
+            state = c.oci_state("creating")
+            hooks = cfg.get("hooks") or {}
+            H.run(hooks.get("prestart"), state, "prestart")
+            H.run(hooks.get("createRuntime"), state, "createRuntime")
+
+        plan = Plan(cfg=cfg, process=proc, rootfs=rootfs, cgroup=cg, no_pivot=no_pivot,
+                    join={t: p for t, p in ns.items() if p},
+                    new=[t for t, p in ns.items() if not p],
+                    state_dirfd=dirfd, wait_fifo=fifo, console_fd=console_fd,
+                    preserve_fds=preserve_fds, caps=caps, seccomp=seccomp,
+                    hook_state={"ociVersion": "1.0.2-dev", "id": cid, "status": "creating",
+                                "bundle": bundle, "pid": 0,
+                                "annotations": cfg.get("annotations") or {}})
+        pid, chan = parent.spawn(plan, on_hooks=on_hooks, on_pid=on_pid)
+        if pid_file:
+            write_pid_file(pid_file, pid)
+    except BaseException:
+        destroy(ctx, c, run_poststop=False)
+        raise
+    finally:
+        for fd in (dirfd, console_fd):
+            if fd is not None:
+                os.close(fd)
+    return c, chan
+
+
+def write_pid_file(path, pid):
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def destroy(ctx, c, run_poststop=True):
+    """Removes everything the container owns; safe to repeat after a crash."""
+    cg = c.cgroup()
+    if c.pid and c.alive():
+        try:
+            os.kill(c.pid, 9)
+        except ProcessLookupError:
+            pass
+    if cg is not None:
+        cg.destroy()
+    if run_poststop and "config" in c.data:
+        hooks = c.config.get("hooks") or {}
+        if hooks.get("poststop"):
+            try:
+                H.run(hooks["poststop"], c.oci_state("stopped"), "poststop")
+            except BerthError as e:
+                ctx.warn(str(e))
+    c.remove_dir()
+
+
+def main(ctx, opts, args):
+    c, chan = create(ctx, args[0], bundle=opts.get("bundle") or ".", pid_file=opts.get("pid-file"),
+                     console_socket=opts.get("console-socket"),
+                     preserve_fds=int(opts.get("preserve-fds") or 0), no_pivot=opts.get("no-pivot"))
+    chan.close()
+    return 0

@@ -1,0 +1,110 @@
+"""`exec`: run another process in a running container. The process starts
+from the container's own process spec (user, env, caps...) with the
+command line's overrides, or comes whole from -p process.json."""
+import os
+
+from berth.errors import BerthError, Conflict
+from berth.oci import jsonio, spec
+from berth.runtime.container import Container
+from berth.runtime.process import parent
+from berth.runtime.process.init import Plan
+from berth.runtime.verbs.create import checked_security, write_pid_file
+from berth.runtime.verbs.run import forward_signals, wait_exit
+from berth.sys import libc as L
+
+NS_FILES = {"user": "user", "mount": "mnt", "uts": "uts", "ipc": "ipc", "network": "net",
+            "cgroup": "cgroup", "pid": "pid", "time": "time"}
+
+
+def build_process(base, opts, args):
+    if opts.get("process"):
+        proc = jsonio.load_file(opts["process"], opts["process"])
+        spec.check_process(proc, field=opts["process"])
+        return proc
+    proc = dict(base)
+    proc["args"] = list(args)
+    proc["terminal"] = bool(opts.get("tty"))
+    if opts.get("cwd"):
+        proc["cwd"] = opts["cwd"]
+    if opts.get("env"):
+        keys = {e.split("=", 1)[0] for e in opts["env"]}
+        proc["env"] = [e for e in proc.get("env") or () if e.split("=", 1)[0] not in keys] + opts["env"]
+    if opts.get("user"):
+        uid, _, gid = opts["user"].partition(":")
+        try:
+            proc["user"] = dict(proc.get("user") or {}, uid=int(uid), gid=int(gid or 0))
+        except ValueError:
+            raise BerthError(f"--user {opts['user']!r}: expected uid[:gid] numbers") from None
+    if opts.get("additional-gids"):
+        proc.setdefault("user", {})["additionalGids"] = [int(g) for g in opts["additional-gids"]]
+    if opts.get("cap"):
+        caps = {k: list(v) for k, v in (proc.get("capabilities") or {}).items()}
+        for k in ("bounding", "effective", "permitted", "ambient"):
+            caps[k] = caps.get(k, []) + [c for c in opts["cap"] if c not in caps.get(k, [])]
+        proc["capabilities"] = caps
+    if opts.get("no-new-privs"):
+        proc["noNewPrivileges"] = True
+    spec.check_process(proc, field="process")
+    return proc
+
+
+def joins(pid, cfg):
+    out = {}
+    for ns in (cfg.get("linux") or {}).get("namespaces") or ():
+        t = ns["type"]
+        path = f"/proc/{pid}/ns/{NS_FILES[t]}"
+        # joining the namespace we are already in is refused for user namespaces
+        if os.stat(path).st_ino != os.stat(f"/proc/self/ns/{NS_FILES[t]}").st_ino:
+            out[t] = path
+    return out
+
+
+def exec_(ctx, cid, opts, args):
+    c = Container.load(ctx.root, cid)
+    st = c.status()
+    if st != "running" and st != "created":
+        raise Conflict(f"cannot exec in a {st} container {cid}")
+    cfg = c.config
+    if not args and not opts.get("process"):
+        raise BerthError("exec: no command given", hint="berth-runtime exec ID COMMAND [ARG...]")
+    proc = build_process(cfg["process"], opts, args)
+    caps, seccomp = checked_security(proc, cfg.get("linux") or {})
+    detach = opts.get("detach")
+    console_fd = master_end = None
+    if proc.get("terminal"):
+        from berth.runtime import tty
+        if opts.get("console-socket"):
+            console_fd = tty.connect(opts["console-socket"])
+        elif detach:
+            raise BerthError("exec -t -d needs --console-socket")
+        else:
+            master_end, console_fd = tty.socketpair()
+    L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
+    plan = Plan(cfg=cfg, process=proc, container=False, join=joins(c.pid, cfg),
+                cgroup=c.cgroup(), wait_fifo=False, console_fd=console_fd,
+                preserve_fds=int(opts.get("preserve-fds") or 0), caps=caps, seccomp=seccomp)
+    try:
+        pid, chan = parent.spawn(plan)
+    finally:
+        if console_fd is not None:
+            os.close(console_fd)
+    pty = None
+    if master_end is not None:
+        from berth.runtime import tty
+        pty = tty.recv_fd(master_end)
+        os.close(master_end)
+    if opts.get("pid-file"):
+        write_pid_file(opts["pid-file"], pid)
+    chan.send("start")
+    chan.close()
+    if detach:
+        return 0
+    forward_signals(pid)
+    if pty is not None:
+        from berth.runtime import tty
+        tty.proxy(pty, child_pid=pid)
+    return wait_exit(pid)
+
+
+def main(ctx, opts, args):
+    return exec_(ctx, args[0], opts, args[1:])

@@ -1,0 +1,51 @@
+"""`kill`: send a signal to the init, or with --all to every process of the
+container's cgroup."""
+import os
+
+from berth.errors import BerthError, Conflict
+from berth.runtime.container import Container
+
+SIGNALS = {
+    "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7,
+    "FPE": 8, "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14,
+    "TERM": 15, "STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21,
+    "TTOU": 22, "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27, "WINCH": 28,
+    "IO": 29, "POLL": 29, "PWR": 30, "SYS": 31,
+}
+
+
+def parse_signal(text):
+    t = text.upper()
+    if t.isdigit():
+        n = int(t)
+        if 0 < n < 65:
+            return n
+    else:
+        t = t[3:] if t.startswith("SIG") else t
+        if t in SIGNALS:
+            return SIGNALS[t]
+        if t.startswith("RTMIN") or t.startswith("RTMAX"):
+            off = int(t[6:] or 0) if len(t) > 5 else 0
+            return 34 + off if t.startswith("RTMIN") else 64 - off
+    raise BerthError(f"unknown signal {text!r}", hint="use a name like TERM or KILL, or a number")
+
+
+def kill(ctx, cid, sig, all_procs=False):
+    c = Container.load(ctx.root, cid)
+    st = c.status()
+    if st in ("stopped", "creating"):
+        raise Conflict(f"container {cid} is not running")
+    pids = [c.pid]
+    if all_procs:
+        cg = c.cgroup()
+        pids = cg.pids() if cg is not None else pids
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def main(ctx, opts, args):
+    kill(ctx, args[0], parse_signal(args[1] if len(args) > 1 else "TERM"), opts.get("all"))
+    return 0
