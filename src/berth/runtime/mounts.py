@@ -73,28 +73,27 @@ def open_in_root(rootfd, path, create=None):
     except SysError as e:
         if e.errno != 2 or create is None:
             raise SysError(f"open {path} in rootfs", errno=e.errno) from None
+    # make the missing components one by one; every prefix is resolved
+    # from the rootfs again so `..` and symlinks stay clamped to it
     parts = rel.split("/")
-    fd = os.dup(rootfd)
-    try:
-        for i, name in enumerate(parts):
-            last = i == len(parts) - 1
-            try:
-                nfd = L.openat2(fd, name, os.O_PATH | os.O_CLOEXEC, how)
-            except SysError as e:
-                if e.errno != 2:
-                    raise SysError(f"open {path} in rootfs", errno=e.errno) from None
-                if last and create == "file":
-                    os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW,
-                                     0o644, dir_fd=fd))
-                else:
-                    os.mkdir(name, 0o755, dir_fd=fd)
-                nfd = L.openat2(fd, name, os.O_PATH | os.O_CLOEXEC, how)
-            os.close(fd)
-            fd = nfd
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
+    for i in range(len(parts)):
+        prefix = "/".join(parts[:i + 1])
+        try:
+            os.close(L.openat2(rootfd, prefix, os.O_PATH | os.O_CLOEXEC, how))
+            continue
+        except SysError as e:
+            if e.errno != 2:
+                raise SysError(f"open {path} in rootfs", errno=e.errno) from None
+        parent = L.openat2(rootfd, "/".join(parts[:i]) or ".", os.O_PATH | os.O_CLOEXEC, how)
+        try:
+            if i == len(parts) - 1 and create == "file":
+                os.close(os.open(parts[i], os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW,
+                                 0o644, dir_fd=parent))
+            else:
+                os.mkdir(parts[i], 0o755, dir_fd=parent)
+        finally:
+            os.close(parent)
+    return L.openat2(rootfd, rel, os.O_PATH | os.O_CLOEXEC, how)
 
 
 def fd_path(fd):
