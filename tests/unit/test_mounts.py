@@ -8,10 +8,11 @@ from berth.sys import libc as L
 
 
 def test_parse_options_splits_flags_propagation_and_data():
-    flags, prop, data = M.parse_options(["rbind", "ro", "nosuid", "rslave", "mode=755", "size=1k"])
+    flags, prop, rattr, data = M.parse_options(["rbind", "ro", "nosuid", "rslave", "mode=755", "size=1k", "rro"])
     assert flags == L.MS_BIND | L.MS_REC | L.MS_RDONLY | L.MS_NOSUID
     assert prop == L.MS_SLAVE | L.MS_REC
     assert data == "mode=755,size=1k"
+    assert rattr == L.MOUNT_ATTR_RDONLY
     assert M.parse_options(["ro", "rw"])[0] == 0  # later options win
 
 
@@ -34,3 +35,9 @@ def test_open_in_root_keeps_symlinks_inside(tmp_path):
             M.open_in_root(rootfd, "/missing")
     finally:
         os.close(rootfd)
+
+
+def test_unsupported_options_are_refused_not_ignored():
+    from berth.errors import ConfigError
+    with pytest.raises(ConfigError, match=r'mounts\[2\].options: "idmap"'):
+        M.parse_options(["ro", "idmap"], "mounts[2]")

@@ -34,7 +34,11 @@ PROPAGATION = {
     "unbindable": L.MS_UNBINDABLE, "runbindable": L.MS_UNBINDABLE | L.MS_REC,
 }
 # options the runtime understands but the kernel must not see in `data`
-IGNORED = {"defaults", "tmpcopyup", "idmap", "ridmap", "rro"}
+IGNORED = {"defaults"}
+# recursive attributes, applied to the whole subtree with mount_setattr
+RECURSIVE = {"rro": L.MOUNT_ATTR_RDONLY, "rnosuid": L.MOUNT_ATTR_NOSUID,
+             "rnodev": L.MOUNT_ATTR_NODEV, "rnoexec": L.MOUNT_ATTR_NOEXEC}
+UNSUPPORTED = {"tmpcopyup", "idmap", "ridmap"}
 
 # statvfs f_flag bits that a remount in a user namespace must keep (locked)
 _ST_TO_MS = ((1, L.MS_RDONLY), (2, L.MS_NOSUID), (4, L.MS_NODEV), (8, L.MS_NOEXEC),
@@ -42,8 +46,10 @@ _ST_TO_MS = ((1, L.MS_RDONLY), (2, L.MS_NOSUID), (4, L.MS_NODEV), (8, L.MS_NOEXE
 
 
 def parse_options(options, field="mounts"):
+    """Returns (flags, propagation, recursive mount_setattr bits, data)."""
     flags = 0
     prop = 0
+    rattr = 0
     data = []
     for opt in options or ():
         if opt in FLAGS:
@@ -51,11 +57,15 @@ def parse_options(options, field="mounts"):
             flags = flags | bit if on else flags & ~bit
         elif opt in PROPAGATION:
             prop |= PROPAGATION[opt]
+        elif opt in RECURSIVE:
+            rattr |= RECURSIVE[opt]
+        elif opt in UNSUPPORTED:
+            raise ConfigError(f'{field}.options: "{opt}" is not supported yet')
         elif opt in IGNORED:
             continue
         else:
             data.append(opt)
-    return flags, prop, ",".join(data)
+    return flags, prop, rattr, ",".join(data)
 
 
 def locked_flags(path):
@@ -107,10 +117,10 @@ def mount_at(rootfd, m, index, mount_fn):
     dest = m["destination"]
     typ = m.get("type") or ""
     opts = m.get("options") or []
-    flags, prop, data = parse_options(opts)
+    field = f"mounts[{index}]"
+    flags, prop, rattr, data = parse_options(opts, field)
     src = m.get("source") or typ
     is_bind = bool(flags & L.MS_BIND) or typ == "bind"
-    field = f"mounts[{index}]"
     if is_bind:
         try:
             st = os.stat(src)
@@ -131,7 +141,7 @@ def mount_at(rootfd, m, index, mount_fn):
         else:
             mount_fn(src, target, typ, flags, data, m)
         rest = flags & ~(L.MS_BIND | L.MS_REC | L.MS_REMOUNT)
-        if (is_bind and rest) or prop:
+        if (is_bind and rest) or prop or rattr:
             # the fd still names the directory under the new mount: reopen
             os.close(tfd)
             tfd = open_in_root(rootfd, dest)
@@ -140,6 +150,8 @@ def mount_at(rootfd, m, index, mount_fn):
                 L.mount(None, target, None, L.MS_BIND | L.MS_REMOUNT | rest | locked_flags(target))
             if prop:
                 L.mount(None, target, None, prop)
+            if rattr:
+                L.mount_setattr(target, rattr)
     except SysError as e:
         raise BerthError(f"{field}: mount {typ or 'bind'} {src} on {dest}: {e}") from None
     finally:

@@ -112,25 +112,19 @@ def _mount_cgroup(rootfd, target, flags, m):
         L.mount(cmounts[0][1], target, None, L.MS_BIND)
     else:
         L.mount("tmpfs", target, "tmpfs", base, "mode=755")
+    # the fd names the directory under the new mount: reopen to go inside
     tfd = M.open_in_root(rootfd, m["destination"])
     top = M.fd_path(tfd)
     try:
-        if v2:
-            L.mount(None, top, None, L.MS_BIND | L.MS_REMOUNT | base | ro)
-            return
-        for _fstype, src, name in cmounts:
+        for _fstype, src, name in ([] if v2 else cmounts):
             os.mkdir(name, 0o755, dir_fd=tfd)
-            _bind(src, f"{top}/{name}", base | ro)
-        if ro:
-            L.mount(None, top, None, L.MS_BIND | L.MS_REMOUNT | L.MS_RDONLY | base)
+            L.mount(src, f"{top}/{name}", None, L.MS_BIND)
+        attrs = ro | base  # MOUNT_ATTR_{RDONLY,NOSUID,NODEV,NOEXEC} equal the MS_ bits
+        if attrs:
+            # one call for the whole tree instead of a remount per hierarchy
+            L.mount_setattr(top, attrs)
     finally:
         os.close(tfd)
-
-
-def _bind(src, target, flags):
-    L.mount(src, target, None, L.MS_BIND)
-    if flags:
-        L.mount(None, target, None, L.MS_BIND | L.MS_REMOUNT | flags)
 
 
 def _default_devices(rootfd, userns):

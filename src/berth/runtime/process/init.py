@@ -169,7 +169,7 @@ def _terminal(plan, proc):
         tty.set_winsize(master, size["height"], size["width"])
     if plan.console_fd is None:
         raise BerthError("process.terminal: true needs --console-socket (or run in the foreground)")
-    tty.send_fd_on(plan.console_fd, master)
+    tty.send_fd_to(plan.console_fd, master)
     os.close(master)
     os.close(plan.console_fd)
     tty.make_controlling(slave)

@@ -16,6 +16,8 @@ def preload(plan):
     import resource  # noqa: F401  rlimits
     from berth.runtime.security import caps  # noqa: F401
     if plan.process.get("terminal"):
+        import _socket  # noqa: F401
+        import termios  # noqa: F401
         from berth.runtime import tty  # noqa: F401
     hooks = (plan.cfg.get("hooks") or {}) if plan.container else {}
     if hooks.get("createContainer") or hooks.get("startContainer"):
