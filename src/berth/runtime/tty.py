@@ -110,6 +110,12 @@ def set_winsize(fd, rows, cols):
         raise SysError("set window size", errno=e.errno) from None
 
 
+def copy_winsize(from_fd, to_fd):
+    """Copies the window size when from_fd is a terminal; else nothing."""
+    if os.isatty(from_fd):
+        set_winsize(to_fd, *get_winsize(from_fd))
+
+
 def socketpair():
     """(fd, fd): a connected AF_UNIX stream pair, close-on-exec."""
     import _socket

@@ -68,7 +68,7 @@ def exec_(ctx, cid, opts, args):
     if not args and not opts.get("process"):
         raise BerthError("exec: no command given", hint="berth-runtime exec ID COMMAND [ARG...]")
     proc = build_process(cfg["process"], opts, args)
-    caps, seccomp = checked_security(proc, cfg.get("linux") or {})
+    caps, seccomp = checked_security(ctx, proc, cfg.get("linux") or {})
     detach = opts.get("detach")
     console_fd = master_end = None
     if proc.get("terminal"):
@@ -93,6 +93,7 @@ def exec_(ctx, cid, opts, args):
         from berth.runtime import tty
         pty = tty.recv_fd(master_end)
         os.close(master_end)
+        tty.copy_winsize(0, pty)  # before the program can ask for it
     if opts.get("pid-file"):
         write_pid_file(opts["pid-file"], pid)
     chan.send("start")

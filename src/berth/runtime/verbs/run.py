@@ -63,6 +63,7 @@ def run(ctx, cid, opts):
             from berth.runtime import tty
             pty = tty.recv_fd(master_end)
             os.close(master_end)
+            tty.copy_winsize(0, pty)  # before the program can ask for it
         chan.send("start")
         chan.close()
         poststart(ctx, c)
