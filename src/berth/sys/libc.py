@@ -221,3 +221,14 @@ def mount_setattr(path, attr_set, recursive=True, dirfd=AT_FDCWD):
     _check(_syscall(SYS_mount_setattr, ctypes.c_int(dirfd), _b(path), ctypes.c_uint(flags),
                     ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
            f"mount_setattr {path}")
+
+
+SYS_keyctl = 250
+KEYCTL_JOIN_SESSION_KEYRING = 1
+
+
+def join_session_keyring(name):
+    """A fresh session keyring, so the container cannot reach the keys of
+    the session that started it."""
+    return _check(_syscall(SYS_keyctl, ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), _b(name)),
+                  f"join session keyring {name}")

@@ -6,7 +6,7 @@ Both stages run in forked children of the runtime and never return: they
 exec or _exit. Errors go to the parent as an "error" message."""
 import os
 
-from berth.errors import BerthError
+from berth.errors import BerthError, SysError
 from berth.runtime import rootfs as R
 from berth.runtime import trampoline
 from berth.runtime.process import setup
@@ -39,6 +39,7 @@ class Plan:
         self.caps = None
         self.seccomp = None
         self.hook_state = None
+        self.keyring = None        # name of a new session keyring, if any
         self.__dict__.update(kw)
 
 
@@ -110,6 +111,13 @@ def _build(plan, chan):
     proc = plan.process
     os.setsid()
     L.prctl(L.PR_SET_DUMPABLE, 0)
+    if plan.keyring:
+        try:
+            L.join_session_keyring(plan.keyring)
+        except SysError as e:
+            # kernels without keys, or a seccomp profile of the caller, refuse it
+            if e.errno not in (38, 1, 13):
+                raise
     userns = "user" in plan.new or "user" in plan.join
     if plan.container:
         mnt_new = "mount" in plan.new

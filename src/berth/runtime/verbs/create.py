@@ -18,7 +18,8 @@ def checked_security(ctx, proc, linux):
     from berth.runtime.security import caps as C
     caps = C.parse(proc.get("capabilities"))
     for w in caps.warnings():
-        ctx.warn(w)
+        # runc's own default spec lists ambient caps it cannot raise, quietly
+        ctx.log("debug", w)
     seccomp = None
     if linux.get("seccomp"):
         from berth.runtime.security import seccomp as S
@@ -28,7 +29,7 @@ def checked_security(ctx, proc, linux):
 
 
 def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fds=0,
-           no_pivot=False, fifo=True, console_fd=None):
+           no_pivot=False, fifo=True, console_fd=None, no_new_keyring=False):
     bundle = os.path.abspath(bundle)
     cfg = spec.load(bundle)
     rootfs, ns = spec.validate(cfg, bundle)
@@ -73,6 +74,7 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
                     new=[t for t, p in ns.items() if not p],
                     state_dirfd=dirfd, wait_fifo=fifo, console_fd=console_fd,
                     preserve_fds=preserve_fds, caps=caps, seccomp=seccomp,
+                    keyring=None if no_new_keyring else f"_ses.{cid}",
                     hook_state={"ociVersion": "1.0.2-dev", "id": cid, "status": "creating",
                                 "bundle": bundle, "pid": 0,
                                 "annotations": cfg.get("annotations") or {}})
@@ -120,6 +122,7 @@ def destroy(ctx, c, run_poststop=True):
 def main(ctx, opts, args):
     c, chan = create(ctx, args[0], bundle=opts.get("bundle") or ".", pid_file=opts.get("pid-file"),
                      console_socket=opts.get("console-socket"),
-                     preserve_fds=int(opts.get("preserve-fds") or 0), no_pivot=opts.get("no-pivot"))
+                     preserve_fds=int(opts.get("preserve-fds") or 0), no_pivot=opts.get("no-pivot"),
+                     no_new_keyring=opts.get("no-new-keyring"))
     chan.close()
     return 0

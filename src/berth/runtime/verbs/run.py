@@ -51,7 +51,8 @@ def run(ctx, cid, opts):
         c, chan = C.create(ctx, cid, bundle=bundle, pid_file=opts.get("pid-file"),
                            console_socket=opts.get("console-socket"),
                            preserve_fds=int(opts.get("preserve-fds") or 0),
-                           no_pivot=opts.get("no-pivot"), fifo=False, console_fd=console_fd)
+                           no_pivot=opts.get("no-pivot"), fifo=False, console_fd=console_fd,
+                           no_new_keyring=opts.get("no-new-keyring"))
     except BaseException:
         if master_end is not None:
             os.close(master_end)
