@@ -37,6 +37,8 @@ def prepare(cfg, rootfs, userns):
         _device(rootfd, d, userns, f"linux.devices[{i}]")
     if has_dev:
         _dev_links(rootfd, cfg)
+    # runc makes a missing working directory; do it while the root is writable
+    os.close(M.open_in_root(rootfd, (cfg.get("process") or {}).get("cwd") or "/", create="dir"))
     return rootfd
 
 
@@ -211,10 +213,11 @@ def pivot(rootfs, no_pivot=False):
 def finish(cfg):
     """After pivot_root: masked paths, read-only paths, read-only root."""
     linux = cfg.get("linux") or {}
-    for p in linux.get("maskedPaths") or ():
-        _mask(p)
+    # read-only first, as runc: a masked path below a read-only one stays masked
     for p in linux.get("readonlyPaths") or ():
         _readonly(p)
+    for p in linux.get("maskedPaths") or ():
+        _mask(p)
     prop = linux.get("rootfsPropagation")
     if prop:
         L.mount(None, "/", None, M.PROPAGATION[prop])

@@ -133,12 +133,14 @@ def _build(plan, chan):
         if mnt_new:
             R.pivot(plan.rootfs, plan.no_pivot)
             os.close(rootfd)
+        # sysctls go in before /proc/sys turns read-only
+        R.set_sysctls((cfg.get("linux") or {}).get("sysctl"))
+        if mnt_new:
             R.finish(cfg)
         if cfg.get("hostname"):
             L.sethostname(cfg["hostname"])
         if cfg.get("domainname"):
             L.setdomainname(cfg["domainname"])
-        R.set_sysctls((cfg.get("linux") or {}).get("sysctl"))
     setup.oom_score(proc)
     setup.rlimits(proc)
     if proc.get("terminal"):
