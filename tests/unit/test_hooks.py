@@ -64,3 +64,79 @@ def test_missing_hook_binary(tmp_path):
 def test_validate_names_the_field(hooks, field):
     with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
         H.validate(hooks)
+
+
+def test_no_env_means_an_empty_environment(tmp_path):
+    out = tmp_path / "env"
+    path = script(tmp_path, f"env > {out}\n")
+    H.run([{"path": path}], STATE, "prestart")
+    # sh may add PWD, SHLVL and _ of its own; nothing of ours leaks in
+    names = {line.split("=", 1)[0] for line in out.read_text().splitlines()}
+    assert names <= {"PWD", "SHLVL", "_", "OLDPWD"}, names
+
+
+def test_hook_leaving_a_daemon_on_its_stdout_does_not_hang(tmp_path):
+    pidfile = tmp_path / "daemon"
+    # the background sleep keeps the hook's stdout and stderr open
+    path = script(tmp_path, f"sleep 30 & echo $! > {pidfile}; echo started\n")
+    import time
+    t = time.monotonic()
+    try:
+        H.run([{"path": path, "timeout": 20}], STATE, "poststart")
+        assert time.monotonic() - t < 5
+    finally:
+        if pidfile.exists():
+            try:
+                os.kill(int(pidfile.read_text()), 9)
+            except ProcessLookupError:
+                pass
+
+
+def test_timeout_kills_the_hooks_children_too(tmp_path):
+    pidfile = tmp_path / "child"
+    # not exec: the shell waits on a child that must die with it
+    path = script(tmp_path, f"sleep 30 & echo $! > {pidfile}; wait\n")
+    with pytest.raises(BerthError, match=r"hooks.poststart\[0\] .*: timed out after 1s"):
+        H.run([{"path": path, "timeout": 1}], STATE, "poststart")
+    child = int(pidfile.read_text())
+    # killed (a zombie at most until init reaps it)
+    try:
+        with open(f"/proc/{child}/stat") as f:
+            assert f.read().split(") ")[1][0] in "ZX"
+    except FileNotFoundError:
+        pass
+
+
+def test_killed_by_a_signal(tmp_path):
+    path = script(tmp_path, "kill -TERM $$\n")
+    with pytest.raises(BerthError, match="killed by signal 15"):
+        H.run([{"path": path}], STATE, "createRuntime", field_prefix="x")
+
+
+def test_field_prefix_and_no_stderr(tmp_path):
+    path = script(tmp_path, "exit 2\n")
+    with pytest.raises(BerthError) as e:
+        H.run([{"path": path}], STATE, "createContainer", field_prefix="config.hooks")
+    assert str(e.value) == f"config.hooks.createContainer[0] {path}: exit status 2"
+
+
+def test_no_hooks_is_a_no_op():
+    H.run(None, STATE, "prestart")
+    H.run([], STATE, "prestart")
+    H.validate(None)
+    H.validate({"prestart": None, "poststop": []})
+
+
+@pytest.mark.parametrize("hooks,field", [
+    ({"prestart": ["/bin/true"]}, "hooks.prestart[0]"),
+    ({"prestart": [{"path": "/bin/true", "env": ["NOEQUALS"]}]}, "hooks.prestart[0].env[0]"),
+    ({"prestart": [{"path": "/bin/true", "timeout": -1}]}, "hooks.prestart[0].timeout"),
+    ({"prestart": [{"path": "/bin/true", "timeout": True}]}, "hooks.prestart[0].timeout"),
+    ({"prestart": [{"path": "/bin/true", "args": [1]}]}, "hooks.prestart[0].args"),
+    ({"prestart": [{}]}, "hooks.prestart[0].path"),
+    ([], "hooks"),
+])
+def test_validate_more_fields(hooks, field):
+    with pytest.raises(ConfigError) as e:
+        H.validate(hooks)
+    assert str(e.value).startswith(field + ":")

@@ -1,9 +1,16 @@
 """OCI hooks: each gets the container's state JSON on stdin, runs with
 exactly the env the spec gives, and is killed when its timeout passes.
-A failing hook fails the step that ran it (poststop only warns)."""
+A failing hook fails the step that ran it (poststop only warns).
+
+The hook's stdin, stdout and stderr are memfds, not pipes: a hook that
+leaves a daemon behind holding its stdout (network hooks do) would
+otherwise keep the runtime waiting for an EOF that never comes. Each hook
+runs in a session of its own so a timeout kills the hook's children too,
+not only the shell that started them."""
 import os
 
 from berth.errors import BerthError, ConfigError
+from berth.oci import jsonio
 
 PHASES = ("prestart", "createRuntime", "createContainer", "startContainer",
           "poststart", "poststop")
@@ -18,13 +25,17 @@ def validate(hooks):
         if phase not in PHASES:
             raise ConfigError(f'hooks.{phase}: unknown hook phase "{phase}"',
                               hint="one of " + ", ".join(PHASES))
+        if entries is None:
+            continue
         if not isinstance(entries, list):
             raise ConfigError(f"hooks.{phase}: must be a list")
         for i, h in enumerate(entries):
             field = f"hooks.{phase}[{i}]"
-            if not isinstance(h, dict) or not isinstance(h.get("path"), str) \
-                    or not h["path"].startswith("/"):
-                raise ConfigError(f"{field}.path: must be an absolute path")
+            if not isinstance(h, dict):
+                raise ConfigError(f"{field}: must be an object")
+            path = h.get("path")
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ConfigError(f"{field}.path: {path!r} is not an absolute path")
             t = h.get("timeout")
             if t is not None and (not isinstance(t, int) or isinstance(t, bool) or t <= 0):
                 raise ConfigError(f"{field}.timeout: {t!r} must be a positive number of seconds")
@@ -32,32 +43,78 @@ def validate(hooks):
                 v = h.get(key)
                 if v is not None and (not isinstance(v, list) or not all(isinstance(x, str) for x in v)):
                     raise ConfigError(f"{field}.{key}: must be a list of strings")
+            for j, e in enumerate(h.get("env") or ()):
+                if "=" not in e:
+                    raise ConfigError(f'{field}.env[{j}]: "{e}" is not KEY=value')
 
 
 def run(hooks, state, phase, field_prefix="hooks"):
+    """Runs the hooks of one phase in order; the first failure raises
+    BerthError "<prefix>.<phase>[i] <path>: <what happened>"."""
     if not hooks:
         return
+    # only here: subprocess costs milliseconds, and most containers have no hooks
     import subprocess
-    from berth.oci import jsonio
     data = jsonio.dumps(state).encode()
     for i, h in enumerate(hooks):
-        field = f"{field_prefix}.{phase}[{i}]"
-        path = h["path"]
-        args = h.get("args") or [path]
-        env = {}
-        for e in h.get("env") or ():
-            k, _, v = e.partition("=")
-            env[k] = v
+        _run_one(subprocess, h, data, f"{field_prefix}.{phase}[{i}]")
+
+
+def _memfd(name, data=b""):
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    if data:
+        os.write(fd, data)
+        os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _read_all(fd):
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while True:
+        b = os.read(fd, 65536)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+
+
+def _run_one(subprocess, h, data, field):
+    path = h["path"]
+    # args[0] is argv[0] (busybox picks its applet by it); no args: the path
+    args = h.get("args") or [path]
+    env = {}
+    for e in h.get("env") or ():
+        k, _, v = e.partition("=")
+        env[k] = v
+    timeout = h.get("timeout")
+    fds = [_memfd("hook-stdin", data), _memfd("hook-stdout"), _memfd("hook-stderr")]
+    try:
         try:
-            p = subprocess.run(args, executable=path, input=data, env=env, capture_output=True,
-                               timeout=h.get("timeout"), close_fds=True, cwd="/")
-        except subprocess.TimeoutExpired:
-            raise BerthError(f"{field} {path}: timed out after {h['timeout']}s and was killed") from None
+            p = subprocess.Popen(args, executable=path, stdin=fds[0], stdout=fds[1],
+                                 stderr=fds[2], env=env, close_fds=True,
+                                 start_new_session=True)
         except OSError as e:
             raise BerthError(f"{field} {path}: cannot run", errno=e.errno) from None
-        if p.returncode != 0:
-            how = f"exit status {p.returncode}" if p.returncode > 0 else f"killed by signal {-p.returncode}"
-            err = p.stderr.decode(errors="replace").strip().splitlines()
-            raise BerthError(f"{field} {path}: {how}" + (f": {err[0]}" if err else ""))
-        if p.stdout:
-            os.write(2, p.stdout)
+        try:
+            rc = p.wait(timeout)
+        except BaseException as e:
+            try:
+                os.killpg(p.pid, 9)
+            except ProcessLookupError:
+                pass
+            p.wait()
+            if isinstance(e, subprocess.TimeoutExpired):
+                raise BerthError(f"{field} {path}: timed out after {timeout}s and was killed") from None
+            raise
+        out = _read_all(fds[1])
+        err = _read_all(fds[2])
+    finally:
+        for fd in fds:
+            os.close(fd)
+    if rc != 0:
+        how = f"exit status {rc}" if rc > 0 else f"killed by signal {-rc}"
+        lines = err.decode(errors="replace").strip().splitlines()
+        raise BerthError(f"{field} {path}: {how}" + (f": {lines[0]}" if lines else ""))
+    if out:
+        # runc discards it; passing it on to the runtime's log helps debugging
+        os.write(2, out)

@@ -10,6 +10,7 @@ from berth.runtime import hooks as H
 from berth.runtime.container import Container, now_rfc3339, proc_start_time
 from berth.runtime.process import parent
 from berth.runtime.process.init import Plan
+from berth.runtime.teardown import destroy
 
 
 def checked_security(ctx, proc, linux):
@@ -50,7 +51,7 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
     try:
         c.save()  # the cgroup is on record before it exists: delete can always find it
         cg.create()
-        cg.apply(linux.get("resources"))
+        cg.apply(linux.get("resources"), devices=linux.get("devices"))
         if fifo:
             os.mkfifo(c.fifo, 0o600)
             dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -97,26 +98,6 @@ def write_pid_file(path, pid):
     with open(tmp, "w") as f:
         f.write(str(pid))
     os.rename(tmp, path)
-
-
-def destroy(ctx, c, run_poststop=True):
-    """Removes everything the container owns; safe to repeat after a crash."""
-    cg = c.cgroup()
-    if c.pid and c.alive():
-        try:
-            os.kill(c.pid, 9)
-        except ProcessLookupError:
-            pass
-    if cg is not None:
-        cg.destroy()
-    if run_poststop and "config" in c.data:
-        hooks = c.config.get("hooks") or {}
-        if hooks.get("poststop"):
-            try:
-                H.run(hooks["poststop"], c.oci_state("stopped"), "poststop")
-            except BerthError as e:
-                ctx.warn(str(e))
-    c.remove_dir()
 
 
 def main(ctx, opts, args):

@@ -33,7 +33,8 @@ def main(ctx, opts, args):
     if c.status() in ("stopped", "creating"):
         raise Conflict(f"container {args[0]} is not running")
     res = resources_from(opts)
-    c.cgroup().apply(res)
+    # update=True keeps the device rules create wrote (linux.devices grants)
+    c.cgroup().apply(res, update=True)
     merged = c.config.setdefault("linux", {}).setdefault("resources", {})
     for group, vals in res.items():
         if isinstance(vals, dict):
