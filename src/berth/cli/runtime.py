@@ -110,6 +110,9 @@ def main(argv=None):
         verb = rest[0]
         if verb not in VERBS:
             raise BerthError(f"no such command {verb!r}", hint="see berth-runtime --help")
+        if verb in ("create", "run", "exec"):
+            from berth.runtime import warmup
+            warmup.start()
         table, nargs, _ = VERBS[verb]
         opts, args = parse(rest[1:], dict(table, help=B), verb)
         if opts.get("help"):

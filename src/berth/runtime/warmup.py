@@ -1,0 +1,49 @@
+"""Hides the kernel's cgroup-migration latency behind our own start-up.
+
+The first write to any cgroup.procs after a quiet spell waits for an RCU
+grace period (the global cgroup_threadgroup_rwsem switching to its slow
+path): ~10-20 ms on this 2-core VM, more than the rest of `run`. Once
+switched, it stays switched for about another grace period. So the
+runtime forks, as its first act, a child that writes itself into the
+cgroup it is already in: nothing moves, but the grace period starts while
+the parent imports and checks the config, and the container's own
+migration a few ms later finds the lock fast. Measured: the container's
+cgroup join went from 15-20 ms to 0.3 ms."""
+import os
+
+
+def start():
+    """Returns the child's pid (reaped by whoever waits on any child), or
+    None. Never raises: this only ever saves time."""
+    try:
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid:
+        return pid
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+        for line in lines:
+            _, ctrls, path = line.split(":", 2)
+            if ctrls == "":
+                dirs = ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+            elif ctrls.startswith("name="):
+                continue
+            else:
+                dirs = (f"/sys/fs/cgroup/{ctrls}",)
+            for d in dirs:
+                try:
+                    fd = os.open(f"{d}{path}/cgroup.procs", os.O_WRONLY)
+                except OSError:
+                    continue
+                try:
+                    os.write(fd, b"0")
+                    os._exit(0)
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
+    except BaseException:  # noqa: B902 -- a forked child must never return
+        pass
+    os._exit(0)
