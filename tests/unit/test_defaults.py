@@ -1,13 +1,12 @@
 """`berth-runtime spec` template and `berth-runtime features`."""
 import copy
-import errno
 import os
 import shutil
 import subprocess
 
 import pytest
 
-from berth.errors import ConfigError, SysError
+from berth.errors import ConfigError
 from berth.oci import jsonio, spec
 from berth.oci.defaults import default_spec
 from berth.runtime import features as feat
@@ -160,8 +159,8 @@ def test_features_seccomp_lists_only_what_compiles():
         # with the native little-endian one, which libseccomp reports as EDOM
         try:
             seccomp.compile({"defaultAction": "SCMP_ACT_ALLOW", "architectures": [arch]})
-        except SysError as e:
-            assert e.errno == errno.EDOM, (arch, e)
+        except ConfigError as e:
+            assert "cannot be filtered on this host" in str(e), (arch, e)
     # refused by the seccomp code, so it must not be advertised
     with pytest.raises(ConfigError):
         seccomp.compile({"defaultAction": "SCMP_ACT_NOTIFY"})

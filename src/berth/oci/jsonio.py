@@ -42,6 +42,15 @@ def loads(text, what="json"):
         raise ConfigError(f"{what}: invalid json at {_where(text, e.value)}") from None
     except ValueError as e:
         raise ConfigError(f"{what}: invalid json: {e}") from None
+    except SystemError:
+        # the C scanner builds its error from json.decoder, which it cannot
+        # always import by itself; on this rare path the stdlib explains
+        import json
+        try:
+            json.loads(text)
+        except ValueError as e:
+            raise ConfigError(f"{what}: invalid json: {e}") from None
+        raise ConfigError(f"{what}: invalid json") from None
     finally:
         _Ctx.memo.clear()
     while end < n and text[end] in _WS:
@@ -104,13 +113,16 @@ def _pretty(obj, out, level, unit):
         out.append(dumps(obj))
 
 
-def write_atomic(path, obj, indent=None, mode=0o600):
-    """tmp + fsync + rename, so a crash leaves the old file or the new one."""
+def write_atomic(path, obj, indent=None, mode=0o600, durable=True):
+    """tmp + fsync + rename, so a crash leaves the old file or the new one.
+    durable=False skips the fsync for state that means nothing after a
+    reboot: the rename alone already survives a killed process."""
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         os.write(fd, dumps(obj, indent).encode())
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)

@@ -72,7 +72,9 @@ class Container:
                            hint=f"delete it first, or pick another id") from None
 
     def save(self):
-        jsonio.write_atomic(os.path.join(self.dir, STATE), self.data)
+        # runtime state describes live processes; after a reboot it is stale
+        # whatever the disk kept, so an fsync (ms on ext4) buys nothing
+        jsonio.write_atomic(os.path.join(self.dir, STATE), self.data, durable=False)
 
     @property
     def pid(self):

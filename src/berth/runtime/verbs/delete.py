@@ -4,7 +4,7 @@ import os
 
 from berth.errors import Conflict, NotFound
 from berth.runtime.container import Container
-from berth.runtime.verbs.create import destroy
+from berth.runtime.teardown import destroy
 
 
 def delete(ctx, cid, force=False):

@@ -5,6 +5,7 @@ import _signal
 
 from berth.errors import BerthError
 from berth.runtime.container import Container
+from berth.runtime.teardown import destroy
 from berth.runtime.verbs import create as C
 from berth.runtime.verbs.start import poststart
 from berth.sys import libc as L
@@ -76,10 +77,10 @@ def run(ctx, cid, opts):
             tty.proxy(pty, child_pid=c.pid)
         code = wait_exit(c.pid)
     except BaseException:
-        C.destroy(ctx, c)
+        destroy(ctx, c)
         raise
     if not opts.get("keep"):
-        C.destroy(ctx, Container.load(ctx.root, cid))
+        destroy(ctx, Container.load(ctx.root, cid))
     return code
 
 

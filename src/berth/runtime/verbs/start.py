@@ -3,7 +3,6 @@ import os
 import select
 
 from berth.errors import BerthError, Conflict
-from berth.runtime import hooks as H
 from berth.runtime.container import Container
 
 
@@ -33,6 +32,7 @@ def start(ctx, cid):
 def poststart(ctx, c):
     hooks = c.config.get("hooks") or {}
     if hooks.get("poststart"):
+        from berth.runtime import hooks as H
         H.run(hooks["poststart"], c.oci_state("running"), "poststart")
 
 
