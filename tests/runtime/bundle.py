@@ -2,7 +2,7 @@
 
 Two kinds of root filesystem: a tiny one made from Debian's busybox-static
 (fast to build, enough for most scenarios) and one unpacked from the
-docker-archive images in /work/shared/fixtures/images. Unpacking here is
+docker-archive images in ../shared/fixtures/images. Unpacking here is
 test-only code; the engine gets a real image store later.
 
 config.json always starts from `runc spec` so both runtimes are fed the
@@ -16,9 +16,10 @@ import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
+from shared_dir import FIXTURES
 
 HOST_BUSYBOX = "/bin/busybox"
-IMAGES = Path("/work/shared/fixtures/images")
+IMAGES = FIXTURES / "images"
 
 APPLETS = (
     "sh", "cat", "echo", "env", "false", "grep", "head", "hostname",

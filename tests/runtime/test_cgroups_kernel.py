@@ -2,6 +2,7 @@
 placement of a process, the freezer, resource files and removal."""
 import itertools
 import os
+import sys
 import secrets
 import signal
 import subprocess
@@ -271,7 +272,7 @@ def test_memory_limit_below_usage_names_file_and_value(make_cg):
     mem = cg.paths["memory"]
     # joins first, then touches 32 MiB: v1 charges pages where they are touched
     p = subprocess.Popen(
-        ["sh", "-c", f"echo $$ > {mem}/cgroup.procs && exec /work/main/.venv/bin/python -c "
+        ["sh", "-c", f"echo $$ > {mem}/cgroup.procs && exec {sys.executable} -c "
                      "\"import time; b = bytearray(32 << 20); print('up', flush=True); "
                      "time.sleep(300)\""], stdout=subprocess.PIPE)
     try:

@@ -6,6 +6,7 @@ import os
 import pytest
 
 import bundle as bundles
+from shared_dir import SECCOMP_PROFILE
 
 # capability numbers (linux/capability.h) for the sets the tests use
 CAP = {"CAP_CHOWN": 0, "CAP_KILL": 5, "CAP_NET_BIND_SERVICE": 10,
@@ -402,7 +403,7 @@ def test_seccomp_blocks_mkdir(parity, busybox_bundle, errno_ret, message):
 def test_seccomp_default_errno(parity, busybox_bundle):
     """An allow-list profile: everything not named fails with EPERM."""
     import json
-    with open("/work/shared/fixtures/docker-default-seccomp.json") as f:
+    with open(SECCOMP_PROFILE) as f:
         docker = json.load(f)
     names = sorted({n for s in docker["syscalls"] if s["action"] == "SCMP_ACT_ALLOW"
                     for n in s["names"]} - {"mkdir", "mkdirat"})

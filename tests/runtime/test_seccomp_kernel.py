@@ -12,10 +12,11 @@ from berth.errors import SysError
 from berth.oci import jsonio
 from berth.runtime.security import seccomp
 from berth.sys import libc
+from shared_dir import SECCOMP_PROFILE
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
-FIXTURE = "/work/shared/fixtures/docker-default-seccomp.json"
+FIXTURE = SECCOMP_PROFILE
 DOCKER_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
                "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
                "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]

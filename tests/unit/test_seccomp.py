@@ -11,8 +11,9 @@ from berth.errors import ConfigError
 from berth.oci import jsonio
 from berth.runtime.security import seccomp
 from berth.sys import seccomp as sc
+from shared_dir import SECCOMP_PROFILE
 
-FIXTURE = "/work/shared/fixtures/docker-default-seccomp.json"
+FIXTURE = SECCOMP_PROFILE
 # Docker's default capability set
 DOCKER_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
                "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
