@@ -242,26 +242,36 @@ def test_no_cgroups_mounted(tmp_path):
 
 def test_create_records_only_what_it_made_and_destroy_removes_only_that(tmp_path):
     root = fake_host(tmp_path, HYBRID)
-    pre = root / "sys/fs/cgroup/pids/berth"
-    pre.mkdir()  # another container's parent, there before us
-    cg = open_cgroup(None, "c1", root=str(root))
+    pre = root / "sys/fs/cgroup/pids/other"
+    pre.mkdir()  # somebody else's parent, there before us
+    cg = open_cgroup("/other/c1", "c1", root=str(root))
     cg.create()
     for d in cg.paths.values():
         assert os.path.isdir(d)
     rec = {h["mount"]: h["made"] for h in cg.hierarchies}
-    assert rec[S(root, "/sys/fs/cgroup/pids")] == [S(root, "/sys/fs/cgroup/pids/berth/c1")]
-    assert rec[S(root, "/sys/fs/cgroup/memory")] == [S(root, "/sys/fs/cgroup/memory/berth"),
-                                                      S(root, "/sys/fs/cgroup/memory/berth/c1")]
+    assert rec[S(root, "/sys/fs/cgroup/pids")] == [S(root, "/sys/fs/cgroup/pids/other/c1")]
+    assert rec[S(root, "/sys/fs/cgroup/memory")] == [S(root, "/sys/fs/cgroup/memory/other"),
+                                                      S(root, "/sys/fs/cgroup/memory/other/c1")]
     # a cgroup the container made for itself goes too
     os.mkdir(os.path.join(cg.paths["memory"], "inner"))
     # destroy in another process: from the record in the state file
     again = Cgroup.from_dict(cg.to_dict())
     again.destroy()
     assert pre.is_dir() and not any(pre.iterdir())
-    assert not (root / "sys/fs/cgroup/memory/berth").exists()
+    assert not (root / "sys/fs/cgroup/memory/other").exists()
     for d in cg.paths.values():
         assert not os.path.exists(d)
     again.destroy()  # twice is fine
+
+
+def test_default_parent_goes_with_the_last_container_whoever_made_it(tmp_path):
+    root = fake_host(tmp_path, HYBRID)
+    (root / "sys/fs/cgroup/pids/berth").mkdir()  # made by a container gone since
+    cg = open_cgroup(None, "c1", root=str(root))
+    cg.create()
+    Cgroup.from_dict(cg.to_dict()).destroy()
+    assert not (root / "sys/fs/cgroup/pids/berth").exists()
+    assert not (root / "sys/fs/cgroup/memory/berth").exists()
 
 
 def test_destroy_keeps_a_parent_another_container_still_uses(tmp_path):

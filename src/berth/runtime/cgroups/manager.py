@@ -63,8 +63,14 @@ def open_cgroup(cgroups_path, container_id, root="/"):
             raise ConfigError(f"linux.cgroupsPath: {cgroups_path!r} is the top of the "
                               f"hierarchy mounted at {h.mount}",
                               hint="give the container a cgroup of its own, like /berth/<id>")
+        chain = _chain(h.mount, d)
+        made = [p for p in chain if not os.path.isdir(p)]
+        if not cgroups_path and chain[0] not in made:
+            # /berth is berth's own: the last container out removes it, even
+            # when another one made it (destroy skips it while it is in use)
+            made.insert(0, chain[0])
         hs.append({"type": h.kind, "controllers": list(h.controllers), "mount": h.mount,
-                   "dir": d, "made": [p for p in _chain(h.mount, d) if not os.path.isdir(p)]})
+                   "dir": d, "made": made})
     return Cgroup(inner, hs, pure)
 
 
