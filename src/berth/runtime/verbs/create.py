@@ -29,8 +29,31 @@ def checked_security(ctx, proc, linux):
     return caps, seccomp
 
 
+def preserve_count(opts):
+    v = opts.get("preserve-fds") or 0
+    try:
+        return int(v)
+    except ValueError:
+        raise BerthError(f"--preserve-fds {v!r}: not a number") from None
+
+
+def check_preserved(n):
+    """The fds to preserve must be the caller's: one it did not open would
+    be taken by the runtime's own files (a state dir, a cgroup) and hand
+    the container a way out."""
+    if n < 0:
+        raise BerthError(f"--preserve-fds {n}: must not be negative")
+    for fd in range(3, 3 + n):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise BerthError(f"--preserve-fds {n}: fd {fd} is not open",
+                             hint="the caller must pass fds 3.." f"{2 + n} open") from None
+
+
 def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fds=0,
            no_pivot=False, fifo=True, console_fd=None, no_new_keyring=False):
+    check_preserved(preserve_fds)
     bundle = os.path.abspath(bundle)
     cfg = spec.load(bundle)
     rootfs, ns = spec.validate(cfg, bundle)
@@ -103,7 +126,7 @@ def write_pid_file(path, pid):
 def main(ctx, opts, args):
     c, chan = create(ctx, args[0], bundle=opts.get("bundle") or ".", pid_file=opts.get("pid-file"),
                      console_socket=opts.get("console-socket"),
-                     preserve_fds=int(opts.get("preserve-fds") or 0), no_pivot=opts.get("no-pivot"),
+                     preserve_fds=preserve_count(opts), no_pivot=opts.get("no-pivot"),
                      no_new_keyring=opts.get("no-new-keyring"))
     chan.close()
     return 0

@@ -8,7 +8,8 @@ from berth.oci import jsonio, spec
 from berth.runtime.container import Container
 from berth.runtime.process import parent
 from berth.runtime.process.init import Plan
-from berth.runtime.verbs.create import checked_security, write_pid_file
+from berth.runtime.verbs.create import (check_preserved, checked_security, preserve_count,
+                                        write_pid_file)
 from berth.runtime.verbs.run import forward_signals, wait_exit
 from berth.sys import libc as L
 
@@ -60,6 +61,7 @@ def joins(pid, cfg):
 
 
 def exec_(ctx, cid, opts, args):
+    check_preserved(preserve_count(opts))
     c = Container.load(ctx.root, cid)
     st = c.status()
     if st != "running" and st != "created":
@@ -82,7 +84,7 @@ def exec_(ctx, cid, opts, args):
     L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
     plan = Plan(cfg=cfg, process=proc, container=False, join=joins(c.pid, cfg),
                 cgroup=c.cgroup(), wait_fifo=False, console_fd=console_fd,
-                preserve_fds=int(opts.get("preserve-fds") or 0), caps=caps, seccomp=seccomp)
+                preserve_fds=preserve_count(opts), caps=caps, seccomp=seccomp)
     try:
         pid, chan = parent.spawn(plan)
     finally:

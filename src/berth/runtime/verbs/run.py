@@ -51,7 +51,7 @@ def run(ctx, cid, opts):
     try:
         c, chan = C.create(ctx, cid, bundle=bundle, pid_file=opts.get("pid-file"),
                            console_socket=opts.get("console-socket"),
-                           preserve_fds=int(opts.get("preserve-fds") or 0),
+                           preserve_fds=C.preserve_count(opts),
                            no_pivot=opts.get("no-pivot"), fifo=False, console_fd=console_fd,
                            no_new_keyring=opts.get("no-new-keyring"))
     except BaseException:
