@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO / "tests" / "runtime"))
+sys.path[:0] = [str(REPO / "tests" / "runtime"), str(REPO / "tests")]
 import bundle as bundles  # noqa: E402  (tests' bundle builders)
 
 RESULTS = HERE / "results"

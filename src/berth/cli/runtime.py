@@ -110,7 +110,8 @@ def main(argv=None):
         verb = rest[0]
         if verb not in VERBS:
             raise BerthError(f"no such command {verb!r}", hint="see berth-runtime --help")
-        if verb in ("create", "run", "exec"):
+        if verb == "exec":
+            # create and run start it themselves, after their cgroup mkdirs
             from berth.runtime import warmup
             warmup.start()
         table, nargs, _ = VERBS[verb]

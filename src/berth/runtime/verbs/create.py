@@ -8,8 +8,6 @@ from berth.errors import BerthError
 from berth.oci import jsonio, spec
 from berth.runtime import hooks as H
 from berth.runtime.container import Container, now_rfc3339, proc_start_time
-from berth.runtime.process import parent
-from berth.runtime.process.init import Plan
 from berth.runtime.teardown import destroy
 
 
@@ -60,7 +58,6 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
     proc = cfg["process"]
     linux = cfg.get("linux") or {}
     H.validate(cfg.get("hooks"))
-    caps, seccomp = checked_security(ctx, proc, linux)
     if proc.get("terminal") and console_socket is None and console_fd is None:
         raise BerthError("process.terminal: true needs --console-socket",
                          hint="or set terminal to false in config.json")
@@ -74,6 +71,13 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
     try:
         c.save()  # the cgroup is on record before it exists: delete can always find it
         cg.create()
+        # the mkdirs above need the cgroup mutex that the warm-up holds through
+        # its grace period, so it starts only now; the rest overlaps it
+        from berth.runtime import warmup
+        warmup.start()
+        caps, seccomp = checked_security(ctx, proc, linux)
+        from berth.runtime.process import parent
+        from berth.runtime.process.init import Plan
         cg.apply(linux.get("resources"), devices=linux.get("devices"))
         if fifo:
             os.mkfifo(c.fifo, 0o600)
