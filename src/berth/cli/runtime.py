@@ -34,6 +34,7 @@ VERBS = {
     "resume": ({}, 1, "thaw a paused container"),
     "spec": ({"bundle": V, "rootless": B}, 0, "write a default config.json"),
     "features": ({}, 0, "print the features this runtime supports"),
+    "events": ({"interval": V, "stats": B}, 1, "print a container's events and resource stats"),
     "update": ({"resources": V, "memory": V, "memory-swap": V, "memory-reservation": V,
                 "kernel-memory": V, "kernel-memory-tcp": V, "cpu-shares": V, "cpu-period": V,
                 "cpu-quota": V, "cpu-rt-period": V, "cpu-rt-runtime": V, "cpuset-cpus": V,
