@@ -17,11 +17,15 @@ for layer in $("$here/.venv/bin/python" -c 'import json,sys; print(" ".join(json
 done
 cd "$work/bundle"
 "$rt" spec
-"$here/.venv/bin/python" - <<'PY'
-import json
+PYTHONPATH="$here/src" "$here/.venv/bin/python" - "$here/../shared/fixtures/docker-default-seccomp.json" <<'PY'
+import json, sys
+from berth.runtime.security.seccomp import from_docker_profile
 c = json.load(open("config.json"))
 c["process"]["terminal"] = False
-c["process"]["args"] = ["sh", "-c", "echo hello from $(cat /etc/alpine-release) in $(hostname), pid $$; id; grep -E 'Cap(Eff|Bnd)|NoNewPrivs|Seccomp' /proc/self/status"]
+# Docker's default seccomp profile, converted by berth for these capabilities
+c["linux"]["seccomp"] = from_docker_profile(json.load(open(sys.argv[1])),
+                                            capabilities=c["process"]["capabilities"]["bounding"])
+c["process"]["args"] = ["sh", "-c", "echo hello from $(cat /etc/alpine-release) in $(hostname), pid $$; id; grep -E 'Cap(Eff|Bnd)|NoNewPrivs|Seccomp:' /proc/self/status; unshare -U true 2>&1 || echo '(unshare refused by seccomp, as with Docker)'"]
 json.dump(c, open("config.json", "w"), indent=2)
 PY
 echo "+ berth-runtime run $id"
