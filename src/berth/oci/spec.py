@@ -6,6 +6,7 @@ import os
 
 from berth.errors import ConfigError
 from berth.oci import jsonio
+from berth.oci.fields import objects
 
 NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 
@@ -56,10 +57,7 @@ def namespaces(cfg):
     """Returns {type: path or None} in the spec's order."""
     linux = _get(cfg, "linux", dict, "linux") or {}
     out = {}
-    for i, ns in enumerate(_get(linux, "namespaces", list, "linux.namespaces") or ()):
-        field = f"linux.namespaces[{i}]"
-        if not isinstance(ns, dict):
-            raise ConfigError(f"{field}: must be an object")
+    for field, ns in objects(linux.get("namespaces"), "linux.namespaces"):
         t = ns.get("type")
         if t not in NAMESPACES:
             raise ConfigError(f'{field}.type: unknown namespace "{t}"',
@@ -122,10 +120,7 @@ def _check_mappings(linux, key):
 
 
 def _check_mounts(cfg):
-    for i, m in enumerate(_get(cfg, "mounts", list, "mounts") or ()):
-        f = f"mounts[{i}]"
-        if not isinstance(m, dict):
-            raise ConfigError(f"{f}: must be an object")
+    for f, m in objects(cfg.get("mounts"), "mounts"):
         dest = _get(m, "destination", str, f"{f}.destination")
         if not dest:
             raise ConfigError(f"{f}.destination: missing")

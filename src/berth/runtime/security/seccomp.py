@@ -11,6 +11,7 @@ on ENOSYS (clone3 -> clone, faccessat2 -> faccessat) but not on EPERM."""
 import errno as _errno
 
 from berth.errors import ConfigError, SysError
+from berth.oci.fields import objects
 from berth.sys import seccomp as sc
 
 _ACTIONS = {
@@ -140,15 +141,8 @@ def _arch_tokens(arches, where):
 
 
 def _args(args, where):
-    if args is None:
-        return ()
-    if not isinstance(args, list):
-        raise ConfigError(f"{where}: must be a list")
     out = []
-    for i, arg in enumerate(args):
-        at = f"{where}[{i}]"
-        if not isinstance(arg, dict):
-            raise ConfigError(f"{at}: must be an object")
+    for at, arg in objects(args, where):
         index = _int(arg.get("index"), f"{at}.index", 6)
         op = _OPS.get(arg.get("op"))
         if op is None:
@@ -162,15 +156,8 @@ def _args(args, where):
 
 def _rules(syscalls, where):
     """Validated (names, action, arg conditions, field) per entry."""
-    if syscalls is None:
-        return []
-    if not isinstance(syscalls, list):
-        raise ConfigError(f"{where}: must be a list")
     rules = []
-    for i, call in enumerate(syscalls):
-        at = f"{where}[{i}]"
-        if not isinstance(call, dict):
-            raise ConfigError(f"{at}: must be an object")
+    for at, call in objects(syscalls, where):
         names = call.get("names")
         if not isinstance(names, list) or not names:
             raise ConfigError(f"{at}.names: must be a non-empty list of syscall names")
