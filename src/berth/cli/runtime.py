@@ -111,8 +111,8 @@ def main(argv=None):
         verb = rest[0]
         if verb not in VERBS:
             raise BerthError(f"no such command {verb!r}", hint="see berth-runtime --help")
-        if verb == "exec":
-            # create and run start it themselves, after their cgroup mkdirs
+        if verb in ("create", "run", "exec"):
+            # first thing: its grace period then overlaps our imports and checks
             from berth.runtime import warmup
             warmup.start()
         table, nargs, _ = VERBS[verb]

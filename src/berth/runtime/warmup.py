@@ -7,8 +7,12 @@ switched, it stays switched for about another grace period. So the
 runtime forks, as its first act, a child that writes itself into the
 cgroup it is already in: nothing moves, but the grace period starts while
 the parent imports and checks the config, and the container's own
-migration a few ms later finds the lock fast. Measured: the container's
-cgroup join went from 15-20 ms to 0.3 ms."""
+migration later finds the lock fast. Measured: the container's cgroup
+join went from 15-20 ms to 0.3 ms.
+
+The child holds the cgroup mutex while it waits, and cgroup mkdir needs
+that mutex: callers do their slow work (imports, security checks) before
+their mkdirs, so that only the mkdir waits out what is left."""
 import os
 
 

@@ -8,18 +8,18 @@ from berth.runtime.process import init
 from berth.runtime.process.sync import Channel
 
 
-def preload(plan):
+def preload(process, cfg, container):
     """Imports everything the child may need. After pivot_root or
     setns(mount) the host's Python library is out of reach, so an import
     there would fail."""
     import fcntl  # noqa: F401  trampoline sealing
     import resource  # noqa: F401  rlimits
     from berth.runtime.security import caps  # noqa: F401
-    if plan.process.get("terminal"):
+    if process.get("terminal"):
         import _socket  # noqa: F401
         import termios  # noqa: F401
         from berth.runtime import tty  # noqa: F401
-    hooks = (plan.cfg.get("hooks") or {}) if plan.container else {}
+    hooks = (cfg.get("hooks") or {}) if container else {}
     if hooks.get("createContainer") or hooks.get("startContainer"):
         import subprocess  # noqa: F401
         from berth.runtime import hooks as _h  # noqa: F401
@@ -28,7 +28,7 @@ def preload(plan):
 def spawn(plan, on_hooks=None, on_pid=None):
     """Returns (init pid, channel). The channel stays open so that `run`
     can send "start"; the caller closes it."""
-    preload(plan)
+    preload(plan.process, plan.cfg, plan.container)
     parent, child = Channel.pair()
     pid1 = os.fork()
     if pid1 == 0:

@@ -50,7 +50,9 @@ def check_preserved(n):
 
 
 def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fds=0,
-           no_pivot=False, fifo=True, console_fd=None, no_new_keyring=False):
+           no_pivot=False, fifo=True, console_fd=None, no_new_keyring=False, subreaper=False):
+    """subreaper: the caller will wait for the container (run), so orphans of
+    the container's first stage must come back to it."""
     check_preserved(preserve_fds)
     bundle = os.path.abspath(bundle)
     cfg = spec.load(bundle)
@@ -61,6 +63,15 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
     if proc.get("terminal") and console_socket is None and console_fd is None:
         raise BerthError("process.terminal: true needs --console-socket",
                          hint="or set terminal to false in config.json")
+    # Everything slow comes before the cgroup mkdirs: those need the cgroup
+    # mutex, which the CLI's warm-up child holds through its grace period.
+    caps, seccomp = checked_security(ctx, proc, linux)
+    from berth.runtime.process import parent
+    from berth.runtime.process.init import Plan
+    parent.preload(proc, cfg, container=True)
+    if subreaper:
+        from berth.sys import libc as L
+        L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
     from berth.runtime.cgroups import open_cgroup
     cg = open_cgroup(linux.get("cgroupsPath"), cid)
     c = Container(ctx.root, cid)
@@ -71,13 +82,6 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
     try:
         c.save()  # the cgroup is on record before it exists: delete can always find it
         cg.create()
-        # the mkdirs above need the cgroup mutex that the warm-up holds through
-        # its grace period, so it starts only now; the rest overlaps it
-        from berth.runtime import warmup
-        warmup.start()
-        caps, seccomp = checked_security(ctx, proc, linux)
-        from berth.runtime.process import parent
-        from berth.runtime.process.init import Plan
         cg.apply(linux.get("resources"), devices=linux.get("devices"))
         if fifo:
             os.mkfifo(c.fifo, 0o600)

@@ -8,7 +8,6 @@ from berth.runtime.container import Container
 from berth.runtime.teardown import destroy
 from berth.runtime.verbs import create as C
 from berth.runtime.verbs.start import poststart
-from berth.sys import libc as L
 
 FORWARDED = (1, 2, 3, 10, 12, 15, 28)  # HUP INT QUIT USR1 USR2 TERM WINCH
 
@@ -38,7 +37,6 @@ def forward_signals(pid):
 
 def run(ctx, cid, opts):
     detach = opts.get("detach")
-    L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
     master_end = console_fd = None
     bundle = opts.get("bundle") or "."
     cfg_terminal = False
@@ -53,7 +51,7 @@ def run(ctx, cid, opts):
                            console_socket=opts.get("console-socket"),
                            preserve_fds=C.preserve_count(opts),
                            no_pivot=opts.get("no-pivot"), fifo=False, console_fd=console_fd,
-                           no_new_keyring=opts.get("no-new-keyring"))
+                           no_new_keyring=opts.get("no-new-keyring"), subreaper=True)
     except BaseException:
         if master_end is not None:
             os.close(master_end)
