@@ -66,3 +66,12 @@ def test_malformed_file_is_reported_with_its_name(bundle):
         f.write('{"ociVersion": ')
     with pytest.raises(ConfigError, match="config.json"):
         spec.load(bundle)
+
+
+def test_user_namespace_must_map_container_root(bundle):
+    def patch(c):
+        c["linux"]["namespaces"].append({"type": "user"})
+        c["linux"]["uidMappings"] = [{"containerID": 1000, "hostID": 101000, "size": 1}]
+        c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 1}]
+    with pytest.raises(ConfigError, match="linux.uidMappings: container uid 0 is not mapped"):
+        check(bundle, patch)

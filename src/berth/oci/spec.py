@@ -157,8 +157,14 @@ def validate(cfg, bundle):
     maps = _check_mappings(linux, "uidMappings") + _check_mappings(linux, "gidMappings")
     if maps and "user" not in ns:
         raise ConfigError("linux.uidMappings: mappings need a user namespace in linux.namespaces")
-    if "user" in ns and not ns["user"] and not (linux.get("uidMappings") and linux.get("gidMappings")):
-        raise ConfigError("linux.uidMappings: a new user namespace needs uidMappings and gidMappings")
+    if "user" in ns and not ns["user"]:
+        if not (linux.get("uidMappings") and linux.get("gidMappings")):
+            raise ConfigError("linux.uidMappings: a new user namespace needs uidMappings and gidMappings")
+        for key, what in (("uidMappings", "uid"), ("gidMappings", "gid")):
+            # the init works as the namespace's root before it switches user
+            if not any(m["containerID"] == 0 for m in linux[key]):
+                raise ConfigError(f"linux.{key}: container {what} 0 is not mapped",
+                                  hint="map container id 0 to some host id")
     if _get(cfg, "hostname", str, "hostname") and ("uts" not in ns or ns["uts"]):
         raise ConfigError("hostname: setting it needs a new uts namespace")
     if _get(cfg, "domainname", str, "domainname") and ("uts" not in ns or ns["uts"]):

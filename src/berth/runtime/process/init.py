@@ -70,8 +70,9 @@ def _enter(plan, chan):
         try:
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
-        except OSError:
-            pass  # root is not mapped: the process keeps its mapped ids
+        except OSError as e:
+            raise BerthError("user namespace: cannot become its root (is container id 0 mapped?)",
+                             errno=e.errno) from None
     for t in sorted(fds, key=lambda t: t == "mount"):
         L.setns(fds[t], NS_FLAGS[t], f"{t} namespace {plan.join[t]}")
         os.close(fds[t])
@@ -129,7 +130,9 @@ def _build(plan, chan):
             chan.expect("ok")
         if hooks.get("createContainer"):
             from berth.runtime import hooks as H
-            H.run(hooks["createContainer"], plan.hook_state, "createContainer")
+            # hooks in the container's namespaces see its pid as it sees it
+            H.run(hooks["createContainer"], dict(plan.hook_state, pid=os.getpid()),
+                  "createContainer")
         if mnt_new:
             R.pivot(plan.rootfs, plan.no_pivot)
             os.close(rootfd)
@@ -164,7 +167,8 @@ def _build(plan, chan):
     chan.close()
     if plan.container and (cfg.get("hooks") or {}).get("startContainer"):
         from berth.runtime import hooks as H
-        H.run(cfg["hooks"]["startContainer"], plan.hook_state, "startContainer")
+        H.run(cfg["hooks"]["startContainer"],
+              dict(plan.hook_state, pid=os.getpid(), status="created"), "startContainer")
     setup.close_fds(plan.preserve_fds)
     if plan.seccomp is not None and nnp:
         plan.seccomp.load()
