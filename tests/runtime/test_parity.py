@@ -447,3 +447,16 @@ def test_images_run(parity, image_bundle):
         path, uid, count = stdout.splitlines()
         assert rc == 0 and uid == "0" and "/bin" in path, (image, stdout)
         assert int(count) > 10, (image, stdout)
+
+
+def test_cgroup_namespace_view(parity, busybox_bundle):
+    # with a cgroup namespace the container's own cgroup is its root, and
+    # /sys/fs/cgroup shows its own limits, not the host's
+    changes = {"linux.namespaces": with_namespace("cgroup"),
+               "linux.resources": {"pids": {"limit": 20}}}
+    got = parity(lambda rt: out(run_in(rt, busybox_bundle, ["sh", "-c",
+                 "grep -E '^[0-9]+:pids:' /proc/self/cgroup; cat /sys/fs/cgroup/pids/pids.max"],
+                 changes)))
+    assert got[0] == 0
+    assert got[1].split("\n")[0].endswith(":pids:/")
+    assert got[1].split("\n")[1] == "20"

@@ -20,6 +20,15 @@ DEV_LINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
 
 def prepare(cfg, rootfs, userns):
     """Everything before pivot_root. Returns an O_PATH fd of the rootfs."""
+    rootfd, nxt = prepare_before_cgroup(cfg, rootfs)
+    prepare_rest(rootfd, cfg, nxt, userns, cgroup_sources())
+    return rootfd
+
+
+def prepare_before_cgroup(cfg, rootfs):
+    """The part that does not need the container's cgroup: the spec's mounts
+    up to the first cgroup mount. Returns (rootfd, index of the next mount),
+    so the init can do this while the runtime is still making the cgroup."""
     linux = cfg.get("linux") or {}
     prop = linux.get("rootfsPropagation")
     L.mount(None, "/", None, L.MS_REC | (M.PROPAGATION.get("r" + prop) if prop else L.MS_SLAVE))
@@ -27,10 +36,23 @@ def prepare(cfg, rootfs, userns):
     _make_parent_private(rootfs)
     L.mount(rootfs, rootfs, None, L.MS_BIND | L.MS_REC)
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    has_dev = False
-    for i, m in enumerate(cfg.get("mounts") or ()):
-        M.mount_at(rootfd, m, i, lambda *a: _mount_special(rootfd, *a))
-        has_dev = has_dev or m["destination"].rstrip("/") == "/dev"
+    mounts = cfg.get("mounts") or ()
+    i = 0
+    while i < len(mounts) and mounts[i].get("type") != "cgroup":
+        M.mount_at(rootfd, mounts[i], i, lambda *a: _mount_special(rootfd, *a))
+        i += 1
+    return rootfd, i
+
+
+def prepare_rest(rootfd, cfg, start, userns, cgroups):
+    """The remaining mounts (from the first cgroup mount on), devices, /dev
+    links and the working directory. cgroups: cgroup_sources(), taken
+    before a cgroup namespace hides the host's view of the paths."""
+    linux = cfg.get("linux") or {}
+    mounts = cfg.get("mounts") or ()
+    for i in range(start, len(mounts)):
+        M.mount_at(rootfd, mounts[i], i, lambda *a: _mount_special(rootfd, *a, cgroups=cgroups))
+    has_dev = any(m["destination"].rstrip("/") == "/dev" for m in mounts)
     if has_dev:
         _default_devices(rootfd, userns)
     for i, d in enumerate(linux.get("devices") or ()):
@@ -39,7 +61,6 @@ def prepare(cfg, rootfs, userns):
         _dev_links(rootfd, cfg)
     # runc makes a missing working directory; do it while the root is writable
     os.close(M.open_in_root(rootfd, (cfg.get("process") or {}).get("cwd") or "/", create="dir"))
-    return rootfd
 
 
 def _make_parent_private(path):
@@ -54,9 +75,9 @@ def _make_parent_private(path):
     L.mount(None, p, None, L.MS_PRIVATE)
 
 
-def _mount_special(rootfd, src, target, typ, flags, data, m):
+def _mount_special(rootfd, src, target, typ, flags, data, m, cgroups=None):
     if typ == "cgroup":
-        _mount_cgroup(rootfd, target, flags, m)
+        _mount_cgroup(rootfd, target, flags, m, cgroups if cgroups is not None else cgroup_sources())
         return
     try:
         L.mount(src, target, typ, flags, data or None)
@@ -70,10 +91,11 @@ def _mount_special(rootfd, src, target, typ, flags, data, m):
             raise
 
 
-def _cgroup_mounts():
+def cgroup_sources():
     """[(fstype, host dir of this process's cgroup, name)] per hierarchy.
     The init has joined the container's cgroup already, so these are the
-    container's own directories."""
+    container's own directories. Read before unsharing a cgroup namespace:
+    inside one, both files show paths relative to it."""
     own = {}
     with open("/proc/self/cgroup") as f:
         for line in f:
@@ -101,12 +123,11 @@ def _cgroup_mounts():
     return out
 
 
-def _mount_cgroup(rootfd, target, flags, m):
+def _mount_cgroup(rootfd, target, flags, m, cmounts):
     """A container's /sys/fs/cgroup: on v2 hosts its cgroup2 directory; on v1
     and hybrid hosts a tmpfs with one directory per hierarchy. Each is a
     bind of the container's own cgroup: the same view a fresh mount gives in
     a cgroup namespace, without the ~14 ms a fresh cgroup2 mount costs."""
-    cmounts = _cgroup_mounts()
     ro = flags & L.MS_RDONLY
     base = flags & (L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC)
     v2 = len(cmounts) == 1 and cmounts[0][0] == "cgroup2"

@@ -29,7 +29,8 @@ class Plan:
         self.rootfs = None
         self.join = {}
         self.new = []
-        self.cgroup = None
+        self.cgroup = None         # stage 1 joins it (exec)
+        self.cgroup_late = False   # the runtime moves pid 1 in later (create)
         self.container = True      # False for exec: no rootfs work
         self.no_pivot = False
         self.state_dirfd = None    # create: where exec.fifo is
@@ -56,7 +57,7 @@ def stage1(plan, chan):
 
 
 def _enter(plan, chan):
-    if plan.cgroup is not None:
+    if plan.cgroup is not None and not plan.cgroup_late:
         plan.cgroup.enter_self()
     # open every path first: joining the mount namespace hides host paths
     fds = {t: os.open(p, os.O_RDONLY | os.O_CLOEXEC) for t, p in plan.join.items()}
@@ -78,7 +79,9 @@ def _enter(plan, chan):
         os.close(fds[t])
     flags = 0
     for t in plan.new:
-        if t != "user":
+        # a cgroup namespace is rooted where its creator is: pid 1 makes it
+        # after it has been moved into the container's cgroup
+        if t != "user" and not (t == "cgroup" and plan.cgroup_late):
             flags |= NS_FLAGS[t]
     if flags:
         L.unshare(flags)
@@ -123,7 +126,16 @@ def _build(plan, chan):
     if plan.container:
         mnt_new = "mount" in plan.new
         if mnt_new:
-            rootfd = R.prepare(cfg, plan.rootfs, userns)
+            rootfd, nxt = R.prepare_before_cgroup(cfg, plan.rootfs)
+        if plan.cgroup_late:
+            # meanwhile the runtime made the cgroup (waiting out the kernel's
+            # grace period for the first migration) and moved us into it
+            chan.expect("cgroup")
+        cgroups = R.cgroup_sources() if mnt_new else None
+        if plan.cgroup_late and "cgroup" in plan.new:
+            L.unshare(L.CLONE_NEWCGROUP)
+        if mnt_new:
+            R.prepare_rest(rootfd, cfg, nxt, userns, cgroups)
         hooks = cfg.get("hooks") or {}
         if hooks.get("prestart") or hooks.get("createRuntime"):
             chan.send("hooks")

@@ -25,9 +25,10 @@ def preload(process, cfg, container):
         from berth.runtime import hooks as _h  # noqa: F401
 
 
-def spawn(plan, on_hooks=None, on_pid=None):
+def spawn(plan, on_hooks=None, on_pid=None, on_cgroup=None):
     """Returns (init pid, channel). The channel stays open so that `run`
-    can send "start"; the caller closes it."""
+    can send "start"; the caller closes it. With plan.cgroup_late,
+    on_cgroup(pid) must put pid 1 into its cgroup."""
     preload(plan.process, plan.cfg, plan.container)
     parent, child = Channel.pair()
     pid1 = os.fork()
@@ -48,6 +49,9 @@ def spawn(plan, on_hooks=None, on_pid=None):
                 pid1 = 0
                 if on_pid:
                     on_pid(init_pid)
+                if plan.cgroup_late:
+                    on_cgroup(init_pid)
+                    parent.send("cgroup")
             elif kind == "hooks":
                 if on_hooks:
                     on_hooks(init_pid)

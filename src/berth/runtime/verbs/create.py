@@ -64,7 +64,8 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
         raise BerthError("process.terminal: true needs --console-socket",
                          hint="or set terminal to false in config.json")
     # Everything slow comes before the cgroup mkdirs: those need the cgroup
-    # mutex, which the CLI's warm-up child holds through its grace period.
+    # mutex, which the CLI's warm-up child holds through its grace period;
+    # the mkdirs themselves run while pid 1 starts on the rootfs.
     caps, seccomp = checked_security(ctx, proc, linux)
     from berth.runtime.process import parent
     from berth.runtime.process.init import Plan
@@ -81,8 +82,6 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
     dirfd = None
     try:
         c.save()  # the cgroup is on record before it exists: delete can always find it
-        cg.create()
-        cg.apply(linux.get("resources"), devices=linux.get("devices"))
         if fifo:
             os.mkfifo(c.fifo, 0o600)
             dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -95,13 +94,19 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
             c.data["pidStart"] = proc_start_time(pid)
             c.save()
 
+        def on_cgroup(pid):
+            cg.create()
+            cg.apply(linux.get("resources"), devices=linux.get("devices"))
+            cg.add(pid)
+
         def on_hooks(pid):
             state = c.oci_state("creating")
             hooks = cfg.get("hooks") or {}
             H.run(hooks.get("prestart"), state, "prestart")
             H.run(hooks.get("createRuntime"), state, "createRuntime")
 
-        plan = Plan(cfg=cfg, process=proc, rootfs=rootfs, cgroup=cg, no_pivot=no_pivot,
+        plan = Plan(cfg=cfg, process=proc, rootfs=rootfs, cgroup=cg, cgroup_late=True,
+                    no_pivot=no_pivot,
                     join={t: p for t, p in ns.items() if p},
                     new=[t for t, p in ns.items() if not p],
                     state_dirfd=dirfd, wait_fifo=fifo, console_fd=console_fd,
@@ -110,7 +115,7 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
                     hook_state={"ociVersion": "1.0.2-dev", "id": cid, "status": "creating",
                                 "bundle": bundle, "pid": 0,
                                 "annotations": cfg.get("annotations") or {}})
-        pid, chan = parent.spawn(plan, on_hooks=on_hooks, on_pid=on_pid)
+        pid, chan = parent.spawn(plan, on_hooks=on_hooks, on_pid=on_pid, on_cgroup=on_cgroup)
         if pid_file:
             write_pid_file(pid_file, pid)
     except BaseException:
