@@ -212,7 +212,10 @@ def _wait_fifo(dirfd):
 
 
 def _fail(chan, e):
-    msg = str(e) if isinstance(e, BerthError) else f"{type(e).__name__}: {e}"
+    if isinstance(e, BrokenPipeError):
+        msg = "the runtime went away before the container was ready; giving up"
+    else:
+        msg = str(e) if isinstance(e, BerthError) else f"{type(e).__name__}: {e}"
     try:
         chan.send("error", msg)
     except OSError:
