@@ -286,3 +286,69 @@ def test_memory_limit_below_usage_names_file_and_value(make_cg):
         p.kill()
         p.wait()
         cg.destroy()
+
+
+# ---------------------------------------------------------------- cgroup2
+
+UNIFIED = "/sys/fs/cgroup/unified"
+
+
+def _v2_only(cg):
+    """The same cgroup seen as on a pure v2 host: only its cgroup2 directory.
+    On this hybrid machine that exercises the v2 code on the real kernel."""
+    from berth.runtime.cgroups import Cgroup as C
+    d = cg.to_dict()
+    d["hierarchies"] = [h for h in d["hierarchies"] if h["type"] == "v2"]
+    d["pureV2"] = True
+    return C.from_dict(d)
+
+
+@pytest.mark.skipif(not os.path.exists(f"{UNIFIED}/cgroup.procs"), reason="needs cgroup2")
+def test_v2_device_program_lets_dev_null_open_and_refuses_a_block_device(make_cg):
+    disk = next((f"/dev/{n}" for n in ("vda", "sda", "nvme0n1") if os.path.exists(f"/dev/{n}")),
+                None)
+    if disk is None:
+        pytest.skip("no block device to try")
+    cg, _ = make_cg("/{name}")
+    cg.create()
+    v2cg = _v2_only(cg)
+    v2cg.apply({"devices": [{"allow": True, "type": "c", "major": 1, "minor": 5, "access": "r"}]})
+    d = v2cg.paths["unified"]
+    out = subprocess.run(
+        ["sh", "-c", f"echo $$ > {d}/cgroup.procs && head -c1 /dev/null && echo null-ok; "
+                     f"head -c1 {disk} 2>&1 >/dev/null; echo rc=$?"],
+        capture_output=True, text=True, timeout=10)
+    assert "null-ok" in out.stdout, out
+    assert "Operation not permitted" in out.stdout and "rc=1" in out.stdout, out
+    # an update replaces the program instead of stacking another
+    from berth.runtime.cgroups import ebpf
+    v2cg.apply({"devices": []}, update=True)
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        assert len(ebpf.attached(fd)) == 1
+    finally:
+        os.close(fd)
+    v2cg.destroy()
+
+
+@pytest.mark.skipif("hugetlb" not in open(f"{UNIFIED}/cgroup.controllers").read().split()
+                    if os.path.exists(f"{UNIFIED}/cgroup.controllers") else True,
+                    reason="cgroup2 offers no free hugetlb controller")
+def test_hybrid_moves_free_hugetlb_to_cgroup2_and_the_test_restores_it(make_cg):
+    root_ctl = f"{UNIFIED}/cgroup.subtree_control"
+    before = read(root_ctl).split()
+    cg, name = make_cg("/{name}/leaf")
+    cg.create()
+    uni = cg.paths["unified"]
+    try:
+        cg.apply({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}]}, update=True)
+        assert int(read(f"{uni}/hugetlb.2MB.max")) == 4 << 20
+        assert "hugetlb" in read(root_ctl).split()
+        st = cg.stats()
+        assert st["hugetlb"]["2MB"] == {"max": 4 << 20, "failcnt": 0}
+    finally:
+        cg.destroy()
+        if "hugetlb" not in before:
+            with open(root_ctl, "w") as f:
+                f.write("-hugetlb")
+    assert read(root_ctl).split() == before

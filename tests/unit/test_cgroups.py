@@ -496,7 +496,16 @@ def test_update_leaves_devices_alone_unless_given(tmp_path, writes):
     assert writes == [(f"{cg.paths['pids']}/pids.max", "5")]
 
 
-def test_v2_writers(tmp_path, writes):
+@pytest.fixture
+def bpf(monkeypatch):
+    """Records the device programs apply would attach on cgroup2."""
+    from berth.runtime.cgroups import ebpf
+    log = []
+    monkeypatch.setattr(ebpf, "install", lambda d, rules: log.append((d, rules)))
+    return log
+
+
+def test_v2_writers(tmp_path, writes, bpf):
     cg = made(tmp_path, V2_ONLY, V2_FILES)
     del writes[:]
     cg.apply(RES)
@@ -587,11 +596,17 @@ def test_v1_host_without_devices_hierarchy_is_refused(tmp_path):
         cg.apply(None)
 
 
-def test_v2_devices_write_nothing_yet(tmp_path, writes):
+def test_v2_devices_become_one_program_and_no_file_writes(tmp_path, writes, bpf):
     cg = made(tmp_path, V2_ONLY, V2_FILES)
     del writes[:]
-    cg.apply({"devices": [{"allow": False, "access": "rwm"}]})
+    cg.apply({"devices": [{"allow": True, "type": "b", "major": 8, "minor": 0, "access": "r"}]},
+             devices=[{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}])
     assert writes == []
+    [(d, rules)] = bpf
+    assert d == cg.paths["unified"]
+    assert rules[0] == (False, "a", None, None, "rwm")
+    assert rules[1] == (True, "b", 8, 0, "r")
+    assert (True, "c", 1, 3, "rwm") in rules and rules[-1] == (True, "c", 10, 229, "rwm")
 
 
 def test_missing_control_file_names_file_value_and_field(tmp_path):

@@ -1,7 +1,8 @@
-"""cpu controller: linux.resources.cpu.shares, quota and period. (cpus and
-mems belong to the cpuset controller, in cpuset.py.)"""
+"""cpu controller: linux.resources.cpu.shares, quota, period, burst, idle
+and the realtime budget (v1 only: cgroup2 has no realtime group
+scheduling). cpus and mems belong to the cpuset controller, in cpuset.py."""
 from berth.errors import ConfigError
-from berth.runtime.cgroups.values import PREFIX, integer, section
+from berth.runtime.cgroups.values import PREFIX, integer, not_on, section
 
 CONTROLLER = "cpu"
 
@@ -31,6 +32,21 @@ def writes(res, v2):
         raise ConfigError(f"{PREFIX}.cpu.quota: {quota} is neither a time in µs nor -1 (no limit)")
     if period and not 1000 <= period <= 1000000:
         raise ConfigError(f"{PREFIX}.cpu.period: {period} is outside 1000..1000000 µs")
+    burst = integer(sec, "burst", "cpu.burst", minimum=0)
+    idle = integer(sec, "idle", "cpu.idle")
+    if idle is not None and idle not in (0, 1):
+        raise ConfigError(f"{PREFIX}.cpu.idle: {idle} is neither 0 nor 1")
+    rt_runtime = integer(sec, "realtimeRuntime", "cpu.realtimeRuntime")
+    rt_period = integer(sec, "realtimePeriod", "cpu.realtimePeriod", minimum=0)
+    if rt_runtime is not None and rt_runtime < -1:
+        raise ConfigError(f"{PREFIX}.cpu.realtimeRuntime: {rt_runtime} is neither a time in µs "
+                          "nor -1 (no limit)")
+    if rt_runtime and rt_period and rt_runtime > rt_period:
+        raise ConfigError(f"{PREFIX}.cpu.realtimeRuntime: {rt_runtime} exceeds "
+                          f"cpu.realtimePeriod {rt_period}")
+    if v2 and (rt_runtime or rt_period):
+        raise not_on(True, "cpu.realtimeRuntime" if rt_runtime else "cpu.realtimePeriod",
+                     "cgroup v2 has no realtime group scheduling")
     if v2:
         if quota or period:
             text = str(quota) if quota and quota > 0 else "max"
@@ -43,4 +59,12 @@ def writes(res, v2):
             out.append(("cpu.cfs_period_us", period, "cpu.period"))
         if quota:
             out.append(("cpu.cfs_quota_us", quota, "cpu.quota"))
+        if rt_period:
+            out.append(("cpu.rt_period_us", rt_period, "cpu.realtimePeriod"))
+        if rt_runtime:
+            out.append(("cpu.rt_runtime_us", rt_runtime, "cpu.realtimeRuntime"))
+    if burst is not None:
+        out.append(("cpu.max.burst" if v2 else "cpu.cfs_burst_us", burst, "cpu.burst"))
+    if idle is not None:
+        out.append(("cpu.idle", idle, "cpu.idle"))
     return out

@@ -6,8 +6,8 @@ rules gets the default set rather than every host device (runc would leave
 such a container with access to everything). The defaults come after the
 config's rules, as in runc, so a config cannot take /dev/null away.
 
-v1 only for now: cgroup2 has no device files, and enforcing rules there
-needs a BPF_CGROUP_DEVICE program, which this module does not load yet."""
+cgroup2 has no device files: there the same list becomes a
+BPF_CGROUP_DEVICE program (ebpf.py), built from all_rules()."""
 from berth.errors import ConfigError
 from berth.runtime.cgroups.values import PREFIX
 
@@ -87,6 +87,16 @@ def node_rules(devices):
             continue
         out.append((True, typ, _num(d.get("major"), f"linux.devices[{i}].major"),
                     _num(d.get("minor"), f"linux.devices[{i}].minor"), "rwm"))
+    return out
+
+
+def all_rules(res, devices=None):
+    """The effective list, [(allow, type, major, minor, access)], first
+    rule deny-all; what v1 gets line by line and v2 as one program."""
+    out = [(False, "a", None, None, "rwm")]
+    out += parse_rules(res.get("devices"))
+    out += [(True,) + d for d in DEFAULTS]
+    out += node_rules(devices)
     return out
 
 

@@ -14,6 +14,12 @@ from berth.runtime.cgroups.mounts import clean, discover, is_pure_v2
 
 # one module per controller; each turns linux.resources into file writes
 CONTROLLERS = (device_rules, pids, memory, cpu, cpuset)
+# imported only when the section is there: (section, module, function,
+# v1 controller, v2 controller)
+_LAZY = (("blockIO", "blkio", "writes", "blkio", "io"),
+         ("hugepageLimits", "hugetlb", "writes", "hugetlb", "hugetlb"),
+         ("network", "net", "writes", "net_cls", None),
+         ("network", "net", "prio_writes", "net_prio", None))
 
 KILL_WAIT_S = 5.0
 RMDIR_WAIT_S = 2.0
@@ -170,8 +176,10 @@ class Cgroup:
             fs.write(f"{h['dir']}/cgroup.procs", pid)
 
     def apply(self, resources, devices=None, update=False):
-        """Writes linux.resources. Every value is checked before the first
-        write, so a bad one changes nothing.
+        """Writes linux.resources. Every value is checked, and every
+        controller found, before the first write, so a bad value changes
+        nothing. With update=True a write the kernel refuses undoes the
+        writes before it, so the container keeps its old limits whole.
 
         devices: linux.devices, whose nodes the container may use. The
         device rules (default list included) are written on create; with
@@ -181,12 +189,39 @@ class Cgroup:
         if resources is not None and not isinstance(resources, dict):
             raise ConfigError(f"linux.resources: must be an object, not {type(resources).__name__}")
         res = resources or {}
+        planned, program, enable = self._plan(res, devices, update)
+        for mount, leaf, ctrl in enable:
+            v2.enable_controller(mount, leaf, ctrl)
+        done = []
+        try:
+            for d, f, v, field in planned:
+                path = f"{d}/{f}"
+                old = _old_value(path, v) if update else None
+                fs.write(path, v, field=f"linux.resources.{field}")
+                done.append((path, old))
+            if program is not None:
+                from berth.runtime.cgroups import ebpf
+                ebpf.install(program[0], program[1])
+        except BerthError as e:
+            if update and done:
+                undone = _undo(done)
+                e.args = (f"{e.args[0]} (the {undone} change(s) made before it were undone)",)
+            raise
+
+    def _plan(self, res, devices, update):
+        """([(dir, file, value, field)], (dir, rules) or None, [(mount, leaf,
+        v2 controller to enable)]): everything apply does, checked."""
         planned = []
+        enable = []
+        program = None
         for mod in CONTROLLERS:
-            target = self._target(mod.CONTROLLER)
+            target = self._target(mod.CONTROLLER, enable)
             is_v2 = bool(target and target["type"] == "v2")
             if mod is device_rules:
                 if update and "devices" not in res:
+                    continue
+                if is_v2:
+                    program = (target["dir"], mod.all_rules(res, devices))
                     continue
                 ws = mod.writes(res, is_v2, devices)
             else:
@@ -197,15 +232,81 @@ class Cgroup:
                 raise BerthError(f"linux.resources.{ws[0][2]}: the {mod.CONTROLLER} cgroup "
                                  f"controller is not mounted on this host",
                                  hint=f"mount it, or remove linux.resources.{ws[0][2]}")
-            planned += [(target["dir"], f, v, field) for f, v, field in ws]
-        for d, f, v, field in planned:
-            fs.write(f"{d}/{f}", v, field=f"linux.resources.{field}")
+            if mod is memory and not is_v2:
+                ws = memory.arrange(ws, target["dir"], fs.read_or)
+            if mod is cpu and not is_v2:
+                planned += _rt_parents(target, ws)
+            planned += [(target["dir"],) + _pick(target["dir"], w) for w in ws]
+        for section, modname, fn, ctrl, v2ctrl in _LAZY:
+            if not res.get(section):
+                continue
+            mod = __import__(f"berth.runtime.cgroups.{modname}", fromlist=[fn])
+            probe = self._target(ctrl, None, v2ctrl)
+            is_v2 = bool(probe and probe["type"] == "v2")
+            ws = getattr(mod, fn)(res, is_v2)
+            if not ws:
+                continue
+            target = self._target(ctrl, enable, v2ctrl)
+            if target is None:
+                raise BerthError(f"linux.resources.{ws[0][2]}: the {ctrl} cgroup controller "
+                                 "is not mounted on this host",
+                                 hint=f"mount it, or remove linux.resources.{section}")
+            planned += [(target["dir"],) + _pick(target["dir"], w) for w in ws]
+        if "unified" in res:
+            planned += self._plan_unified(res, enable)
+        return planned, program, enable
 
-    def _target(self, ctrl):
+    def _plan_unified(self, res, enable):
+        from berth.runtime.cgroups import unified
+        ws = unified.writes(res)
+        if not ws:
+            return []
+        u = self._unified()
+        if u is None:
+            raise ConfigError(f"linux.resources.{ws[0][2]}: no cgroup2 hierarchy is mounted",
+                              hint="the unified map needs cgroup v2; use the typed fields on v1")
+        out = []
+        for f, v, field in ws:
+            ctrl = unified.controller_of(f)
+            if ctrl != "cgroup" and not self.pure_v2:
+                if self._v1(ctrl) is not None:
+                    raise ConfigError(f"linux.resources.{field}: the {ctrl} controller is "
+                                      "bound to a v1 hierarchy on this host",
+                                      hint="use the typed linux.resources field instead")
+                if self._target(ctrl, enable) is None:
+                    raise ConfigError(f"linux.resources.{field}: cgroup2 offers no {ctrl} "
+                                      "controller on this host")
+            out.append((u["dir"], f, v, field))
+        return out
+
+    def _target(self, ctrl, enable=None, v2name=None):
+        """The hierarchy that takes ctrl's files: its v1 hierarchy; cgroup2
+        on a pure v2 host; and on a hybrid host cgroup2 too when no v1
+        hierarchy holds ctrl but cgroup2 offers it (hugetlb here, for one).
+        Such a controller is added to enable, to be switched on down the
+        path before the first write."""
         h = self._v1(ctrl)
-        if h is None and self.pure_v2:
-            h = self._unified()
-        return h
+        if h is not None:
+            return h
+        u = self._unified()
+        if u is None:
+            return None
+        if self.pure_v2:
+            return u
+        name = v2name or ctrl
+        if name not in fs.read_or(f"{u['mount'].rstrip('/')}/cgroup.controllers").split():
+            return None
+        if enable is not None and (u["mount"], u["dir"], name) not in enable:
+            enable.append((u["mount"], u["dir"], name))
+        return u
+
+    # ------------------------------------------------------------ stats
+
+    def stats(self):
+        """runc's stats object ({"cpu", "memory", "pids", ...}) from the
+        control files; see stats.py."""
+        from berth.runtime.cgroups import stats
+        return stats.collect(self)
 
     def pids(self):
         """Every process in the container's cgroup and below it, in any
@@ -310,6 +411,80 @@ class Cgroup:
                     pass
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+
+def _pick(d, w):
+    """(file, value, field) with a choice of files (a tuple) resolved to
+    the first that exists in d, the value of the same index with it."""
+    f, v, field = w
+    if isinstance(f, tuple):
+        k = next((i for i, name in enumerate(f) if os.path.exists(f"{d}/{name}")), 0)
+        f = f[k]
+        if isinstance(v, tuple):
+            v = v[k]
+    return f, v, field
+
+
+def _rt_parents(h, ws):
+    """A v1 realtime budget must fit in the parent's: raise each ancestor
+    below the root that has less (a new parent starts with 0)."""
+    want = next((int(v) for f, v, _ in ws if f == "cpu.rt_runtime_us"), 0)
+    if want <= 0:
+        return []
+    out = []
+    for d in _chain(h["mount"], h["dir"])[:-1]:
+        try:
+            cur = int(fs.read_or(f"{d}/cpu.rt_runtime_us", "0") or 0)
+        except ValueError:
+            cur = 0
+        if 0 <= cur < want:
+            out.append((d, "cpu.rt_runtime_us", want, "cpu.realtimeRuntime"))
+    return out
+
+
+def _old_value(path, new):
+    """What to write back to path to undo writing new; None if unknown.
+    Per-device files (blkio throttles, io.max, ifpriomap) take one line per
+    device, so the device's old line (or its "no limit" line) is kept."""
+    text = fs.read_or(path, None)
+    if text is None:
+        return None
+    name = os.path.basename(path)
+    if name.startswith("devices."):
+        return None  # write-only rule lists
+    if name == "memory.oom_control":
+        for line in text.splitlines():
+            k, _, v = line.partition(" ")
+            if k == "oom_kill_disable":
+                return v
+        return None
+    key = str(new).split(" ", 1)[0] if " " in str(new) else None
+    if key is not None and (":" in key or name == "net_prio.ifpriomap"):
+        for line in text.splitlines():
+            if line.split(" ", 1)[0] == key:
+                return line
+        if name == "io.max":
+            return f"{key} rbps=max wbps=max riops=max wiops=max"
+        if name.startswith("blkio.throttle."):
+            return f"{key} 0"
+        return None
+    if "\n" in text:
+        first = text.splitlines()[0]
+        return first if first.startswith("default ") else None
+    return text
+
+
+def _undo(done):
+    n = 0
+    for path, old in reversed(done):
+        if old is None:
+            continue
+        try:
+            fs.write(path, old)
+            n += 1
+        except BerthError:
+            pass
+    return n
 
 
 def _rmdir(d):

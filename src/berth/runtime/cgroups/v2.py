@@ -59,3 +59,17 @@ def set_frozen(d, on, deadline_s=5.0):
 
 def frozen(d):
     return fs.read_or(f"{d}/cgroup.freeze", "0") == "1"
+
+
+def enable_controller(mount, leaf, ctrl):
+    """Switches one controller on from the root down to leaf's parent (a
+    hybrid host's cgroup2 starts with none). An ancestor that has processes
+    of its own refuses (EBUSY); the error names it."""
+    mount = mount.rstrip("/")
+    rel = leaf[len(mount):].strip("/")
+    d = mount
+    for part in rel.split("/") if rel else ():
+        if ctrl not in fs.read_or(f"{d}/cgroup.subtree_control").split():
+            fs.write(f"{d}/cgroup.subtree_control", f"+{ctrl}",
+                     field=f"enabling the {ctrl} controller")
+        d = f"{d}/{part}"

@@ -42,3 +42,30 @@ def cpu_list(sec, key, field):
         if not ok or (dash and int(hi) < int(lo)):
             raise ConfigError(f"{PREFIX}.{field}: {v!r} is not a list like \"0-3,5\"")
     return v.strip()
+
+
+def device_list(sec, key, field, value_key):
+    """[(major, minor, value)] from a list of {major, minor, <value_key>}
+    objects (blockIO's per-device entries)."""
+    v = sec.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise ConfigError(f"{PREFIX}.{field}: must be a list")
+    out = []
+    for i, e in enumerate(v):
+        f = f"{field}[{i}]"
+        if not isinstance(e, dict):
+            raise ConfigError(f"{PREFIX}.{f}: must be an object")
+        major = integer(e, "major", f"{f}.major", minimum=0)
+        minor = integer(e, "minor", f"{f}.minor", minimum=0)
+        if major is None or minor is None:
+            raise ConfigError(f"{PREFIX}.{f}: needs both major and minor")
+        out.append((major, minor, e.get(value_key), e))
+    return out
+
+
+def not_on(v2, field, where_hint=None):
+    """The error for a field one cgroup version has no file for."""
+    ver = "v2" if v2 else "v1"
+    return ConfigError(f"{PREFIX}.{field}: not supported on cgroup {ver}", hint=where_hint)
