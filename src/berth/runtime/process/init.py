@@ -123,7 +123,10 @@ def _build(plan, chan):
             if e.errno not in (38, 1, 13):
                 raise
     userns = "user" in plan.new or "user" in plan.join
-    if plan.container:
+    if not plan.container:
+        if plan.cgroup_late:
+            chan.expect("cgroup")  # exec: only this process counts in the container
+    else:
         mnt_new = "mount" in plan.new
         if mnt_new:
             rootfd, nxt = R.prepare_before_cgroup(cfg, plan.rootfs)

@@ -82,11 +82,14 @@ def exec_(ctx, cid, opts, args):
         else:
             master_end, console_fd = tty.socketpair()
     L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
+    cg = c.cgroup()
+    # the parent moves only the final process in: stage 1 stays outside, so
+    # exec needs one free slot under a pids limit, as runc's does
     plan = Plan(cfg=cfg, process=proc, container=False, join=joins(c.pid, cfg),
-                cgroup=c.cgroup(), wait_fifo=False, console_fd=console_fd,
+                cgroup=cg, cgroup_late=True, wait_fifo=False, console_fd=console_fd,
                 preserve_fds=preserve_count(opts), caps=caps, seccomp=seccomp)
     try:
-        pid, chan = parent.spawn(plan)
+        pid, chan = parent.spawn(plan, on_cgroup=cg.add)
     finally:
         if console_fd is not None:
             os.close(console_fd)
