@@ -9,15 +9,15 @@ lists runtimes write (a leading deny-all, then exceptions). A rule of type
 "a" resets the list, so only the rules after the last one are compiled and
 it sets the answer when nothing matches.
 
-The bpf(2) wrapper lives here rather than in sys/ because nothing else
-needs it yet; it is lazily imported (v2 hosts only)."""
+The bpf(2) call itself is in berth.sys.bpf; this module is imported only
+on hosts with cgroup2 device control."""
 import ctypes
 import os
 import struct
 
 from berth.errors import SysError
+from berth.sys.bpf import call as _bpf
 
-_NR_BPF = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351, "riscv64": 280}
 BPF_PROG_LOAD = 5
 BPF_PROG_ATTACH = 8
 BPF_PROG_DETACH = 9
@@ -29,23 +29,6 @@ BPF_F_ALLOW_MULTI = 2
 
 DEV_BLOCK, DEV_CHAR = 1, 2
 ACC = {"m": 1, "r": 2, "w": 4}
-
-_libc = None
-
-
-def _bpf(cmd, attr):
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    nr = _NR_BPF.get(os.uname().machine)
-    if nr is None:
-        raise SysError(f"bpf: unknown syscall number on {os.uname().machine}", errno=38)
-    buf = ctypes.create_string_buffer(bytes(attr), len(attr))
-    r = _libc.syscall(ctypes.c_long(nr), ctypes.c_int(cmd), buf, ctypes.c_uint(len(attr)))
-    if r < 0:
-        return -ctypes.get_errno(), buf.raw
-    return r, buf.raw
-
 
 def _insn(code, dst=0, src=0, off=0, imm=0):
     return struct.pack("<BBhi", code, (src << 4) | dst, off, imm)
