@@ -11,6 +11,7 @@ import os
 
 from berth.errors import BerthError, ConfigError
 from berth.oci import jsonio
+from berth.oci.fields import objects
 
 PHASES = ("prestart", "createRuntime", "createContainer", "startContainer",
           "poststart", "poststop")
@@ -25,14 +26,7 @@ def validate(hooks):
         if phase not in PHASES:
             raise ConfigError(f'hooks.{phase}: unknown hook phase "{phase}"',
                               hint="one of " + ", ".join(PHASES))
-        if entries is None:
-            continue
-        if not isinstance(entries, list):
-            raise ConfigError(f"hooks.{phase}: must be a list")
-        for i, h in enumerate(entries):
-            field = f"hooks.{phase}[{i}]"
-            if not isinstance(h, dict):
-                raise ConfigError(f"{field}: must be an object")
+        for field, h in objects(entries, f"hooks.{phase}"):
             path = h.get("path")
             if not isinstance(path, str) or not path.startswith("/"):
                 raise ConfigError(f"{field}.path: {path!r} is not an absolute path")

@@ -9,6 +9,7 @@ config's rules, as in runc, so a config cannot take /dev/null away.
 cgroup2 has no device files: there the same list becomes a
 BPF_CGROUP_DEVICE program (ebpf.py), built from all_rules()."""
 from berth.errors import ConfigError
+from berth.oci.fields import objects
 from berth.runtime.cgroups.values import PREFIX
 
 CONTROLLER = "devices"
@@ -48,15 +49,8 @@ def rule_line(typ, major, minor, access):
 
 def parse_rules(rules):
     """linux.resources.devices -> [(allow, type, major, minor, access)]."""
-    if rules is None:
-        return []
-    if not isinstance(rules, list):
-        raise ConfigError(f"{PREFIX}.devices: must be a list")
     out = []
-    for i, r in enumerate(rules):
-        f = f"{PREFIX}.devices[{i}]"
-        if not isinstance(r, dict):
-            raise ConfigError(f"{f}: must be an object")
+    for f, r in objects(rules, f"{PREFIX}.devices"):
         allow = r.get("allow")
         if not isinstance(allow, bool):
             raise ConfigError(f"{f}.allow: must be true or false, not {allow!r}")

@@ -2,6 +2,7 @@
 the file (hugetlb.2MB.limit_in_bytes on v1, hugetlb.2MB.max on v2); a size
 the kernel does not offer fails on that file, by name."""
 from berth.errors import ConfigError
+from berth.oci.fields import objects
 from berth.runtime.cgroups.values import PREFIX, integer
 
 CONTROLLER = "hugetlb"
@@ -18,16 +19,8 @@ def page_size(v, field):
 
 
 def writes(res, v2):
-    lims = res.get("hugepageLimits")
-    if lims is None:
-        return []
-    if not isinstance(lims, list):
-        raise ConfigError(f"{PREFIX}.hugepageLimits: must be a list")
     out = []
-    for i, e in enumerate(lims):
-        f = f"hugepageLimits[{i}]"
-        if not isinstance(e, dict):
-            raise ConfigError(f"{PREFIX}.{f}: must be an object")
+    for f, e in objects(res.get("hugepageLimits"), "hugepageLimits", f"{PREFIX}."):
         size = page_size(e.get("pageSize"), f"{f}.pageSize")
         limit = integer(e, "limit", f"{f}.limit")
         if limit is None:

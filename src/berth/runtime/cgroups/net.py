@@ -1,6 +1,7 @@
 """net_cls and net_prio controllers (v1 only): linux.resources.network.
 cgroup2 has neither; match traffic by cgroup path in nftables instead."""
 from berth.errors import ConfigError
+from berth.oci.fields import objects
 from berth.runtime.cgroups.values import PREFIX, integer, not_on, section
 
 CONTROLLER = "net_cls"
@@ -34,16 +35,8 @@ def prio_writes(res, v2):
     sec = _sec(res, v2)
     if sec is None:
         return []
-    pri = sec.get("priorities")
-    if pri is None:
-        return []
-    if not isinstance(pri, list):
-        raise ConfigError(f"{PREFIX}.network.priorities: must be a list")
     out = []
-    for i, e in enumerate(pri):
-        f = f"network.priorities[{i}]"
-        if not isinstance(e, dict):
-            raise ConfigError(f"{PREFIX}.{f}: must be an object")
+    for f, e in objects(sec.get("priorities"), "network.priorities", f"{PREFIX}."):
         name = e.get("name")
         if not isinstance(name, str) or not name or len(name) > 15 or " " in name or "/" in name:
             raise ConfigError(f"{PREFIX}.{f}.name: {name!r} is not an interface name")

@@ -1,6 +1,7 @@
 """Checks shared by the controller modules. Each raises ConfigError naming
 the field as linux.resources.<section>.<key>."""
 from berth.errors import ConfigError
+from berth.oci.fields import objects
 
 PREFIX = "linux.resources"
 
@@ -47,16 +48,8 @@ def cpu_list(sec, key, field):
 def device_list(sec, key, field, value_key):
     """[(major, minor, value)] from a list of {major, minor, <value_key>}
     objects (blockIO's per-device entries)."""
-    v = sec.get(key)
-    if v is None:
-        return []
-    if not isinstance(v, list):
-        raise ConfigError(f"{PREFIX}.{field}: must be a list")
     out = []
-    for i, e in enumerate(v):
-        f = f"{field}[{i}]"
-        if not isinstance(e, dict):
-            raise ConfigError(f"{PREFIX}.{f}: must be an object")
+    for f, e in objects(sec.get(key), field, f"{PREFIX}."):
         major = integer(e, "major", f"{f}.major", minimum=0)
         minor = integer(e, "minor", f"{f}.minor", minimum=0)
         if major is None or minor is None:
