@@ -1,0 +1,1 @@
+"""berth engine: images, storage and the spec generator (see DESIGN.md)."""

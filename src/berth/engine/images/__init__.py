@@ -1,0 +1,1 @@
+"""Images: content-addressed store, names, archive formats."""

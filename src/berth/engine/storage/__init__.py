@@ -1,0 +1,1 @@
+"""Storage: safe layer unpacking and snapshots (overlayfs, vfs)."""
