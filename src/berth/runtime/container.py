@@ -69,7 +69,7 @@ class Container:
             os.mkdir(self.dir, 0o711)
         except FileExistsError:
             raise Conflict(f"container {self.id} already exists",
-                           hint=f"delete it first, or pick another id") from None
+                           hint="delete it first, or pick another id") from None
 
     def save(self):
         # runtime state describes live processes; after a reboot it is stale

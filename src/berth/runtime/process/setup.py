@@ -7,7 +7,7 @@ then needs CAP_SYS_ADMIN, which the user switch drops); bounding set, then
 keep-caps across the uid switch, then the final capability sets."""
 import os
 
-from berth.errors import BerthError, SysError
+from berth.errors import BerthError
 from berth.oci.spec import RLIMITS
 from berth.sys import libc as L
 

@@ -5,7 +5,7 @@ sync channel instead (saving a fifo round trip)."""
 import os
 
 from berth.errors import BerthError
-from berth.oci import jsonio, spec
+from berth.oci import spec
 from berth.runtime import hooks as H
 from berth.runtime.container import Container, now_rfc3339, proc_start_time
 from berth.runtime.teardown import destroy

@@ -3,7 +3,6 @@ forwarding signals, and delete it. Exits with the container's status."""
 import os
 import _signal
 
-from berth.errors import BerthError
 from berth.runtime.container import Container
 from berth.runtime.teardown import destroy
 from berth.runtime.verbs import create as C
