@@ -100,3 +100,15 @@ def test_mount_target_symlinks_stay_in_the_rootfs(runtime, busybox_bundle, tmp_p
     assert list(victim.iterdir()) == []
     with open("/proc/self/mountinfo") as f:
         assert str(victim) not in f.read()
+
+
+def test_shebang_to_proc_self_exe_ends(runtime, busybox_bundle):
+    # the CVE-2019-5736 entry point: the program is a script whose
+    # interpreter is /proc/self/exe. It must fail promptly, not run the
+    # runtime's binary usefully nor loop.
+    b = busybox_bundle(args=["/evil"])
+    with open(os.path.join(b, "rootfs", "evil"), "w") as f:
+        f.write("#!/proc/self/exe\n")
+    os.chmod(os.path.join(b, "rootfs", "evil"), 0o755)
+    res = runtime.run_bundle(b, timeout=15)
+    assert res.returncode != 0

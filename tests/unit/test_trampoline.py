@@ -50,3 +50,18 @@ def test_memfd_is_sealed_against_writes():
             os.close(wfd)
     finally:
         os.close(fd)
+
+
+def test_refuses_to_run_when_argv0_is_not_ours():
+    # what the kernel passes when a "#!/proc/self/exe" script reaches it
+    fd = T.make()
+    pid = os.fork()
+    if pid == 0:
+        from berth.sys import libc as L
+        try:
+            L.execveat(fd, "", ["/proc/self/exe", "/bin/true"], [], L.AT_EMPTY_PATH)
+        finally:
+            os._exit(99)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 127

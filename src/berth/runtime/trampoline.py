@@ -7,8 +7,9 @@ executable for writing (CVE-2019-5736). So the init first execs a tiny
 static ELF held in a sealed memfd; that program execs the user's program.
 Any `/proc/self/exe` the container can reach is then the sealed memfd.
 
-The ELF is 158 bytes of x86_64 written here: _start calls
-execve(argv[1], &argv[2], envp) and on failure exit_group(127)."""
+The ELF is 168 bytes of x86_64 written here: _start checks that argv[0]
+is ours (a `#!/proc/self/exe` script would otherwise re-exec it forever),
+calls execve(argv[1], &argv[2], envp), and on failure exit_group(127)."""
 import os
 import struct
 
@@ -17,13 +18,16 @@ from berth.sys import libc as L
 
 _BASE = 0x400000
 _CODE = bytes.fromhex(
+    "488b442408"      # mov rax, [rsp+8]         argv[0]
+    "803862"          # cmp byte [rax], 'b'      "berth-exec" from us; a #! line
+    "751a"            # jne fail                 gives "/proc/self/exe": stop, not loop
     "488b7c2410"      # mov rdi, [rsp+16]        argv[1]: path
     "488d742418"      # lea rsi, [rsp+24]        &argv[2]: the program's argv
     "488b0424"        # mov rax, [rsp]           argc
     "488d54c410"      # lea rdx, [rsp+rax*8+16]  envp
     "b83b000000"      # mov eax, 59 (execve)
     "0f05"            # syscall
-    "bf7f000000"      # mov edi, 127
+    "bf7f000000"      # fail: mov edi, 127
     "b8e7000000"      # mov eax, 231 (exit_group)
     "0f05"            # syscall
 )
