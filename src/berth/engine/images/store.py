@@ -387,10 +387,17 @@ class Store:
                 events.append({"Untagged": names.parse(t).familiar()})
             if mine:
                 self._save_tags(tags)
-            os.unlink(self._record_path(image_id))
+            self._forget(image_id)
             events.append({"Deleted": image_id})
             self._gc()
             return events
+
+    def _forget(self, image_id):
+        """Drops an image's record and what hangs off it (its signatures)."""
+        os.unlink(self._record_path(image_id))
+        import shutil
+        shutil.rmtree(os.path.join(self.root, "signatures", image_id.split(":", 1)[1]),
+                      ignore_errors=True)
 
     def _gc(self):
         keep = set()
@@ -429,7 +436,7 @@ class Store:
                 for t in self.tags_of(image_id, tags):
                     del tags[t]
                     deleted.append({"Untagged": names.parse(t).familiar()})
-                os.unlink(self._record_path(image_id))
+                self._forget(image_id)
                 deleted.append({"Deleted": image_id})
             if all:
                 self._save_tags(tags)
