@@ -247,6 +247,8 @@ class Dockerd:
                 # dockerd turns the host's IP forwarding on unless told not to
                 "--ip-forward=false"]
         self.ip_forward = _read_ip_forward()
+        # dockerd makes its plugin dir under /run whatever --exec-root says
+        self.run_dirs = [d for d in ("/run/docker/plugins", "/run/docker") if not os.path.exists(d)]
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -302,6 +304,11 @@ class Dockerd:
         if ctr_pid is not None:
             _kill_pid(ctr_pid, "containerd")
         _unmount_under(self.work)
+        for d in getattr(self, "run_dirs", ()):  # deepest first, only if still empty
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
         self.proc = None
 
 

@@ -14,6 +14,9 @@ SESSION_TOKEN = secrets.token_hex(3)
 ID_PREFIX = "berth-test-"
 CGROUP_ROOT = "/sys/fs/cgroup"
 STATE_GLOBS = ("/run/berth*", "/var/lib/berth*")
+# daemons the tests start (dockerd, registries) may drop state elsewhere:
+# any new top-level entry of these is a leftover too
+WATCHED_DIRS = ("/run", "/var/lib", "/etc")
 
 
 def _mounts():
@@ -76,6 +79,11 @@ def _processes():
 
 def _state_files():
     out = set()
+    for d in WATCHED_DIRS:
+        try:
+            out |= {os.path.join(d, n) for n in os.listdir(d)}
+        except OSError:
+            pass
     for pattern in STATE_GLOBS:
         for top in glob.glob(pattern):
             out.add(top)
