@@ -11,6 +11,7 @@ from shared_dir import FIXTURES
 
 from berth.engine.storage import snapshots
 from berth.engine.storage.snapshots import OverlayDriver, VfsDriver, pick_driver
+from berth.sys.mountinfo import unescape
 from berth.engine.storage.unpack import extract
 from berth.errors import Conflict, NotFound
 from berth.oci import jsonio
@@ -26,7 +27,7 @@ def _mounts_under(top):
     out = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            mp = snapshots._unescape(line.split(" ")[4])
+            mp = unescape(line.split(" ")[4])
             if mp == top or mp.startswith(top + "/"):
                 out.append(mp)
     return out

@@ -9,6 +9,7 @@ import os
 from berth.errors import BerthError, SysError
 from berth.runtime import mounts as M
 from berth.sys import libc as L
+from berth.sys.mountinfo import unescape
 
 DEFAULT_DEVICES = (  # path, major, minor
     ("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7),
@@ -68,7 +69,7 @@ def _make_parent_private(path):
     mnts = set()
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            mnts.add(line.split()[4].replace("\\040", " "))
+            mnts.add(unescape(line.split()[4]))
     p = path
     while p not in mnts and p != "/":
         p = os.path.dirname(p)
@@ -109,7 +110,7 @@ def cgroup_sources():
             if fstype not in ("cgroup", "cgroup2"):
                 continue
             fields = pre.split()
-            mroot, mp = fields[3], fields[4]
+            mroot, mp = unescape(fields[3]), unescape(fields[4])
             if fstype == "cgroup2":
                 key = ""
             else:

@@ -26,6 +26,7 @@ import os
 from berth.errors import BerthError, Conflict, NotFound, SysError
 from berth.oci import jsonio
 from berth.sys import libc
+from berth.sys.mountinfo import unescape
 
 _ID_BAD = frozenset("/\0:,\\")
 # mount(2) data is one page; paths past this make the kernel refuse
@@ -53,19 +54,6 @@ def _check_id(value, what):
     return value
 
 
-def _unescape(field):
-    # mountinfo escapes space, tab, newline and backslash as \ooo
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and i + 4 <= len(field) and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
 def mounted_at(path):
     """The mountinfo line of the topmost mount at path, or None."""
     path = os.path.realpath(path)
@@ -73,7 +61,7 @@ def mounted_at(path):
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split(" ")
-            if _unescape(fields[4]) == path:
+            if unescape(fields[4]) == path:
                 found = line.rstrip("\n")
     return found
 

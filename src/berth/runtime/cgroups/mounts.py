@@ -7,6 +7,7 @@ point it at a fake tree."""
 import os
 
 from berth.errors import SysError
+from berth.sys.mountinfo import unescape
 
 # super options of a v1 mount that are not controllers
 _FLAGS = frozenset(("rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_v2_mode",
@@ -42,22 +43,6 @@ class Hierarchy:
         return (self.mount + cgpath).rstrip("/") or "/"
 
 
-def _unescape(s):
-    # mountinfo writes space, tab, newline and backslash as \ooo
-    if "\\" not in s:
-        return s
-    out = []
-    i = 0
-    while i < len(s):
-        if s[i] == "\\" and i + 4 <= len(s) and s[i + 1:i + 4].isdigit():
-            out.append(chr(int(s[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(s[i])
-            i += 1
-    return "".join(out)
-
-
 def _read(path):
     try:
         with open(path, "rb") as f:
@@ -77,7 +62,7 @@ def cgroup_mounts(mountinfo_text, root=""):
         if len(post) < 3 or post[0] not in ("cgroup", "cgroup2"):
             continue
         fields = pre.split()
-        mroot, mp = _unescape(fields[3]), _unescape(fields[4])
+        mroot, mp = unescape(fields[3]), unescape(fields[4])
         kind = "v2" if post[0] == "cgroup2" else "v1"
         out.append((kind, set(post[2].split(",")), root + mp, mroot))
     return out
