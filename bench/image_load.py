@@ -220,8 +220,9 @@ class Dockerd:
     """A dockerd of our own: data, exec root, socket, pid file, config and
     trust key under `work`; no bridge, no iptables, so it touches no network."""
 
-    def __init__(self, work):
+    def __init__(self, work, extra_args=()):
         self.work = Path(work)
+        self.extra_args = list(extra_args)  # e.g. --add-runtime for drop-in tests
         self.sock = self.work / "docker.sock"
         self.log = self.work / "dockerd.log"
         self.proc = None
@@ -245,7 +246,7 @@ class Dockerd:
                 "--bridge=none", "--iptables=false", "--ip6tables=false",
                 "--ip-masq=false", "--userland-proxy=false",
                 # dockerd turns the host's IP forwarding on unless told not to
-                "--ip-forward=false"]
+                "--ip-forward=false", *self.extra_args]
         self.ip_forward = _read_ip_forward()
         # dockerd makes its plugin dir under /run whatever --exec-root says
         self.run_dirs = [d for d in ("/run/docker/plugins", "/run/docker") if not os.path.exists(d)]
