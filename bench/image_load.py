@@ -248,8 +248,10 @@ class Dockerd:
                 # dockerd turns the host's IP forwarding on unless told not to
                 "--ip-forward=false", *self.extra_args]
         self.ip_forward = _read_ip_forward()
-        # dockerd makes its plugin dir under /run whatever --exec-root says
-        self.run_dirs = [d for d in ("/run/docker/plugins", "/run/docker") if not os.path.exists(d)]
+        # dockerd makes its plugin dir, and its containerd its fifos and shim
+        # sockets, under /run whatever --exec-root says
+        self.run_dirs = [d for d in ("/run/docker/plugins", "/run/docker", "/run/containerd")
+                         if not os.path.exists(d)]
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -305,7 +307,10 @@ class Dockerd:
         if ctr_pid is not None:
             _kill_pid(ctr_pid, "containerd")
         _unmount_under(self.work)
-        for d in getattr(self, "run_dirs", ()):  # deepest first, only if still empty
+        for d in getattr(self, "run_dirs", ()):  # ours: they were not there at start
+            if d == "/run/containerd":
+                shutil.rmtree(d, ignore_errors=True)  # its daemon and shims are gone now
+                continue
             try:
                 os.rmdir(d)
             except OSError:

@@ -29,6 +29,9 @@ def ctr(tmp_path_factory):
         f'version = 2\nroot = "{work}/root"\nstate = "{work}/state"\n'
         f'[grpc]\n  address = "{sock}"\n'
         '[plugins."io.containerd.grpc.v1.cri"]\n  disable = true\n')
+    # containerd keeps fifos, shim sockets and runc state under /run/containerd
+    # whatever its config says; remove it afterwards if it is ours
+    had_run_dir = Path("/run/containerd").exists()
     log = open(work / "log", "wb")
     proc = subprocess.Popen(["containerd", "--config", str(work / "config.toml")],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -63,6 +66,8 @@ def ctr(tmp_path_factory):
             stale = [line.split()[4] for line in f if str(work) in line.split()[4]]
         for mp in sorted(stale, key=len, reverse=True):
             subprocess.run(["umount", "-l", mp])
+        if not had_run_dir:
+            shutil.rmtree("/run/containerd", ignore_errors=True)
 
 
 def test_ctr_run_gives_what_runc_gives(ctr):
