@@ -23,7 +23,6 @@ import platform
 import random
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tarfile
@@ -35,8 +34,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
 PYTHON = REPO / ".venv" / "bin" / "python"
-sys.path[:0] = [str(REPO / "tests")]
+sys.path[:0] = [str(HERE), str(REPO / "tests")]
 from shared_dir import FIXTURES  # noqa: E402
+from stats import summary  # noqa: E402
 
 ALPINE = FIXTURES / "images" / "alpine-3.20.tar"
 GENERATED_TAG = "berth-bench/layers:200mb"
@@ -173,14 +173,6 @@ def archive_id(path):
 
 
 # numbers
-
-def summary(samples):
-    ms = [s * 1000 for s in samples]
-    return {"mean_ms": statistics.fmean(ms),
-            "stddev_ms": statistics.stdev(ms) if len(ms) > 1 else 0.0,
-            "min_ms": min(ms), "median_ms": statistics.median(ms),
-            "max_ms": max(ms), "runs": len(ms)}
-
 
 def ratios(results):
     return {s: r["berth"]["mean_ms"] / r["docker"]["mean_ms"]

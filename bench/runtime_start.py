@@ -14,7 +14,6 @@ import os
 import platform
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,8 +22,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(REPO / "tests" / "runtime"), str(REPO / "tests")]
+sys.path[:0] = [str(HERE), str(REPO / "tests" / "runtime"), str(REPO / "tests")]
 import bundle as bundles  # noqa: E402  (tests' bundle builders)
+from stats import summary  # noqa: E402
 
 RESULTS = HERE / "results"
 
@@ -82,14 +82,6 @@ def with_loop(cmds, runs, warmup, workdir):
                 raise RuntimeError(f"{label}: {r.stderr.strip()[-300:]}")
         times[label] = samples
     return times
-
-
-def summary(samples):
-    ms = [s * 1000 for s in samples]
-    return {"mean_ms": statistics.fmean(ms),
-            "stddev_ms": statistics.stdev(ms) if len(ms) > 1 else 0.0,
-            "min_ms": min(ms), "median_ms": statistics.median(ms),
-            "max_ms": max(ms), "runs": len(ms)}
 
 
 def version(binary):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import bundle as bundles
+from cgroup_cleanup import remove_cgroups
 
 REPO = Path(__file__).resolve().parents[2]
 BINARIES = {
@@ -261,40 +262,6 @@ def cgroup_dirs(cid, max_depth=5):
                     elif depth + 1 < max_depth:
                         stack.append((e.path, depth + 1))
     return found
-
-
-def remove_cgroups(dirs):
-    # children before parents
-    everything = []
-    for d in dirs:
-        if "berth-test-" not in os.path.basename(d):
-            raise ValueError(f"refusing to remove cgroup {d}")
-        for dirpath, subdirs, _ in os.walk(d):
-            everything.append(dirpath)
-    for d in sorted(set(everything), key=len, reverse=True):
-        freezer = os.path.join(d, "freezer.state")
-        if os.path.exists(freezer):
-            try:
-                Path(freezer).write_text("THAWED")
-            except OSError:
-                pass
-        for _ in range(50):
-            try:
-                pids = Path(d, "cgroup.procs").read_text().split()
-            except OSError:
-                pids = []
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-            try:
-                os.rmdir(d)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.02)
 
 
 def mountinfo():

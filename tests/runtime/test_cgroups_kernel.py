@@ -12,6 +12,7 @@ import pytest
 
 from berth.errors import BerthError
 from berth.runtime.cgroups import Cgroup, open_cgroup
+from cgroup_cleanup import remove_cgroups
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -41,33 +42,8 @@ def _dirs_named(name):
 
 
 def _force_remove(name):
-    """Last-resort cleanup of anything a failed test left: thaw, kill, rmdir."""
-    dirs = sorted(set(_dirs_named(name)), key=lambda p: p.count("/"), reverse=True)
-    for d in dirs:
-        for f, v in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
-            try:
-                with open(os.path.join(d, f), "w") as fh:
-                    fh.write(v)
-            except OSError:
-                pass
-    for d in dirs:
-        for _ in range(100):
-            try:
-                pids = open(os.path.join(d, "cgroup.procs")).read().split()
-            except OSError:
-                pids = []
-            for p in pids:
-                try:
-                    os.kill(int(p), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            try:
-                os.rmdir(d)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.02)
+    """Last-resort cleanup of anything a failed test left under this name."""
+    remove_cgroups([d for d in _dirs_named(name) if os.path.basename(d) == name])
 
 
 @pytest.fixture
