@@ -19,13 +19,6 @@ DEV_LINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
              ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"))
 
 
-def prepare(cfg, rootfs, userns):
-    """Everything before pivot_root. Returns an O_PATH fd of the rootfs."""
-    rootfd, nxt = prepare_before_cgroup(cfg, rootfs)
-    prepare_rest(rootfd, cfg, nxt, userns, cgroup_sources())
-    return rootfd
-
-
 def prepare_before_cgroup(cfg, rootfs):
     """The part that does not need the container's cgroup: the spec's mounts
     up to the first cgroup mount. Returns (rootfd, index of the next mount),

@@ -29,8 +29,7 @@ class Plan:
         self.rootfs = None
         self.join = {}
         self.new = []
-        self.cgroup = None         # stage 1 joins it (exec)
-        self.cgroup_late = False   # the runtime moves pid 1 in later (create)
+        self.cgroup = None         # the runtime moves the process in after stage 1 forks it
         self.container = True      # False for exec: no rootfs work
         self.no_pivot = False
         self.state_dirfd = None    # create: where exec.fifo is
@@ -57,8 +56,6 @@ def stage1(plan, chan):
 
 
 def _enter(plan, chan):
-    if plan.cgroup is not None and not plan.cgroup_late:
-        plan.cgroup.enter_self()
     # open every path first: joining the mount namespace hides host paths
     fds = {t: os.open(p, os.O_RDONLY | os.O_CLOEXEC) for t, p in plan.join.items()}
     if "user" in fds:
@@ -81,7 +78,7 @@ def _enter(plan, chan):
     for t in plan.new:
         # a cgroup namespace is rooted where its creator is: pid 1 makes it
         # after it has been moved into the container's cgroup
-        if t != "user" and not (t == "cgroup" and plan.cgroup_late):
+        if t != "user" and not (t == "cgroup" and plan.cgroup is not None):
             flags |= NS_FLAGS[t]
     if flags:
         L.unshare(flags)
@@ -123,19 +120,16 @@ def _build(plan, chan):
             if e.errno not in (38, 1, 13):
                 raise
     userns = "user" in plan.new or "user" in plan.join
-    if not plan.container:
-        if plan.cgroup_late:
-            chan.expect("cgroup")  # exec: only this process counts in the container
-    else:
-        mnt_new = "mount" in plan.new
-        if mnt_new:
-            rootfd, nxt = R.prepare_before_cgroup(cfg, plan.rootfs)
-        if plan.cgroup_late:
-            # meanwhile the runtime made the cgroup (waiting out the kernel's
-            # grace period for the first migration) and moved us into it
-            chan.expect("cgroup")
+    mnt_new = plan.container and "mount" in plan.new
+    if mnt_new:
+        rootfd, nxt = R.prepare_before_cgroup(cfg, plan.rootfs)
+    if plan.cgroup is not None:
+        # meanwhile the runtime made the cgroup (create; waiting out the
+        # kernel's grace period for the first migration) and moved us in
+        chan.expect("cgroup")
+    if plan.container:
         cgroups = R.cgroup_sources() if mnt_new else None
-        if plan.cgroup_late and "cgroup" in plan.new:
+        if plan.cgroup is not None and "cgroup" in plan.new:
             L.unshare(L.CLONE_NEWCGROUP)
         if mnt_new:
             R.prepare_rest(rootfd, cfg, nxt, userns, cgroups)

@@ -27,8 +27,8 @@ def preload(process, cfg, container):
 
 def spawn(plan, on_hooks=None, on_pid=None, on_cgroup=None):
     """Returns (init pid, channel). The channel stays open so that `run`
-    can send "start"; the caller closes it. With plan.cgroup_late,
-    on_cgroup(pid) must put pid 1 into its cgroup."""
+    can send "start"; the caller closes it. With plan.cgroup set,
+    on_cgroup(pid) must put the process into it."""
     preload(plan.process, plan.cfg, plan.container)
     parent, child = Channel.pair()
     pid1 = os.fork()
@@ -49,7 +49,7 @@ def spawn(plan, on_hooks=None, on_pid=None, on_cgroup=None):
                 pid1 = 0
                 if on_pid:
                     on_pid(init_pid)
-                if plan.cgroup_late:
+                if plan.cgroup is not None:
                     on_cgroup(init_pid)
                     parent.send("cgroup")
             elif kind == "hooks":

@@ -4,15 +4,14 @@ Two pipes carry newline-terminated text messages `<kind> <payload>`; every
 message is one write() below PIPE_BUF, so it arrives whole.
 
     child (stage 1, in the host pid ns)          parent (create / run / exec)
-    -- exec only: joins the cgroup ----------
     -- user namespace -----------------------
     "userns"                                ->   writes /proc/<stage1>/{uid,gid}_map
                                             <-   "ok"
     -- unshares the rest, forks the init ---
     "pid <init pid as the host sees it>"    ->   records the pid; stage 1 exits
     init (stage 2, pid 1 of the container):
-    -- mounts before the first cgroup one --     create: makes the cgroup, moves
-                                            <-   "cgroup"   pid 1 into it
+    -- mounts before the first cgroup one --     makes the cgroup (create), moves
+                                            <-   "cgroup"   the process into it
     -- unshares cgroup ns, the other mounts,
        devices, before pivot_root ----------
     "hooks"                                 ->   runs prestart + createRuntime hooks

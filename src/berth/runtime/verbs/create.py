@@ -105,7 +105,7 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
             H.run(hooks.get("prestart"), state, "prestart")
             H.run(hooks.get("createRuntime"), state, "createRuntime")
 
-        plan = Plan(cfg=cfg, process=proc, rootfs=rootfs, cgroup=cg, cgroup_late=True,
+        plan = Plan(cfg=cfg, process=proc, rootfs=rootfs, cgroup=cg,
                     no_pivot=no_pivot,
                     join={t: p for t, p in ns.items() if p},
                     new=[t for t, p in ns.items() if not p],

@@ -86,7 +86,7 @@ def exec_(ctx, cid, opts, args):
     # the parent moves only the final process in: stage 1 stays outside, so
     # exec needs one free slot under a pids limit, as runc's does
     plan = Plan(cfg=cfg, process=proc, container=False, join=joins(c.pid, cfg),
-                cgroup=cg, cgroup_late=True, wait_fifo=False, console_fd=console_fd,
+                cgroup=cg, wait_fifo=False, console_fd=console_fd,
                 preserve_fds=preserve_count(opts), caps=caps, seccomp=seccomp)
     try:
         pid, chan = parent.spawn(plan, on_cgroup=cg.add)
