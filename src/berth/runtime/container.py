@@ -124,13 +124,15 @@ class Container:
         return out
 
     def remove_dir(self):
-        for name in (STATE, FIFO):
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return
+        for name in names:  # state.json, exec.fifo, pid files' temps
             try:
                 os.unlink(os.path.join(self.dir, name))
             except FileNotFoundError:
                 pass
-        for name in os.listdir(self.dir) if os.path.isdir(self.dir) else ():
-            os.unlink(os.path.join(self.dir, name))
         try:
             os.rmdir(self.dir)
         except FileNotFoundError:
