@@ -1,0 +1,69 @@
+"""berth-shim: argv only (the work is in berth.shim). Parsed by hand, as
+berth-runtime's is: argparse would cost start-up time and memory in every
+container's monitor.
+
+berth-shim --id ID --bundle DIR --runtime BIN --runtime-root DIR
+           --state-dir DIR --log-path FILE [--log-max-size BYTES]
+           [--log-max-files N] [--tty] [--open-stdin] [--stdin-once]"""
+import os
+import sys
+
+VALUES = {"id", "bundle", "runtime", "runtime-root", "state-dir", "log-path",
+          "log-max-size", "log-max-files"}
+FLAGS = {"tty", "open-stdin", "stdin-once"}
+REQUIRED = ("id", "bundle", "runtime", "runtime-root", "state-dir", "log-path")
+INTS = ("log-max-size", "log-max-files")
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse(argv):
+    opts = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg in ("-h", "--help"):
+            raise UsageError(__doc__.split("\n\n", 1)[1].strip())
+        if not arg.startswith("-"):
+            raise UsageError(f"unexpected argument {arg!r}")
+        name, eq, value = arg.lstrip("-").partition("=")
+        if name in FLAGS:
+            if eq:
+                raise UsageError(f"--{name} takes no value")
+            opts[name] = True
+        elif name in VALUES:
+            if not eq:
+                if i >= len(argv):
+                    raise UsageError(f"--{name} needs a value")
+                value = argv[i]
+                i += 1
+            opts[name] = value
+        else:
+            raise UsageError(f"unknown option --{name}")
+    missing = [f"--{n}" for n in REQUIRED if not opts.get(n)]
+    if missing:
+        raise UsageError("missing " + ", ".join(missing))
+    for n in INTS:
+        if n in opts:
+            try:
+                opts[n] = int(opts[n])
+            except ValueError:
+                raise UsageError(f"--{n} must be an integer, not {opts[n]!r}") from None
+            if opts[n] < (0 if n == "log-max-size" else 1):
+                raise UsageError(f"--{n} out of range: {opts[n]}")
+    return {k.replace("-", "_"): v for k, v in opts.items()}
+
+
+def main(argv=None):
+    try:
+        kw = parse(sys.argv[1:] if argv is None else argv)
+    except UsageError as e:
+        sys.stderr.write(f"berth-shim: {e}\n")
+        msg = str(e).splitlines()[0].replace("\\", "\\\\").replace('"', '\\"')
+        os.write(1, f'{{"error":"berth-shim: {msg}"}}\n'.encode())
+        return 2
+    from berth.shim.main import Options, run
+    return run(Options(**kw))
