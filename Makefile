@@ -28,7 +28,7 @@ venv: $(VPY)
 # pyenv shim cost 30-70 ms per start, more than the runtime's own work.
 build: venv
 	@mkdir -p bin
-	@for tool in berth-runtime; do \
+	@for tool in berth-runtime berth-shim berthd berth; do \
 	  mod=$$(echo $$tool | tr - _); \
 	  printf '#!%s -IS\nimport sys\nsys.path.insert(0, "%s/src")\nfrom berth.cli.%s import main\nsys.exit(main())\n' \
 	    "$(VPY)" "$(CURDIR)" "$${mod#berth_}" > bin/$$tool; chmod 755 bin/$$tool; done

@@ -15,7 +15,11 @@ ALLOWED = {
     "sys": {"errors", "oci"},
     "runtime": {"errors", "oci", "sys"},
     "engine": {"errors", "oci", "sys"},
-    "cli": {"errors", "oci", "sys", "runtime", "engine", "api"},
+    "shim": {"errors", "oci", "sys"},
+    "client": {"errors"},
+    "api": {"errors", "oci", "sys", "engine"},
+    "daemon": {"errors", "oci", "sys", "engine", "api"},
+    "cli": {"errors", "oci", "sys", "runtime", "engine", "api", "shim", "daemon", "client"},
 }
 
 
