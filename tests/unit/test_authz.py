@@ -472,3 +472,15 @@ def test_allowed_prefix_that_is_a_symlink(tmp_path):
     pol = policy({"allowed_bind_paths": [str(tmp_path / "alias")]})
     pol.check(create({"Binds": [f"{tmp_path}/alias/sub:/s"]}))
     denied(pol, create({"Binds": [f"{real}/sub:/s"]}), "allowed_bind_paths")
+
+
+def test_documented_example_loads(tmp_path):
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "authz.md").read_text()
+    example = doc.split("```json\n", 1)[1].split("```", 1)[0]
+    p = write(tmp_path, example)
+    pol = authz.load(p, required=True)
+    pol.check(FakeReq("POST", "/containers/create", {"HostConfig": {"Privileged": True}},
+                      peer=Peer(uid=0)))
+    denied(pol, create({"Privileged": True}), "deny_privileged")
+    denied(pol, FakeReq("PUT", "/containers/c/archive"), "copying files")
