@@ -1,0 +1,49 @@
+"""/volumes: list, create, inspect, remove, prune (local driver)."""
+from berth.api import filters as F
+from berth.api.errors import BadRequest
+from berth.api.http import empty, json_response
+
+
+def _strmap(body, key):
+    v = body.get(key)
+    if v is None:
+        return {}
+    if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
+        raise BadRequest(f"{key}: expected an object of strings")
+    return v
+
+
+def register(router, engine):
+    vols = engine.volumes
+
+    def list_(req):
+        return json_response({"Volumes": vols.list(F.parse(req.q("filters"))), "Warnings": []})
+
+    def create(req):
+        body = req.json(default={})
+        name = body.get("Name")
+        if name is not None and not isinstance(name, str):
+            raise BadRequest("Name: expected a string")
+        driver = body.get("Driver") or "local"
+        if not isinstance(driver, str):
+            raise BadRequest("Driver: expected a string")
+        v = vols.create(name or None, driver=driver, labels=_strmap(body, "Labels"),
+                        options=_strmap(body, "DriverOpts"))
+        return json_response(v, 201)
+
+    def inspect(req):
+        return json_response(vols.get(req.params["name"]))
+
+    def remove(req):
+        vols.remove(req.params["name"], force=req.qbool("force"))
+        return empty()
+
+    def prune(req):
+        removed, freed = vols.prune(F.parse(req.q("filters")))
+        return json_response({"VolumesDeleted": removed, "SpaceReclaimed": freed})
+
+    router.add("GET", "/volumes", list_)
+    router.add("POST", "/volumes/create", create)
+    router.add("POST", "/volumes/prune", prune)
+    router.add("GET", "/volumes/{name}", inspect)
+    router.add("DELETE", "/volumes/{name}", remove)

@@ -1,0 +1,297 @@
+"""A berthd per test on a private temp dir, driven by the real docker CLI
+or raw HTTP over its Unix socket.
+
+    def test_x(berthd):
+        berthd.docker("load", "-i", path)            # CompletedProcess (text)
+        status, headers, body = berthd.api("GET", "/images/json")
+        berthd.json("GET", "/images/json")           # parsed, asserts 2xx
+
+Teardown removes every container, stops the daemon by its PID (SIGTERM,
+SIGKILL after 10 s), unmounts whatever is left under the temp dir, deepest
+first, and removes the dir. BERTHD points the fixture at another launcher."""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from shared_dir import FIXTURES
+
+REPO = Path(__file__).resolve().parents[2]
+BERTHD = os.environ.get("BERTHD") or str(REPO / "bin" / "berthd")
+DOCKER = shutil.which("docker")
+IMAGES = FIXTURES / "images"
+START_TIMEOUT = 20
+STOP_TIMEOUT = 10
+
+need_docker = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=60):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+class Daemon:
+    def __init__(self, tmp):
+        self.tmp = Path(tmp)
+        self.sock = str(self.tmp / "berth.sock")
+        self.data_root = self.tmp / "lib"
+        self.exec_root = self.tmp / "run"
+        self.config_dir = self.tmp / "etc"
+        self.log_path = self.tmp / "berthd.log"
+        self.env = dict(os.environ, DOCKER_HOST="unix://" + self.sock,
+                        DOCKER_CONFIG=str(self.tmp / "docker-config"))
+        self.env.pop("DOCKER_CONTEXT", None)
+        self.env.pop("DOCKER_TLS_VERIFY", None)
+        self.proc = None
+        self._log = None
+
+    # -- life -----------------------------------------------------------
+
+    def start(self):
+        for d in (self.config_dir, self.tmp / "docker-config"):
+            d.mkdir(parents=True, exist_ok=True)
+        argv = [BERTHD, "-H", "unix://" + self.sock, "--data-root", str(self.data_root),
+                "--exec-root", str(self.exec_root), "--config-dir", str(self.config_dir),
+                "--group", "root"]
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"berthd exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if self.api("GET", "/_ping", timeout=2)[0] == 200:
+                    return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"berthd did not answer /_ping in {START_TIMEOUT}s:\n{self.log()}")
+            time.sleep(0.05)
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")[-8000:]
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(STOP_TIMEOUT)
+
+    # -- clients ----------------------------------------------------------
+
+    def api(self, method, path, body=None, headers=None, timeout=120):
+        """Raw HTTP/1.1 -> (status, headers dict, body bytes). body: bytes,
+        a file object (sent chunked), or anything else as JSON."""
+        conn = UnixHTTPConnection(self.sock, timeout=timeout)
+        try:
+            hdrs = dict(headers or {})
+            if body is not None and not isinstance(body, (bytes, bytearray)) \
+                    and not hasattr(body, "read"):
+                body = json.dumps(body).encode()
+                hdrs.setdefault("Content-Type", "application/json")
+            if hasattr(body, "read"):
+                conn.request(method, path, body=body, headers=hdrs, encode_chunked=True)
+            else:
+                conn.request(method, path, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+        finally:
+            conn.close()
+
+    def json(self, method, path, body=None, expect=None, **kw):
+        status, _, data = self.api(method, path, body, **kw)
+        ok = (status == expect) if expect else 200 <= status < 300
+        assert ok, f"{method} {path} -> {status}: {data[:2000]!r}"
+        return json.loads(data) if data.strip() else None
+
+    def docker(self, *args, input=None, timeout=180, check=False):
+        r = subprocess.run([DOCKER, *map(str, args)], env=self.env, capture_output=True,
+                           text=not isinstance(input, bytes), input=input, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"docker {' '.join(map(str, args))} -> {r.returncode}\n"
+                                 f"stdout: {r.stdout}\nstderr: {r.stderr}\nberthd log:\n{self.log()}")
+        return r
+
+    def load(self, name):
+        """Load a fixture image (alpine-3.20, alpine-3.10, busybox-1.38) over the API."""
+        with open(IMAGES / f"{name}.tar", "rb") as f:
+            status, _, data = self.api("POST", "/images/load?quiet=1", f,
+                                       {"Content-Type": "application/x-tar"})
+        assert status == 200, data
+        return data
+
+    def events(self, since=0):
+        """Every event berthd recorded since `since` (unix seconds), up to now."""
+        now = time.time() + 0.5
+        status, _, data = self.api("GET", f"/events?since={since}&until={now:.3f}", timeout=30)
+        assert status == 200, data
+        return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+    def restart(self):
+        self.stop()
+        if self._log:
+            self._log.close()
+        return self.start()
+
+    # -- teardown ---------------------------------------------------------
+
+    def remove_containers(self):
+        try:
+            status, _, data = self.api("GET", "/containers/json?all=1", timeout=30)
+            items = json.loads(data) if status == 200 else []
+        except (OSError, ValueError):
+            return
+        for c in items if isinstance(items, list) else []:
+            try:
+                self.api("DELETE", f"/containers/{c['Id']}?force=1&v=1", timeout=60)
+            except (OSError, KeyError, TypeError):
+                pass
+
+
+def _mounts_under(root):
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4].replace("\\040", " ").replace("\\011", "\t") \
+                .replace("\\012", "\n").replace("\\134", "\\")
+            if mp == root or mp.startswith(root + "/"):
+                out.append(mp)
+    return out
+
+
+def unmount_all(root):
+    for _ in range(3):
+        mps = _mounts_under(root)
+        if not mps:
+            return
+        for mp in sorted(set(mps), key=len, reverse=True):
+            if subprocess.run(["umount", mp], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", mp], capture_output=True)
+
+
+@pytest.fixture
+def berthd():
+    if not os.access(BERTHD, os.X_OK):
+        pytest.skip(f"{BERTHD} is missing: run make build")
+    tmp = os.path.realpath(tempfile.mkdtemp(prefix="berthd-test-"))
+    d = Daemon(tmp)
+    try:
+        d.start()
+        yield d
+    finally:
+        try:
+            if d.proc is not None and d.proc.poll() is None:
+                d.remove_containers()
+        finally:
+            d.stop()
+            if d._log:
+                d._log.close()
+            unmount_all(tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def fixture_image():
+    def path(name):
+        p = IMAGES / f"{name}.tar"
+        if not p.exists():
+            pytest.skip(f"image fixture {p} is missing")
+        return p
+    return path
+
+
+REGISTRY_BIN = "/usr/bin/docker-registry"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Registry:
+    def __init__(self, port, proc):
+        self.port = port
+        self.proc = proc
+        self.host = f"127.0.0.1:{port}"
+
+    def raw(self, method, path):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(method, path)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """Debian's docker-registry on 127.0.0.1 (plain http is allowed on
+    loopback only), storage under tmp_path, killed in teardown."""
+    if not os.access(REGISTRY_BIN, os.X_OK):
+        pytest.skip("docker-registry is not installed")
+    port = free_port()
+    root = tmp_path / "registry"
+    root.mkdir()
+    cfg = tmp_path / "registry.yml"
+    cfg.write_text(f"""version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {root}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+""")
+    log = open(tmp_path / "registry.log", "wb")
+    proc = subprocess.Popen([REGISTRY_BIN, "serve", str(cfg)], stdout=log, stderr=log,
+                            stdin=subprocess.DEVNULL)
+    try:
+        r = Registry(port, proc)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if r.raw("GET", "/v2/")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("docker-registry did not come up: "
+                                   + (tmp_path / "registry.log").read_text())
+            time.sleep(0.02)
+        yield r
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
+
