@@ -4,13 +4,16 @@ container's monitor.
 
 berth-shim --id ID --bundle DIR --runtime BIN --runtime-root DIR
            --state-dir DIR --log-path FILE [--log-max-size BYTES]
-           [--log-max-files N] [--tty] [--open-stdin] [--stdin-once]"""
+           [--log-max-files N] [--tty] [--open-stdin] [--stdin-once] [--no-start]
+
+--no-start: report after `create` and run `start` on the control op
+{"op":"start"}, so berthd can connect attach clients first."""
 import os
 import sys
 
 VALUES = {"id", "bundle", "runtime", "runtime-root", "state-dir", "log-path",
           "log-max-size", "log-max-files"}
-FLAGS = {"tty", "open-stdin", "stdin-once"}
+FLAGS = {"tty", "open-stdin", "stdin-once", "no-start"}
 REQUIRED = ("id", "bundle", "runtime", "runtime-root", "state-dir", "log-path")
 INTS = ("log-max-size", "log-max-files")
 

@@ -15,6 +15,9 @@ control.sock: JSON-line requests, one JSON-line reply each:
   {"op":"resize","height":H,"width":W} -> {"ok":true}
   {"op":"wait"}  -> {"exit_code":N,"finished_at":"...","oom_killed":false} once exited
   {"op":"ping"}  -> {"ok":true,"pid":INIT_PID}
+  {"op":"start"} -> {"ok":true} (only with --no-start: runs `runtime start`)
+attach.sock: a header line {"stdin":..,"stdout":..,"stderr":..,"ack":true}; with
+  "ack" one NUL byte comes back first, once the client is registered.
   anything else  -> {"error":"..."}
 
 When the init exits (wait4; other orphans are reaped and ignored) the
@@ -399,6 +402,9 @@ class Monitor:
         c.stdin = bool(req.get("stdin"))
         c.stdout = bool(req.get("stdout"))
         c.stderr = bool(req.get("stderr"))
+        if req.get("ack"):
+            # one byte before any output: the client knows it is registered
+            self._send(c, b"\0")
         if rest and c.stdin:
             self._to_stdin(rest)
         self._rearm(c)
@@ -437,10 +443,27 @@ class Monitor:
                 self.waiters.append(c)
         elif op == "resize":
             self._reply(c, self._resize(req))
+        elif op == "start":
+            self._reply(c, self._start())
         else:
             self._reply(c, {"error": f"unknown op {op!r}"})
 
     _done = False   # exit.json written and the container deleted
+    _started = False
+
+    def _start(self):
+        """--no-start: berthd has connected its attach clients; go."""
+        if self._started or not self.opts.no_start:
+            return {"error": "already started"}
+        if self.exit is not None:
+            return {"error": "the container exited before start"}
+        from berth.shim.main import CREATE_TIMEOUT, ShimError, run_verb
+        self._started = True
+        try:
+            run_verb(self.opts, ["start", self.opts.id], CREATE_TIMEOUT)
+        except ShimError as e:
+            return {"error": str(e)}
+        return {"ok": True}
 
     def _resize(self, req):
         h, w = req.get("height"), req.get("width")

@@ -24,7 +24,7 @@ class ShimError(Exception):
 
 
 class Options:
-    tty = open_stdin = stdin_once = False
+    tty = open_stdin = stdin_once = no_start = False
     log_max_size = 0
     log_max_files = 1
 
@@ -329,7 +329,8 @@ def _shim(opts, report_fd):
         from berth.shim.loop import Monitor
         mon = Monitor(opts, io, init_pid)
         listeners = mon.listen()
-        run_verb(opts, ["start", opts.id], CREATE_TIMEOUT)
+        if not opts.no_start:
+            run_verb(opts, ["start", opts.id], CREATE_TIMEOUT)
     except BaseException as e:
         msg = str(e) if isinstance(e, ShimError) else f"berth-shim: {e}"
         log(f"start-up failed: {msg}")
