@@ -1,0 +1,64 @@
+"""Docker's `filters` query parameter: {"name": ["a", "b"]} (or the old
+{"name": {"a": true}} form)."""
+import json
+
+from berth.api.errors import BadRequest
+
+
+def parse(text):
+    if not text:
+        return {}
+    try:
+        raw = json.loads(text)
+    except ValueError as e:
+        raise BadRequest(f"filters: malformed JSON: {e}")
+    if not isinstance(raw, dict):
+        raise BadRequest("filters: expected a JSON object")
+    out = {}
+    for k, v in raw.items():
+        if isinstance(v, dict):
+            v = [x for x, on in v.items() if on]
+        elif isinstance(v, str):
+            v = [v]
+        elif not isinstance(v, list):
+            raise BadRequest(f"filters: {k}: expected a list of strings")
+        out[k] = [str(x) for x in v]
+    return out
+
+
+def check(filters, known, what):
+    for k in filters:
+        if k not in known:
+            raise BadRequest(f"invalid filter '{k}' for {what}",
+                             hint="known filters: " + ", ".join(sorted(known)))
+
+
+def label_matches(wanted, labels):
+    """label=key or label=key=value, all must match."""
+    labels = labels or {}
+    for w in wanted:
+        k, eq, v = w.partition("=")
+        if k not in labels or (eq and labels[k] != v):
+            return False
+    return True
+
+
+def event_matches(filters, ev):
+    if not filters:
+        return True
+    actor = ev["Actor"]
+    attrs = actor.get("Attributes", {})
+    for k, values in filters.items():
+        if k == "type" and ev["Type"] not in values:
+            return False
+        if k == "event" and ev["Action"].split(":")[0] not in values and ev["Action"] not in values:
+            return False
+        if k in ("container", "image", "volume", "network"):
+            if ev["Type"] != k and not (k == "image" and "image" in attrs):
+                return False
+            names = {actor["ID"], actor["ID"][:12], attrs.get("name", ""), attrs.get("image", "")}
+            if not names & set(values):
+                return False
+        if k == "label" and not label_matches(values, attrs):
+            return False
+    return True

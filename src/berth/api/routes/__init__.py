@@ -1,0 +1,7 @@
+"""One module per area of the Engine API; each has register(router, engine)."""
+
+
+def register_all(router, engine):
+    from berth.api.routes import containers, df, execs, images, system, volumes, networks
+    for mod in (system, containers, execs, images, volumes, networks, df):
+        mod.register(router, engine)

@@ -1,0 +1,3 @@
+from berth.daemon import main
+
+__all__ = ["main"]

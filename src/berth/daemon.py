@@ -1,0 +1,146 @@
+"""berthd's composition root: options -> Engine -> API app -> listeners.
+
+    berthd [-H unix:///run/berth/berth.sock] [-H tcp://0.0.0.0:2376 --tlsverify
+           --tlscacert ca.pem --tlscert cert.pem --tlskey key.pem]
+           [--data-root /var/lib/berth] [--exec-root /run/berth] [--config-dir /etc/berth]
+           [--default-runtime berth] [--add-runtime name=path] [--storage-driver overlay|vfs]
+           [--log-opt max-size=10m --log-opt max-file=3] [--group berth]
+"""
+import argparse
+import os
+import signal
+import sys
+
+from berth.errors import BerthError, ConfigError
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="berthd", description="berth's container engine daemon")
+    p.add_argument("-H", "--host", action="append", default=[])
+    p.add_argument("--data-root", default="/var/lib/berth")
+    p.add_argument("--exec-root", default="/run/berth")
+    p.add_argument("--config-dir", default="/etc/berth")
+    p.add_argument("--group", default="berth")
+    p.add_argument("--default-runtime", default="berth")
+    p.add_argument("--add-runtime", action="append", default=[])
+    p.add_argument("--storage-driver", default=None)
+    p.add_argument("--log-opt", action="append", default=[])
+    p.add_argument("--tlsverify", action="store_true")
+    p.add_argument("--tlscacert")
+    p.add_argument("--tlscert")
+    p.add_argument("--tlskey")
+    p.add_argument("--insecure-tcp", action="store_true",
+                   help="allow TCP without TLS (gives root to whoever reaches the port)")
+    p.add_argument("--authz-policy", default=None)
+    p.add_argument("--audit-log", default=None)
+    p.add_argument("--trust-policy", default=None)
+    p.add_argument("--init-path", default=None)
+    return p.parse_args(argv)
+
+
+def _size(text):
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().rstrip("b")
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t)
+    except ValueError:
+        raise ConfigError(f"--log-opt max-size={text}: not a size", hint="e.g. 10m")
+
+
+def build(args):
+    from berth.api import audit, authz
+    from berth.api.app import App, Router
+    from berth.api.routes import register_all
+    from berth.engine.core import Config, Engine
+    from berth.engine.paths import Paths
+
+    runtimes = {}
+    for item in args.add_runtime:
+        name, eq, path = item.partition("=")
+        if not eq or not name or not path:
+            raise ConfigError(f"--add-runtime {item!r}: expected name=path")
+        runtimes[name] = path
+    log = {"max-size": "0", "max-file": "1"}
+    for item in args.log_opt:
+        k, eq, v = item.partition("=")
+        if k not in log or not eq:
+            raise ConfigError(f"--log-opt {item!r}: known options are max-size and max-file")
+        log[k] = v
+    paths = Paths(args.data_root, args.exec_root, args.config_dir)
+    trust = args.trust_policy or (paths.trust_policy if os.path.exists(paths.trust_policy) else None)
+    cfg = Config(runtimes=runtimes, default_runtime=args.default_runtime,
+                 storage_driver=args.storage_driver, log_max_size=_size(log["max-size"]),
+                 log_max_files=int(log["max-file"]), trust_policy=trust,
+                 init_path=args.init_path)
+    if cfg.default_runtime not in cfg.runtimes:
+        raise ConfigError(f"--default-runtime {cfg.default_runtime!r}: unknown runtime")
+    engine = Engine(paths, cfg)
+    policy = authz.load(args.authz_policy or paths.authz_policy,
+                        required=args.authz_policy is not None)
+    log_path = args.audit_log or paths.audit_log
+    app = App(Router(), authorize=policy.check if policy else None,
+              audit=audit.AuditLog(log_path).record)
+    register_all(app.router, engine)
+    return engine, app, paths
+
+
+def listeners(args, app, paths):
+    from berth.api import server
+    hosts = args.host or ["unix://" + paths.socket]
+    out = []
+    for h in hosts:
+        if h.startswith("unix://"):
+            out.append(server.unix_server(h[len("unix://"):], app, args.group))
+        elif h.startswith("tcp://"):
+            tls = None
+            if args.tlsverify or args.tlscacert:
+                tls = server.tls_context(args.tlscacert, args.tlscert, args.tlskey)
+            out.append(server.tcp_server(h[len("tcp://"):], app, tls, args.insecure_tcp))
+        else:
+            raise ConfigError(f"-H {h}: expected unix:///path or tcp://host:port")
+    return out
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if os.geteuid() != 0:
+        print("berthd: must run as root (rootless mode is not there yet)", file=sys.stderr)
+        return 1
+    try:
+        engine, app, paths = build(args)
+        srvs = listeners(args, app, paths)
+    except BerthError as e:
+        print(f"berthd: {e}", file=sys.stderr)
+        return 1
+    with open(paths.pidfile + ".tmp", "w") as f:
+        f.write(f"{os.getpid()}\n")
+    os.rename(paths.pidfile + ".tmp", paths.pidfile)
+    engine.restore()
+
+    def stop(signum, frame):
+        raise SystemExit(0)
+    import faulthandler
+    # `kill -USR1 <berthd>` dumps every thread's stack to berthd's stderr
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"berthd: listening on {', '.join(args.host or ['unix://' + paths.socket])}",
+          file=sys.stderr, flush=True)
+    from berth.api.server import serve_all
+    try:
+        serve_all(srvs)
+    finally:
+        # containers keep running: their shims hold them (live restore)
+        engine.close()
+        for s in srvs:
+            s.server_close()
+            addr = s.server_address
+            if isinstance(addr, str) and os.path.exists(addr):
+                os.unlink(addr)
+        try:
+            os.unlink(paths.pidfile)
+        except OSError:
+            pass
+    return 0

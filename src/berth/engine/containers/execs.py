@@ -1,0 +1,269 @@
+"""`docker exec`: a process.json derived from the container's own process
+(same capabilities, seccomp, no_new_privs), run by `runtime exec`. The
+daemon holds the exec's stdio (pipes, or the pty master the runtime sends
+over --console-socket) and relays it to the hijacked client connection."""
+import os
+import secrets
+import socket
+import subprocess
+import tempfile
+import threading
+
+from berth.errors import BerthError, ConfigError, Conflict, NotFound
+from berth.engine.containers import stream
+from berth.engine.specgen import process as specproc
+from berth.oci import jsonio
+
+
+class Exec:
+    def __init__(self, eid, container, body):
+        self.id = eid
+        self.container = container
+        self.body = body
+        self.running = False
+        self.exit_code = None
+        self.pid = 0
+        self.master = None
+        self.started = False
+        self.cond = threading.Condition()
+        size = body.get("ConsoleSize")
+        # the client resizes right after start, maybe before the pty exists
+        self.size = tuple(size) if isinstance(size, list) and len(size) == 2 and all(size) else None
+
+    def inspect(self):
+        b = self.body
+        return {"ID": self.id, "Running": self.running, "ExitCode": self.exit_code,
+                "ProcessConfig": {"tty": bool(b.get("Tty")), "entrypoint": b["Cmd"][0],
+                                  "arguments": b["Cmd"][1:], "privileged": bool(b.get("Privileged")),
+                                  "user": b.get("User") or ""},
+                "OpenStdin": bool(b.get("AttachStdin")), "OpenStderr": bool(b.get("AttachStderr")),
+                "OpenStdout": bool(b.get("AttachStdout")), "CanRemove": False,
+                "ContainerID": self.container.id, "DetachKeys": "", "Pid": self.pid}
+
+
+class Execs:
+    def __init__(self, containers):
+        self.cs = containers
+        self._all = {}
+        self._lock = threading.Lock()
+
+    def create(self, ref, body):
+        c = self.cs.get(ref)
+        if not isinstance(body, dict):
+            raise ConfigError("request body: expected a JSON object")
+        cmd = body.get("Cmd")
+        if isinstance(cmd, str):
+            cmd = [cmd]
+        if not cmd or not isinstance(cmd, list) or not all(isinstance(a, str) for a in cmd):
+            raise ConfigError("Cmd: a non-empty list of strings is required")
+        if not c.running:
+            raise Conflict(f"Container {c.id} is not running")
+        if c.state["Paused"]:
+            raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+        body = dict(body, Cmd=cmd)
+        ex = Exec(secrets.token_hex(32), c, body)
+        with self._lock:
+            self._all[ex.id] = ex
+            c.data.setdefault("ExecIDs", [])
+            c.data["ExecIDs"] = (c.data.get("ExecIDs") or []) + [ex.id]
+        self.cs.e.events.emit("container", "exec_create: " + " ".join(cmd), c.id,
+                              self.cs._attrs(c))
+        return ex
+
+    def get(self, eid):
+        with self._lock:
+            ex = self._all.get(eid)
+        if ex is None:
+            raise NotFound(f"No such exec instance: {eid}")
+        return ex
+
+    def _process(self, ex):
+        c = ex.container
+        spec = jsonio.load_file(os.path.join(c.bundle, "config.json"))
+        proc = dict(spec["process"])
+        b = ex.body
+        proc["args"] = b["Cmd"]
+        proc["terminal"] = bool(b.get("Tty"))
+        env = specproc.merge_env(list(proc.get("env") or []), list(b.get("Env") or []), "Env")
+        proc["env"] = env
+        if b.get("WorkingDir"):
+            if not b["WorkingDir"].startswith("/"):
+                raise ConfigError(f"WorkingDir: {b['WorkingDir']!r} is not an absolute path")
+            proc["cwd"] = b["WorkingDir"]
+        if b.get("User"):
+            proc["user"], _ = specproc.user(b["User"], spec["root"]["path"])
+        if b.get("Privileged"):
+            from berth.sys import caps
+            try:
+                last = caps.last_cap()
+            except OSError:
+                last = len(caps.NAMES) - 1
+            every = [f"CAP_{n}" if not n.startswith("CAP_") else n for n in caps.NAMES[:last + 1]]
+            proc["capabilities"] = {k: list(every) for k in
+                                    ("bounding", "effective", "permitted")}
+        return proc
+
+    def start(self, eid, detach=False):
+        """Returns a runner; call runner(client_sock, early_bytes) when
+        attached (it returns when the process ends), or nothing for detach."""
+        ex = self.get(eid)
+        with ex.cond:
+            if ex.started:
+                raise Conflict(f"Error: Exec command {eid} has already run")
+            ex.started = True
+        c = ex.container
+        if not c.running:
+            raise Conflict(f"Container {c.id} is not running")
+        proc = self._process(ex)
+        work = tempfile.mkdtemp(prefix="exec-", dir=self.cs.paths.run)
+        pfile = os.path.join(work, "process.json")
+        jsonio.write_atomic(pfile, proc)
+        argv = self.cs.runtime_cmd(c, "exec", "--process", pfile,
+                                   "--pid-file", os.path.join(work, "pid"))
+        tty = bool(ex.body.get("Tty"))
+        self.cs.e.events.emit("container", "exec_start: " + " ".join(ex.body["Cmd"]), c.id,
+                              self.cs._attrs(c))
+        if detach:
+            p = subprocess.run(argv + ["--detach", c.id], capture_output=True, text=True,
+                               stdin=subprocess.DEVNULL)
+            _cleanup(work)
+            if p.returncode != 0:
+                ex.exit_code = 126
+                raise BerthError(f"exec: {p.stderr.strip()}")
+            return None
+        return _Runner(self, ex, argv, work, tty)
+
+    def resize(self, eid, height, width):
+        ex = self.get(eid)
+        if not ex.body.get("Tty"):
+            raise Conflict(f"exec {eid[:12]} has no terminal to resize")
+        with ex.cond:
+            ex.size = (height, width)
+            if ex.master is not None:
+                _winsize(ex.master, height, width)
+
+    def run_captured(self, c, cmd, timeout):
+        """For health checks: run cmd, return (exit code, output)."""
+        ex = self.create(c.id, {"Cmd": cmd, "AttachStdout": True, "AttachStderr": True})
+        try:
+            proc = self._process(ex)
+            work = tempfile.mkdtemp(prefix="health-", dir=self.cs.paths.run)
+            pfile = os.path.join(work, "process.json")
+            jsonio.write_atomic(pfile, proc)
+            try:
+                p = subprocess.run(self.cs.runtime_cmd(c, "exec", "--process", pfile, c.id),
+                                   capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+                return p.returncode, (p.stdout + p.stderr).decode(errors="replace")[-4096:]
+            except subprocess.TimeoutExpired:
+                return -1, f"Health check exceeded timeout ({timeout}s)"
+            finally:
+                _cleanup(work)
+        finally:
+            with self._lock:
+                self._all.pop(ex.id, None)
+            ids = c.data.get("ExecIDs") or []
+            if ex.id in ids:
+                ids.remove(ex.id)
+
+
+class _Runner:
+    def __init__(self, execs, ex, argv, work, tty):
+        self.execs, self.ex, self.argv, self.work, self.tty = execs, ex, argv, work, tty
+
+    def __call__(self, client, early):
+        ex, c = self.ex, self.ex.container
+        b = ex.body
+        try:
+            if self.tty:
+                code = self._tty(client, early)
+            else:
+                code = self._pipes(client, early, b)
+        finally:
+            _cleanup(self.work)
+        with ex.cond:
+            ex.running = False
+            ex.exit_code = code
+            ex.cond.notify_all()
+        attrs = dict(self.execs.cs._attrs(c), execID=ex.id, exitCode=str(code))
+        self.execs.cs.e.events.emit("container", "exec_die", c.id, attrs)
+
+    def _started(self, p):
+        ex = self.ex
+        ex.running = True
+        try:
+            with open(os.path.join(self.work, "pid")) as f:
+                ex.pid = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            ex.pid = p.pid
+
+    def _pipes(self, client, early, b):
+        stdin = subprocess.PIPE if b.get("AttachStdin") else subprocess.DEVNULL
+        out = subprocess.PIPE if b.get("AttachStdout", True) else subprocess.DEVNULL
+        err = subprocess.PIPE if b.get("AttachStderr", True) else subprocess.DEVNULL
+        p = subprocess.Popen(self.argv + [self.ex.container.id], stdin=stdin, stdout=out,
+                             stderr=err)
+        self._started(p)
+        sources = [(f.fileno(), n) for f, n in ((p.stdout, stream.STDOUT), (p.stderr, stream.STDERR))
+                   if f is not None]
+        sink = os.dup(p.stdin.fileno()) if p.stdin else None
+        if p.stdin:
+            p.stdin.close()
+        stream.relay(client, early, sources, sink)
+        if sink is not None:
+            try:
+                os.close(sink)
+            except OSError:
+                pass
+        code = p.wait()
+        for f in (p.stdout, p.stderr):
+            if f:
+                f.close()
+        return code
+
+    def _tty(self, client, early):
+        path = os.path.join(self.work, "console.sock")
+        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        lsock.bind(path)
+        lsock.listen(1)
+        lsock.settimeout(60)
+        p = subprocess.Popen(self.argv + ["--tty", "--console-socket", path, self.ex.container.id],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+        try:
+            conn, _ = lsock.accept()
+            with conn:
+                _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+        except (OSError, socket.timeout):
+            p.kill()
+            p.wait()
+            msg = p.stderr.read().decode(errors="replace").strip()
+            client.sendall(f"exec failed: {msg}\r\n".encode())
+            return 126
+        finally:
+            lsock.close()
+        master = fds[0]
+        with self.ex.cond:
+            self.ex.master = master
+            if self.ex.size:
+                _winsize(master, *self.ex.size)
+        self._started(p)
+        try:
+            stream.relay(client, early, [(master, None)], master, close_sink_on_eof=False)
+        finally:
+            self.ex.master = None
+        code = p.wait()
+        os.close(master)
+        p.stderr.close()
+        return code
+
+
+def _winsize(fd, height, width):
+    import fcntl
+    import struct
+    import termios
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", int(height), int(width), 0, 0))
+
+
+def _cleanup(work):
+    import shutil
+    shutil.rmtree(work, ignore_errors=True)

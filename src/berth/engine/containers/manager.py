@@ -1,0 +1,654 @@
+"""Container lifecycle behind the Engine API.
+
+A container is a record (containers/<id>/container.json), a rootfs from
+the snapshot driver and a bundle; `start` hands the bundle to a berth-shim,
+which outlives this daemon. One watcher thread per running container waits
+on its shim's control socket and records the exit. On start-up (restore)
+the watchers are re-attached to live shims and the exits of shims that
+ended while the daemon was away are read from their exit.json."""
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+from berth.errors import BerthError, ConfigError, Conflict, NotFound
+from berth.engine.containers import files, names, shimctl
+from berth.engine.containers.options import run_options
+from berth.engine.containers.record import Container, new_state, now_rfc3339
+from berth.engine.specgen import generate
+from berth.engine.storage import layers
+from berth.oci import jsonio
+
+_NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_STOP_TIMEOUT = 10
+
+
+class NotModified(BerthError):
+    """Start of a running container, stop of a stopped one: HTTP 304."""
+
+
+class Containers:
+    def __init__(self, engine):
+        self.e = engine
+        self.paths = engine.paths
+        self._lock = threading.RLock()
+        self._all = {}
+        self._closing = False
+        from berth.engine.containers.execs import Execs
+        self.execs = Execs(self)
+        for cid in sorted(os.listdir(self.paths.containers)):
+            d = self.paths.container(cid)
+            try:
+                self._all[cid] = Container.load(d)
+            except BerthError:
+                continue
+
+    # -- lookup -------------------------------------------------------
+    def get(self, ref):
+        if not isinstance(ref, str) or not ref:
+            raise NotFound("No such container: " + str(ref))
+        with self._lock:
+            c = self._all.get(ref)
+            if c:
+                return c
+            name = "/" + ref.lstrip("/")
+            for c in self._all.values():
+                if c.name == name:
+                    return c
+            found = [c for c in self._all.values() if c.id.startswith(ref)]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise ConfigError(f"multiple containers found with provided prefix: {ref}")
+        raise NotFound(f"No such container: {ref}")
+
+    def list(self, all=False):
+        with self._lock:
+            cs = list(self._all.values())
+        cs.sort(key=lambda c: c.created, reverse=True)
+        return [c for c in cs if all or c.running]
+
+    def volume_users(self, name):
+        return [c.id for c in self.list(all=True)
+                if any(m.get("Name") == name for m in c.data.get("Mounts", []))]
+
+    def image_users(self, image_id):
+        return [c.id for c in self.list(all=True) if c.image_id == image_id]
+
+    def _runtime(self, c):
+        name = c.host_config.get("Runtime") or self.e.config.default_runtime
+        path = self.e.config.runtimes.get(name)
+        if not path:
+            raise ConfigError(f"HostConfig.Runtime: unknown runtime {name!r}",
+                              hint="known: " + ", ".join(sorted(self.e.config.runtimes)))
+        return name, path
+
+    def runtime_cmd(self, c, *args):
+        name, path = self._runtime(c)
+        return [path, "--root", self.paths.runtime_root(name)] + list(args)
+
+    def resolve_pid(self, ref, field):
+        if ref.isdigit():
+            return int(ref)
+        c = self.get(ref)
+        if not c.running or not c.state["Pid"]:
+            raise Conflict(f"{field}: container {ref} is not running")
+        return c.state["Pid"]
+
+    # -- create -------------------------------------------------------
+    def create(self, body, name=None):
+        if not isinstance(body, dict):
+            raise ConfigError("request body: expected a JSON object")
+        host = body.get("HostConfig") or {}
+        if not isinstance(host, dict):
+            raise ConfigError("HostConfig: must be an object")
+        ref = body.get("Image")
+        if not isinstance(ref, str) or not ref:
+            raise ConfigError("Config.Image: an image is required")
+        store = self.e.store
+        image_id = store.resolve(ref)
+        if self.e.config.trust_policy:
+            from berth.engine.images import trust
+            trust.check(store, ref, self.e.config.trust_policy)
+        image_cfg = store.config(image_id).get("config") or {}
+        cid = secrets.token_hex(32)
+        with self._lock:
+            if name:
+                if not _NAME_RE.match(name):
+                    raise ConfigError(f"Invalid container name ({name}), only "
+                                      "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+                name = "/" + name.lstrip("/")
+                for other in self._all.values():
+                    if other.name == name:
+                        raise Conflict(f'Conflict. The container name "{name}" is already in use '
+                                       f'by container "{other.id}". You have to remove (or rename) '
+                                       "that container to be able to reuse that name.")
+            else:
+                taken = {c.name for c in self._all.values()}
+                name = "/" + names.generate(taken)
+            d = self.paths.container(cid)
+            os.makedirs(os.path.join(d, "bundle"), mode=0o700)
+            c = Container(d, _record(cid, name, body, host, image_id, image_cfg, self.e.driver.name))
+            c.data["_creating"] = True
+            c.data["LogPath"] = os.path.join(d, f"{cid}-json.log")
+            self._runtime(c)
+            c.save()
+            self._all[cid] = c
+        try:
+            self._prepare(c, body, host, image_id, image_cfg)
+        except BaseException:
+            self._destroy(c, volumes=True)
+            raise
+        c.data.pop("_creating", None)
+        c.save()
+        self.e.events.emit("container", "create", cid, self._attrs(c))
+        return c
+
+    def _prepare(self, c, body, host, image_id, image_cfg):
+        opts, shown = run_options(c.id, body, host, self.e.volumes, self.resolve_pid,
+                                  self.e.config.init_path)
+        c.data["Mounts"] = shown
+        anon = [m["Name"] for m in shown if m["Type"] == "volume" and len(m["Name"]) == 64]
+        c.data["_anonymous_volumes"] = anon
+        c.save()
+        rootfs = layers.container_rootfs(self.e.store, self.e.driver, image_id, c.id)
+        c.data["GraphDriver"] = {"Name": self.e.driver.name,
+                                 "Data": _graph_data(self.e.driver, c.id, rootfs)}
+        hostname = opts.hostname or (c.id[:12] if (host.get("NetworkMode") or "") != "host" else "")
+        opts.hostname = "" if opts.uts_mode == "host" or host.get("NetworkMode") == "host" else hostname
+        etc = files.write_etc(c.dir, opts.hostname or os.uname().nodename,
+                              body.get("Domainname") or "", host)
+        taken = {m["Destination"] for m in shown} | set(opts.tmpfs or {})
+        opts.binds = list(opts.binds) + [f"{src}:{dst}" for dst, src in etc.items() if dst not in taken]
+        c.data.update({"HostnamePath": etc.get("/etc/hostname", ""),
+                       "HostsPath": etc.get("/etc/hosts", ""),
+                       "ResolvConfPath": etc.get("/etc/resolv.conf", "")})
+        spec = generate(image_cfg, opts, rootfs)
+        c.data["Path"] = spec["process"]["args"][0]
+        c.data["Args"] = spec["process"]["args"][1:]
+        c.config["Hostname"] = opts.hostname or c.config.get("Hostname", "")
+        jsonio.write_atomic(os.path.join(c.bundle, "config.json"), spec)
+
+    # -- start --------------------------------------------------------
+    def start(self, ref):
+        c = self.get(ref)
+        with c.cond:
+            if c.state["Status"] in ("running", "paused") and c.state["Pid"]:
+                raise NotModified("container already started")
+            if c.state["Status"] == "removing" or c.data.get("_removed"):
+                raise Conflict(f"container {c.id[:12]} is marked for removal and cannot be started")
+            c.data["_manual_stop"] = False
+        self._start(c)
+
+    def _start(self, c):
+        name, runtime = self._runtime(c)
+        shim_dir = self.paths.shim(c.id)
+        if os.path.isdir(shim_dir):
+            _rmtree(shim_dir)
+        cfg = c.config
+        try:
+            ready = shimctl.launch(self.e.config, runtime, self.paths.runtime_root(name), c.id,
+                                   c.bundle, shim_dir, c.log_path, bool(cfg.get("Tty")),
+                                   bool(cfg.get("OpenStdin")), bool(cfg.get("StdinOnce")))
+        except BerthError as e:
+            c.set_state(Error=str(e), ExitCode=_start_failure_code(str(e)))
+            _rmtree(shim_dir)
+            raise
+        with c.cond:
+            c.shim_ready = True
+            c.cond.notify_all()
+            # attach requests made before start get every byte of output
+            deadline = time.monotonic() + 5
+            while getattr(c, "attaching", 0) > 0 and time.monotonic() < deadline:
+                c.cond.wait(0.05)
+            c.shim_ready = False
+        size = c.host_config.get("ConsoleSize")
+        if cfg.get("Tty") and isinstance(size, list) and len(size) == 2 and all(size):
+            shimctl.request(shim_dir, {"op": "resize", "height": size[0], "width": size[1]})
+        try:
+            reply = shimctl.request(shim_dir, {"op": "start"})
+            if "error" in reply:
+                raise BerthError(reply["error"])
+        except (OSError, ValueError, BerthError) as e:
+            subprocess.run(self.runtime_cmd(c, "delete", "-f", c.id), capture_output=True)
+            self._wait_shim_gone(shim_dir)
+            c.set_state(Error=str(e), ExitCode=_start_failure_code(str(e)))
+            _rmtree(shim_dir)
+            raise BerthError(str(e))
+        c.data["_exit_seq"] = c.data.get("_exit_seq", 0)
+        c.set_state(Status="running", Pid=ready["pid"], StartedAt=now_rfc3339(), Error="",
+                    ExitCode=0, OOMKilled=False, FinishedAt=c.state["FinishedAt"])
+        self._watch(c)
+        self.e.events.emit("container", "start", c.id, self._attrs(c))
+        from berth.engine.containers import health
+        health.start(self, c)
+
+    def _wait_shim_gone(self, shim_dir, timeout=10):
+        deadline = time.monotonic() + timeout
+        while shimctl.shim_alive(shim_dir) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _watch(self, c):
+        t = threading.Thread(target=self._watcher, args=(c,), daemon=True,
+                             name=f"watch-{c.id[:12]}")
+        c.shim_watch = t
+        t.start()
+
+    def _watcher(self, c):
+        shim_dir = self.paths.shim(c.id)
+        ex = None
+        while ex is None:
+            try:
+                ex = shimctl.request(shim_dir, {"op": "wait"}, timeout=None)
+            except (OSError, ValueError):
+                if self._closing:
+                    return
+                ex = shimctl.exit_record(shim_dir)
+                if ex is None and shimctl.shim_alive(shim_dir):
+                    time.sleep(0.2)
+                    continue
+                if ex is None:
+                    ex = {"exit_code": 255, "error": "berth-shim died without an exit record"}
+        if self._closing:
+            return
+        self._wait_shim_gone(shim_dir)
+        self._exited(c, ex)
+
+    def _exited(self, c, ex):
+        shim_dir = self.paths.shim(c.id)
+        with c.cond:
+            c.data["_exit_seq"] = c.data.get("_exit_seq", 0) + 1
+            c.set_state(Status="exited", Pid=0, ExitCode=int(ex.get("exit_code", 255)),
+                        FinishedAt=ex.get("finished_at") or now_rfc3339(),
+                        OOMKilled=bool(ex.get("oom_killed")), Error=ex.get("error", ""))
+        _rmtree(shim_dir)
+        attrs = self._attrs(c)
+        attrs["exitCode"] = str(c.state["ExitCode"])
+        self.e.events.emit("container", "die", c.id, attrs)
+        if c.host_config.get("AutoRemove"):
+            threading.Thread(target=self._auto_remove, args=(c,), daemon=True).start()
+            return
+        if self._should_restart(c):
+            threading.Thread(target=self._restart_later, args=(c,), daemon=True).start()
+
+    def _auto_remove(self, c):
+        try:
+            self.remove(c.id, force=True, volumes=True)
+        except BerthError:
+            pass
+
+    def _should_restart(self, c):
+        pol = c.host_config.get("RestartPolicy") or {}
+        mode = pol.get("Name") or "no"
+        if c.data.get("_manual_stop") or self._closing or mode in ("no", ""):
+            return False
+        if mode == "on-failure":
+            limit = pol.get("MaximumRetryCount") or 0
+            return c.state["ExitCode"] != 0 and (not limit or c.data.get("RestartCount", 0) < limit)
+        return mode in ("always", "unless-stopped")
+
+    def _restart_later(self, c):
+        n = c.data.get("RestartCount", 0)
+        delay = min(0.1 * (2 ** n), 60)
+        c.set_state(Status="restarting")
+        time.sleep(delay)
+        with c.cond:
+            if c.data.get("_manual_stop") or c.data.get("_removed") or self._closing:
+                if c.state["Status"] == "restarting":
+                    c.set_state(Status="exited")
+                return
+            c.data["RestartCount"] = n + 1
+        try:
+            self._start(c)
+            self.e.events.emit("container", "restart", c.id, self._attrs(c))
+        except BerthError:
+            c.set_state(Status="exited")
+
+    # -- signals ------------------------------------------------------
+    def kill(self, ref, sig="KILL"):
+        c = self.get(ref)
+        if not c.running or not c.state["Pid"]:
+            raise Conflict(f"Container {c.id} is not running")
+        sig = _signal_name(sig)
+        p = subprocess.run(self.runtime_cmd(c, "kill", c.id, sig), capture_output=True, text=True)
+        if p.returncode != 0 and c.running:
+            raise BerthError(f"kill {c.id[:12]}: {p.stderr.strip()}")
+        self.e.events.emit("container", "kill", c.id, dict(self._attrs(c), signal=sig))
+
+    def stop(self, ref, timeout=None, sig=None):
+        c = self.get(ref)
+        with c.cond:
+            c.data["_manual_stop"] = True
+            c.save()
+            if c.state["Status"] == "restarting":
+                c.set_state(Status="exited")
+            if not c.running:
+                raise NotModified("container already stopped")
+        if timeout is None:
+            timeout = c.config.get("StopTimeout")
+            timeout = _STOP_TIMEOUT if timeout is None else timeout
+        sig = sig or c.config.get("StopSignal") or "TERM"
+        if c.state["Paused"]:
+            self.unpause(c.id)
+        try:
+            self.kill(c.id, sig)
+        except Conflict:
+            pass
+        if timeout < 0 or not self._wait_stopped(c, timeout):
+            try:
+                self.kill(c.id, "KILL")
+            except Conflict:
+                pass
+            self._wait_stopped(c, 30)
+        self.e.events.emit("container", "stop", c.id, self._attrs(c))
+
+    def _wait_stopped(self, c, timeout):
+        deadline = time.monotonic() + (timeout if timeout >= 0 else 1e9)
+        with c.cond:
+            while c.running:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                c.cond.wait(left)
+        return True
+
+    def restart(self, ref, timeout=None):
+        c = self.get(ref)
+        try:
+            self.stop(c.id, timeout)
+        except NotModified:
+            pass
+        c.data["_manual_stop"] = False
+        self._start(c)
+        self.e.events.emit("container", "restart", c.id, self._attrs(c))
+
+    def pause(self, ref):
+        c = self.get(ref)
+        if not c.running:
+            raise Conflict(f"Container {c.id} is not running")
+        if c.state["Paused"]:
+            raise Conflict(f"Container {c.id} is already paused")
+        self._runtime_ok(c, "pause", c.id)
+        c.set_state(Status="paused")
+        self.e.events.emit("container", "pause", c.id, self._attrs(c))
+
+    def unpause(self, ref):
+        c = self.get(ref)
+        if not c.state["Paused"]:
+            raise Conflict(f"Container {c.id} is not paused")
+        self._runtime_ok(c, "resume", c.id)
+        c.set_state(Status="running")
+        self.e.events.emit("container", "unpause", c.id, self._attrs(c))
+
+    def _runtime_ok(self, c, *args):
+        p = subprocess.run(self.runtime_cmd(c, *args), capture_output=True, text=True)
+        if p.returncode != 0:
+            raise BerthError(f"{args[0]} {c.id[:12]}: {p.stderr.strip()}")
+        return p.stdout
+
+    # -- wait, remove, rename -----------------------------------------
+    def waiter(self, ref, condition="not-running"):
+        """Checks now, blocks later: the returned function waits. The
+        docker CLI asks to wait for the next exit *before* it starts the
+        container, so the exit counter is read at request time."""
+        c = self.get(ref)
+        condition = condition or "not-running"
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise ConfigError(f"condition: {condition!r} is not not-running, next-exit or removed")
+        seq = c.data.get("_exit_seq", 0)
+
+        def wait():
+            with c.cond:
+                while True:
+                    if condition == "removed" and c.data.get("_removed"):
+                        break
+                    if condition == "next-exit" and c.data.get("_exit_seq", 0) > seq:
+                        break
+                    if condition == "not-running" and not c.running and \
+                            c.state["Status"] != "restarting":
+                        break
+                    c.cond.wait(1.0)
+                return {"StatusCode": c.state["ExitCode"],
+                        "Error": {"Message": c.state["Error"]} if c.state["Error"] else None}
+        return wait
+
+    def attach_socket(self, ref, streams):
+        """Connects to the container's shim for attach; for a container not
+        started yet, waits for its start, which in turn waits for us."""
+        c = self.get(ref)
+        with c.cond:
+            c.attaching = getattr(c, "attaching", 0) + 1
+        try:
+            with c.cond:
+                while not (getattr(c, "shim_ready", False) or (c.running and c.state["Pid"])):
+                    if c.data.get("_removed"):
+                        raise NotFound(f"No such container: {ref}")
+                    c.cond.wait(1.0)
+            s = shimctl.connect(self.paths.shim(c.id), "attach.sock")
+            s.sendall((json.dumps(dict(streams, ack=True)) + "\n").encode())
+            ack = s.recv(1)
+            return c, s, ack
+        finally:
+            with c.cond:
+                c.attaching -= 1
+                c.cond.notify_all()
+
+    def resize(self, ref, height, width):
+        c = self.get(ref)
+        if not c.running:
+            raise Conflict(f"Container {c.id} is not running")
+        reply = shimctl.request(self.paths.shim(c.id), {"op": "resize", "height": height,
+                                                        "width": width})
+        if "error" in reply:
+            raise BerthError(reply["error"])
+
+    def remove(self, ref, force=False, volumes=False):
+        c = self.get(ref)
+        with c.cond:
+            if c.state["Status"] == "removing":
+                raise Conflict(f"removal of container {c.id[:12]} is already in progress")
+            if c.running and not force:
+                raise Conflict(f"You cannot remove a running container {c.id}. Stop the "
+                               "container before attempting removal or force remove")
+            c.data["_manual_stop"] = True
+        if c.running:
+            if c.state["Paused"]:
+                try:
+                    self.unpause(c.id)
+                except BerthError:
+                    pass
+            try:
+                self.kill(c.id, "KILL")
+            except Conflict:
+                pass
+            if not self._wait_stopped(c, 30):
+                raise BerthError(f"container {c.id[:12]} did not stop after SIGKILL")
+        c.set_state(Status="removing")
+        self._destroy(c, volumes)
+        self.e.events.emit("container", "destroy", c.id, self._attrs(c))
+
+    def _destroy(self, c, volumes):
+        """Releases everything a container holds; safe to repeat."""
+        shim_dir = self.paths.shim(c.id)
+        if shimctl.shim_alive(shim_dir):
+            subprocess.run(self.runtime_cmd(c, "delete", "-f", c.id), capture_output=True)
+            self._wait_shim_gone(shim_dir)
+        _rmtree(shim_dir)
+        try:
+            self.e.driver.unmount(c.id)
+        except BerthError:
+            pass
+        self.e.driver.remove_container(c.id)
+        if volumes:
+            for name in c.data.get("_anonymous_volumes", []):
+                try:
+                    self.e.volumes.remove(name, force=True)
+                except BerthError:
+                    pass
+        _rmtree(c.dir)
+        with self._lock:
+            self._all.pop(c.id, None)
+        with c.cond:
+            c.data["_removed"] = True
+            c.cond.notify_all()
+
+    def rename(self, ref, new):
+        c = self.get(ref)
+        if not new or not _NAME_RE.match(new):
+            raise ConfigError(f"Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
+                              "are allowed")
+        new = "/" + new.lstrip("/")
+        with self._lock:
+            for other in self._all.values():
+                if other.name == new and other is not c:
+                    raise Conflict(f'Conflict. The container name "{new}" is already in use by '
+                                   f'container "{other.id}". You have to remove (or rename) that '
+                                   "container to be able to reuse that name.")
+            old = c.name
+            with c.cond:
+                c.data["Name"] = new
+                c.save()
+        self.e.events.emit("container", "rename", c.id, dict(self._attrs(c), oldName=old))
+
+    def prune(self, keep=lambda c: False):
+        gone, space = [], 0
+        for c in self.list(all=True):
+            if c.running or c.state["Status"] in ("removing", "restarting") or keep(c):
+                continue
+            size = c.size_rw()
+            try:
+                self.remove(c.id)
+            except BerthError:
+                continue
+            gone.append(c.id)
+            space += size
+        return gone, space
+
+    # -- daemon start/stop --------------------------------------------
+    def restore(self):
+        for c in self.list(all=True):
+            if c.data.get("_creating"):
+                self._destroy(c, volumes=True)
+                continue
+            shim_dir = self.paths.shim(c.id)
+            if c.state["Status"] in ("running", "paused", "restarting") and c.state["Pid"]:
+                if shimctl.shim_alive(shim_dir):
+                    self._watch(c)
+                    from berth.engine.containers import health
+                    health.start(self, c)
+                    continue
+                ex = shimctl.exit_record(shim_dir) or {
+                    "exit_code": 255, "error": "berth-shim was gone when berthd restarted"}
+                subprocess.run(self.runtime_cmd(c, "delete", "-f", c.id), capture_output=True)
+                self._exited(c, ex)
+            elif c.state["Status"] in ("restarting", "removing"):
+                if c.state["Status"] == "removing":
+                    self._destroy(c, volumes=False)
+                else:
+                    c.set_state(Status="exited")
+            elif os.path.isdir(shim_dir) and not shimctl.shim_alive(shim_dir):
+                _rmtree(shim_dir)
+        live = {c.id for c in self.list(all=True)}
+        if os.path.isdir(self.paths.shims):
+            for cid in os.listdir(self.paths.shims):
+                if cid not in live and not shimctl.shim_alive(self.paths.shim(cid)):
+                    _rmtree(self.paths.shim(cid))
+        self.e.driver.cleanup_stale(live)
+        for c in self.list(all=True):
+            pol = (c.host_config.get("RestartPolicy") or {}).get("Name")
+            if not c.running and pol == "always" and not c.data.get("_manual_stop"):
+                try:
+                    self._start(c)
+                except BerthError:
+                    pass
+
+    def close(self):
+        self._closing = True
+
+    def _attrs(self, c):
+        out = {"image": c.image, "name": c.name.lstrip("/")}
+        out.update(c.labels)
+        return out
+
+
+def _record(cid, name, body, host, image_id, image_cfg, driver):
+    cfg = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+    merged = dict(cfg)
+    merged["Env"] = _merge_env(image_cfg.get("Env") or [], cfg.get("Env") or [])
+    if not cfg.get("Entrypoint") and not cfg.get("Cmd"):
+        merged["Cmd"] = image_cfg.get("Cmd")
+    if cfg.get("Entrypoint") is None:
+        merged["Entrypoint"] = image_cfg.get("Entrypoint")
+    for k in ("WorkingDir", "User", "StopSignal"):
+        if not cfg.get(k) and image_cfg.get(k):
+            merged[k] = image_cfg[k]
+    for k in ("Labels", "ExposedPorts", "Volumes"):
+        both = dict(image_cfg.get(k) or {})
+        both.update(cfg.get(k) or {})
+        merged[k] = both or None
+    merged.setdefault("Hostname", "")
+    merged.setdefault("Domainname", "")
+    for k in ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce"):
+        merged[k] = bool(cfg.get(k))
+    hc = dict(host)
+    hc.setdefault("NetworkMode", "bridge")
+    if hc["NetworkMode"] == "default":
+        hc["NetworkMode"] = "bridge"
+    hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+    hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+    return {
+        "Id": cid, "Created": now_rfc3339(), "Name": name, "Image": image_id,
+        "Config": merged, "HostConfig": hc, "State": new_state(), "RestartCount": 0,
+        "Driver": driver, "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
+        "AppArmorProfile": "", "Mounts": [], "Path": "", "Args": [],
+        "NetworkingConfig": body.get("NetworkingConfig") or {},
+    }
+
+
+def _merge_env(base, extra):
+    out = {}
+    for item in list(base) + list(extra):
+        k, eq, v = item.partition("=")
+        out[k] = item
+    return list(out.values())
+
+
+def _graph_data(driver, cid, rootfs):
+    d = os.path.dirname(rootfs)
+    if driver.name == "overlay":
+        return {"MergedDir": rootfs, "UpperDir": os.path.join(d, "upper"),
+                "WorkDir": os.path.join(d, "work")}
+    return {"MergedDir": rootfs}
+
+
+def _signal_name(sig):
+    if sig is None or sig == "":
+        return "KILL"
+    s = str(sig).upper()
+    if s.isdigit():
+        try:
+            return signal.Signals(int(s)).name[3:]
+        except ValueError:
+            raise ConfigError(f"signal: {sig!r} is not a valid signal")
+    s = s[3:] if s.startswith("SIG") else s
+    if not hasattr(signal, "SIG" + s):
+        raise ConfigError(f"signal: {sig!r} is not a valid signal")
+    return s
+
+
+def _start_failure_code(msg):
+    low = msg.lower()
+    if "no such file" in low or "not found" in low:
+        return 127
+    if "permission denied" in low:
+        return 126
+    return 128
+
+
+def _rmtree(path):
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,77 @@
+"""berthd's side of the shim protocol (see berth/shim): launch, control
+requests, and the exit record a shim leaves behind."""
+import json
+import os
+import socket
+import subprocess
+
+from berth.errors import BerthError
+
+
+def launch(cfg, runtime, runtime_root, cid, bundle, shim_dir, log_path, tty, open_stdin,
+           stdin_once):
+    os.makedirs(shim_dir, mode=0o700, exist_ok=True)
+    argv = [cfg.shim, "--id", cid, "--bundle", bundle, "--runtime", runtime,
+            "--runtime-root", runtime_root, "--state-dir", shim_dir, "--log-path", log_path,
+            "--no-start"]
+    if cfg.log_max_size:
+        argv += ["--log-max-size", str(cfg.log_max_size), "--log-max-files", str(cfg.log_max_files)]
+    if tty:
+        argv.append("--tty")
+    if open_stdin:
+        argv.append("--open-stdin")
+    if stdin_once:
+        argv.append("--stdin-once")
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=120)
+    line = (p.stdout.strip().splitlines() or [""])[-1]
+    try:
+        ready = json.loads(line)
+    except ValueError:
+        ready = {"error": (p.stderr.strip() or line or f"berth-shim exited {p.returncode}")}
+    if p.returncode != 0 or "error" in ready:
+        raise BerthError(ready.get("error") or p.stderr.strip() or "berth-shim failed")
+    return ready
+
+
+def connect(shim_dir, name="control.sock", timeout=None):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    s.settimeout(timeout)
+    try:
+        s.connect(os.path.join(shim_dir, name))
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+def request(shim_dir, req, timeout=30):
+    """One JSON line out, one back. timeout=None blocks (wait)."""
+    s = connect(shim_dir, timeout=timeout)
+    try:
+        s.sendall(json.dumps(req).encode() + b"\n")
+        f = s.makefile("rb")
+        line = f.readline()
+        if not line:
+            raise ConnectionError("shim closed the control connection")
+        return json.loads(line)
+    finally:
+        s.close()
+
+
+def exit_record(shim_dir):
+    try:
+        with open(os.path.join(shim_dir, "exit.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def shim_alive(shim_dir):
+    try:
+        with open(os.path.join(shim_dir, "shim.pid")) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return 0

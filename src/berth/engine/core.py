@@ -1,0 +1,55 @@
+"""The engine as one object the API layer is handed (no global state)."""
+import os
+import shutil
+
+from berth.engine.events import Events
+from berth.engine.images.store import Store
+from berth.engine.storage.snapshots import pick_driver
+
+REPO_BIN = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))), "bin")
+
+
+def _binary(name):
+    local = os.path.join(REPO_BIN, name)
+    return local if os.access(local, os.X_OK) else (shutil.which(name) or name)
+
+
+class Config:
+    """Daemon options that reach the engine."""
+
+    def __init__(self, runtimes=None, default_runtime="berth", storage_driver=None,
+                 log_max_size=0, log_max_files=1, trust_policy=None, shim=None,
+                 init_path=None):
+        self.runtimes = {"berth": _binary("berth-runtime"), "runc": "runc", "crun": "crun"}
+        self.runtimes.update(runtimes or {})
+        self.default_runtime = default_runtime
+        self.storage_driver = storage_driver
+        self.log_max_size = log_max_size
+        self.log_max_files = log_max_files
+        self.trust_policy = trust_policy
+        self.shim = shim or _binary("berth-shim")
+        self.init_path = init_path
+
+
+class Engine:
+    def __init__(self, paths, config=None):
+        self.paths = paths
+        self.config = config or Config()
+        paths.make()
+        self.store = Store(paths.images)
+        self.driver = pick_driver(paths.storage, self.config.storage_driver)
+        self.events = Events()
+        from berth.engine.volumes import Volumes
+        from berth.engine.containers.manager import Containers
+        self.volumes = Volumes(paths.volumes, self.events)
+        self.containers = Containers(self)
+        self.volumes.in_use = self.containers.volume_users
+
+    def restore(self):
+        """After a (crash-)restart: find containers, reattach their shims,
+        repair what a crash left half-done."""
+        self.containers.restore()
+
+    def close(self):
+        self.containers.close()
