@@ -90,6 +90,24 @@ def listeners(args, app, paths):
     from berth.api import server
     hosts = args.host or ["unix://" + paths.socket]
     out = []
+    try:
+        _listen(hosts, args, app, out)
+    except BaseException:
+        close_all(out)   # a refused TCP listener must not leave the socket behind
+        raise
+    return out
+
+
+def close_all(servers):
+    for s in servers:
+        s.server_close()
+        addr = s.server_address
+        if isinstance(addr, str) and os.path.exists(addr):
+            os.unlink(addr)
+
+
+def _listen(hosts, args, app, out):
+    from berth.api import server
     for h in hosts:
         if h.startswith("unix://"):
             out.append(server.unix_server(h[len("unix://"):], app, args.group))
@@ -100,7 +118,6 @@ def listeners(args, app, paths):
             out.append(server.tcp_server(h[len("tcp://"):], app, tls, args.insecure_tcp))
         else:
             raise ConfigError(f"-H {h}: expected unix:///path or tcp://host:port")
-    return out
 
 
 def main(argv=None):
@@ -134,11 +151,7 @@ def main(argv=None):
     finally:
         # containers keep running: their shims hold them (live restore)
         engine.close()
-        for s in srvs:
-            s.server_close()
-            addr = s.server_address
-            if isinstance(addr, str) and os.path.exists(addr):
-                os.unlink(addr)
+        close_all(srvs)
         try:
             os.unlink(paths.pidfile)
         except OSError:

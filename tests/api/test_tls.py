@@ -318,8 +318,6 @@ def test_tcp_without_tls_refused(daemons):
     assert "--tlsverify" in d.stderr()
 
 
-@pytest.mark.xfail(reason="daemon.listeners() binds the Unix socket before refusing the TCP "
-                          "one and does not remove it when it gives up", strict=False)
 def test_refused_start_leaves_no_socket(daemons):
     d = daemons("-H", f"tcp://127.0.0.1:{free_port()}", wait=False)
     assert d.proc.wait(30) != 0
@@ -417,9 +415,6 @@ def test_missing_or_bad_policy_stops_the_daemon(daemons, tmp_path):
     assert "deny_privilegd" in d.stderr() and "bad.json" in d.stderr()
 
 
-@pytest.mark.xfail(reason="server.TCPServer.get_request runs the TLS handshake in the accept "
-                          "loop: one silent client stalls every other for up to 30 s",
-                   strict=False)
 def test_silent_client_does_not_stall_others(daemons, pki):
     port = free_port()
     daemons(*tls_args(pki, port))

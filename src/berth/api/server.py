@@ -34,14 +34,20 @@ class TCPServer(_Mixin, socketserver.TCPServer):
     def get_request(self):
         conn, addr = super().get_request()
         if self.tls:
-            conn.settimeout(30)
-            try:
-                conn = self.tls.wrap_socket(conn, server_side=True)
-            except (ssl.SSLError, OSError):
-                conn.close()
-                raise
-            conn.settimeout(None)
+            # the handshake happens in the connection's own thread: a client
+            # that connects and says nothing must not stall the accept loop
+            conn = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
         return conn, addr
+
+    def finish_request(self, request, client_address):
+        if self.tls:
+            request.settimeout(30)
+            try:
+                request.do_handshake()
+            except (ssl.SSLError, OSError):
+                return
+            request.settimeout(None)
+        super().finish_request(request, client_address)
 
     def handle_error(self, request, client_address):
         if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
