@@ -103,6 +103,10 @@ class Daemon:
 
     # -- clients ----------------------------------------------------------
 
+    def connect(self, timeout=60):
+        """An http.client connection to the daemon's socket."""
+        return UnixHTTPConnection(self.sock, timeout=timeout)
+
     def api(self, method, path, body=None, headers=None, timeout=120):
         """Raw HTTP/1.1 -> (status, headers dict, body bytes). body: bytes,
         a file object (sent chunked), or anything else as JSON."""

@@ -6,13 +6,18 @@ import base64
 import io
 import json
 import os
+import shutil
 import tarfile
 import time
 from urllib.parse import quote
 
 import pytest
 
-from conftest import IMAGES, need_docker  # noqa: F401 - tests/api/conftest.py
+from shared_dir import FIXTURES
+
+IMAGES = FIXTURES / "images"
+need_docker = pytest.mark.skipif(shutil.which("docker") is None,
+                                 reason="the docker CLI is not installed")
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="berthd runs as root"),
@@ -364,12 +369,11 @@ def test_system_df(berthd):
 
 
 def test_save_streams_and_survives_a_client_that_goes_away(berthd):
-    from conftest import UnixHTTPConnection
     berthd.load("alpine-3.20")
     fds = lambda: len(os.listdir(f"/proc/{berthd.proc.pid}/fd"))  # noqa: E731
     before = fds()
     for _ in range(3):
-        conn = UnixHTTPConnection(berthd.sock, timeout=30)
+        conn = berthd.connect(timeout=30)
         conn.request("GET", "/images/get?names=alpine")
         resp = conn.getresponse()
         assert resp.status == 200 and resp.getheader("Transfer-Encoding") == "chunked"
@@ -382,3 +386,57 @@ def test_save_streams_and_survives_a_client_that_goes_away(berthd):
     status, _, data = berthd.api("GET", "/images/alpine/get")
     with tarfile.open(fileobj=io.BytesIO(data)) as tf:
         assert "manifest.json" in tf.getnames()
+
+
+DOCKER_PY_SCRIPT = r'''
+import sys, docker
+c = docker.DockerClient(base_url="unix://" + sys.argv[1])
+with open(sys.argv[2], "rb") as f:
+    assert [i.tags for i in c.images.load(f.read())] == [["alpine:latest"]]
+im = c.images.get("alpine")
+im.tag("foo/bar", "t1")
+assert sorted(c.images.get("foo/bar:t1").tags) == ["alpine:latest", "foo/bar:t1"]
+assert im.history()[0]["Id"] == im.id
+assert len(b"".join(im.save())) > 1000000
+c.images.remove("foo/bar:t1")
+try:
+    c.images.get("nosuch")
+    raise AssertionError("found nosuch")
+except docker.errors.ImageNotFound as e:
+    assert "No such image: nosuch:latest" in str(e)
+v = c.volumes.create("pyvol", labels={"a": "b"})
+assert [x.name for x in c.volumes.list(filters={"label": "a=b"})] == ["pyvol"]
+v.remove()
+n = c.networks.create("pynet", labels={"x": "y"})
+assert c.networks.get(n.id[:12]).name == "pynet"
+assert n.attrs["IPAM"]["Config"][0]["Subnet"].startswith("172.30.")
+n.remove()
+assert set(c.df()) >= {"Images", "Volumes", "Containers", "LayersSize"}
+res = c.images.prune(filters={"dangling": False})
+assert {"Deleted": im.id} in res["ImagesDeleted"]
+try:
+    c.volumes.create("x")
+    raise AssertionError("volume x was created")
+except docker.errors.APIError as e:
+    assert e.status_code == 400
+print("ok")
+'''
+
+
+def _python_with_docker_py():
+    import subprocess
+    import sys
+    for py in (sys.executable, shutil.which("python3")):
+        if py and subprocess.run([py, "-c", "import docker"], capture_output=True).returncode == 0:
+            return py
+    return None
+
+
+def test_docker_py_client(berthd):
+    import subprocess
+    py = _python_with_docker_py()
+    if py is None:
+        pytest.skip("docker-py (the docker package) is not installed")
+    r = subprocess.run([py, "-c", DOCKER_PY_SCRIPT, berthd.sock, str(IMAGES / "alpine-3.20.tar")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr + "\n" + berthd.log()
