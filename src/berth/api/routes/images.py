@@ -155,22 +155,6 @@ def _clean(ev):
     return out
 
 
-def _body(req):
-    """The request body as a stream. The handler drains an unread body
-    with a fresh reader, which would wait for bytes this one already
-    took; marking the body read stops that, and finish() drains what the
-    consumer left (a tar's end padding, the last chunk) on this reader."""
-    stream = req.stream()
-    req._body = b""
-
-    def finish():
-        try:
-            stream.drain()
-        except Exception:  # noqa: BLE001 - a broken body ends the connection
-            req.handler.close_connection = True
-    return stream, finish
-
-
 def _error_line(e):
     msg = str(e)
     return {"errorDetail": {"message": msg}, "error": msg}
@@ -374,16 +358,12 @@ def register(router, engine):
     # -- load / save ------------------------------------------------------
 
     def load(req):
-        stream, finish = _body(req)
         try:
-            ids = archive.load(store, stream)
+            ids = archive.load(store, req.stream())
         except (NotFound, Conflict):
-            finish()
             raise
         except BerthError as e:
-            finish()
             raise BadRequest(f"load: {e}") from None
-        finish()
         lines = []
         for image_id in ids:
             tags = [names.parse(t).familiar() for t in store.tags_of(image_id)]
@@ -472,17 +452,13 @@ def register(router, engine):
         config = _changes(req.query.get("changes", []))
         if "Env" in config and not any(e.startswith("PATH=") for e in config["Env"]):
             config["Env"].insert(0, importer.DEFAULT_PATH)
-        stream, finish = _body(req)
         try:
-            image_id = importer.import_rootfs(store, stream, ref, config=config,
+            image_id = importer.import_rootfs(store, req.stream(), ref, config=config,
                                               message=req.q("message") or "")
         except (NotFound, Conflict):
-            finish()
             raise
         except BerthError as e:
-            finish()
             raise BadRequest(f"import: {e}") from None
-        finish()
         _emit(engine, "import", image_id, names.parse(ref).familiar() if ref else image_id)
         return Response(200, json_stream([{"status": image_id}]))
 
