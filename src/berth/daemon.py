@@ -35,6 +35,8 @@ def parse_args(argv):
     p.add_argument("--audit-log", default=None)
     p.add_argument("--trust-policy", default=None)
     p.add_argument("--init-path", default=None)
+    p.add_argument("--cgroup-parent", default="/berth",
+                   help="cgroup under which containers go (HostConfig.CgroupParent overrides)")
     return p.parse_args(argv)
 
 
@@ -73,7 +75,7 @@ def build(args):
     cfg = Config(runtimes=runtimes, default_runtime=args.default_runtime,
                  storage_driver=args.storage_driver, log_max_size=_size(log["max-size"]),
                  log_max_files=int(log["max-file"]), trust_policy=trust,
-                 init_path=args.init_path)
+                 init_path=args.init_path, cgroup_parent=args.cgroup_parent)
     if cfg.default_runtime not in cfg.runtimes:
         raise ConfigError(f"--default-runtime {cfg.default_runtime!r}: unknown runtime")
     engine = Engine(paths, cfg)

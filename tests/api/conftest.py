@@ -60,6 +60,8 @@ class Daemon:
         self.env.pop("DOCKER_TLS_VERIFY", None)
         self.proc = None
         self._log = None
+        # containers go under a cgroup of this test's own, removed in teardown
+        self.cgroup_parent = "/berth-test-" + os.path.basename(self.tmp)
 
     # -- life -----------------------------------------------------------
 
@@ -68,7 +70,7 @@ class Daemon:
             d.mkdir(parents=True, exist_ok=True)
         argv = [BERTHD, "-H", "unix://" + self.sock, "--data-root", str(self.data_root),
                 "--exec-root", str(self.exec_root), "--config-dir", str(self.config_dir),
-                "--group", "root"]
+                "--group", "root", "--cgroup-parent", self.cgroup_parent]
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -198,6 +200,15 @@ def unmount_all(root):
                 subprocess.run(["umount", "-l", mp], capture_output=True)
 
 
+def remove_cgroup_parent(parent):
+    from runtime.cgroup_cleanup import remove_cgroups
+    dirs = [os.path.join(CGROUP_ROOT, h, parent.lstrip("/")) for h in os.listdir(CGROUP_ROOT)]
+    remove_cgroups([d for d in dirs if os.path.isdir(d)])
+
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
 @pytest.fixture
 def berthd():
     if not os.access(BERTHD, os.X_OK):
@@ -216,6 +227,7 @@ def berthd():
             if d._log:
                 d._log.close()
             unmount_all(tmp)
+            remove_cgroup_parent(d.cgroup_parent)
             shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -20,7 +20,7 @@ class Config:
 
     def __init__(self, runtimes=None, default_runtime="berth", storage_driver=None,
                  log_max_size=0, log_max_files=1, trust_policy=None, shim=None,
-                 init_path=None):
+                 init_path=None, cgroup_parent="/berth"):
         self.runtimes = {"berth": _binary("berth-runtime"), "runc": "runc", "crun": "crun"}
         self.runtimes.update(runtimes or {})
         self.default_runtime = default_runtime
@@ -30,6 +30,7 @@ class Config:
         self.trust_policy = trust_policy
         self.shim = shim or _binary("berth-shim")
         self.init_path = init_path
+        self.cgroup_parent = cgroup_parent
 
 
 class Engine:

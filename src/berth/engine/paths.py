@@ -23,7 +23,9 @@ class Paths:
         return os.path.join(self.containers, cid)
 
     def shim(self, cid):
-        return os.path.join(self.shims, cid)
+        # sun_path holds 108 bytes: a 64-hex id would leave too little room
+        # for socket names under a long --exec-root; 24 hex digits stay unique
+        return os.path.join(self.shims, cid[:24])
 
     def runtime_root(self, name):
         return os.path.join(self.run, "runtime", name)

@@ -111,7 +111,11 @@ class Containers:
         if not isinstance(ref, str) or not ref:
             raise ConfigError("Config.Image: an image is required")
         store = self.e.store
-        image_id = store.resolve(ref)
+        try:
+            image_id = store.resolve(ref)
+        except NotFound:
+            # Docker's wording, which scripts and clients look for
+            raise NotFound(f"No such image: {_shown_ref(ref)}") from None
         if self.e.config.trust_policy:
             from berth.engine.images import trust
             trust.check(store, ref, self.e.config.trust_policy)
@@ -132,11 +136,11 @@ class Containers:
                 taken = {c.name for c in self._all.values()}
                 name = "/" + names.generate(taken)
             d = self.paths.container(cid)
-            os.makedirs(os.path.join(d, "bundle"), mode=0o700)
             c = Container(d, _record(cid, name, body, host, image_id, image_cfg, self.e.driver.name))
             c.data["_creating"] = True
             c.data["LogPath"] = os.path.join(d, f"{cid}-json.log")
             self._runtime(c)
+            os.makedirs(os.path.join(d, "bundle"), mode=0o700)
             c.save()
             self._all[cid] = c
         try:
@@ -152,6 +156,7 @@ class Containers:
     def _prepare(self, c, body, host, image_id, image_cfg):
         opts, shown = run_options(c.id, body, host, self.e.volumes, self.resolve_pid,
                                   self.e.config.init_path)
+        opts.cgroup_parent = opts.cgroup_parent or self.e.config.cgroup_parent
         c.data["Mounts"] = shown
         anon = [m["Name"] for m in shown if m["Type"] == "volume" and len(m["Name"]) == 64]
         c.data["_anonymous_volumes"] = anon
@@ -196,7 +201,7 @@ class Containers:
                                    c.bundle, shim_dir, c.log_path, bool(cfg.get("Tty")),
                                    bool(cfg.get("OpenStdin")), bool(cfg.get("StdinOnce")))
         except BerthError as e:
-            c.set_state(Error=str(e), ExitCode=_start_failure_code(str(e)))
+            self._start_failed(c, e)
             _rmtree(shim_dir)
             raise
         with c.cond:
@@ -217,7 +222,7 @@ class Containers:
         except (OSError, ValueError, BerthError) as e:
             subprocess.run(self.runtime_cmd(c, "delete", "-f", c.id), capture_output=True)
             self._wait_shim_gone(shim_dir)
-            c.set_state(Error=str(e), ExitCode=_start_failure_code(str(e)))
+            self._start_failed(c, e)
             _rmtree(shim_dir)
             raise BerthError(str(e))
         c.data["_exit_seq"] = c.data.get("_exit_seq", 0)
@@ -227,6 +232,12 @@ class Containers:
         self.e.events.emit("container", "start", c.id, self._attrs(c))
         from berth.engine.containers import health
         health.start(self, c)
+
+    def _start_failed(self, c, e):
+        with c.cond:
+            # attach requests waiting for this start give up
+            c.start_failures = getattr(c, "start_failures", 0) + 1
+            c.set_state(Error=str(e), ExitCode=_start_failure_code(str(e)))
 
     def _wait_shim_gone(self, shim_dir, timeout=10):
         deadline = time.monotonic() + timeout
@@ -423,15 +434,19 @@ class Containers:
         c = self.get(ref)
         with c.cond:
             c.attaching = getattr(c, "attaching", 0) + 1
+            failures = getattr(c, "start_failures", 0)
         try:
             with c.cond:
                 while not (getattr(c, "shim_ready", False) or (c.running and c.state["Pid"])):
                     if c.data.get("_removed"):
                         raise NotFound(f"No such container: {ref}")
+                    if getattr(c, "start_failures", 0) != failures:
+                        raise Conflict(f"container {c.id[:12]} failed to start: {c.state['Error']}")
                     c.cond.wait(1.0)
-            s = shimctl.connect(self.paths.shim(c.id), "attach.sock")
+            s = shimctl.connect(self.paths.shim(c.id), "attach.sock", timeout=30)
             s.sendall((json.dumps(dict(streams, ack=True)) + "\n").encode())
             ack = s.recv(1)
+            s.settimeout(None)
             return c, s, ack
         finally:
             with c.cond:
@@ -555,9 +570,11 @@ class Containers:
                 _rmtree(shim_dir)
         live = {c.id for c in self.list(all=True)}
         if os.path.isdir(self.paths.shims):
-            for cid in os.listdir(self.paths.shims):
-                if cid not in live and not shimctl.shim_alive(self.paths.shim(cid)):
-                    _rmtree(self.paths.shim(cid))
+            short = {cid[:24] for cid in live}
+            for name in os.listdir(self.paths.shims):
+                d = os.path.join(self.paths.shims, name)
+                if name not in short and not shimctl.shim_alive(d):
+                    _rmtree(d)
         self.e.driver.cleanup_stale(live)
         for c in self.list(all=True):
             pol = (c.host_config.get("RestartPolicy") or {}).get("Name")
@@ -608,6 +625,12 @@ def _record(cid, name, body, host, image_id, image_cfg, driver):
         "AppArmorProfile": "", "Mounts": [], "Path": "", "Args": [],
         "NetworkingConfig": body.get("NetworkingConfig") or {},
     }
+
+
+def _shown_ref(ref):
+    if "@" in ref or ":" in ref.rsplit("/", 1)[-1]:
+        return ref
+    return ref + ":latest"
 
 
 def _merge_env(base, extra):

@@ -1,0 +1,182 @@
+"""Containers through berthd, driven by the real docker CLI as a user would."""
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
+
+
+@pytest.fixture
+def alpine(berthd):
+    berthd.load("alpine-3.20")
+    return berthd
+
+
+def ok(r):
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    return r.stdout
+
+
+def test_run_prints_and_returns_the_exit_code(alpine):
+    r = alpine.docker("run", "--rm", "alpine", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert r.returncode == 3
+    assert r.stdout == "out\n" and r.stderr == "err\n"
+    assert ok(alpine.docker("ps", "-aq")) == ""   # --rm removed it
+
+
+def test_detached_container_logs_exec_inspect_stop_rm(alpine):
+    cid = ok(alpine.docker("run", "-d", "--name", "web", "-e", "GREETING=hello", "alpine", "sh",
+                           "-c", "echo $GREETING; echo oops >&2; exec sleep 1000")).strip()
+    deadline = time.monotonic() + 10
+    while "hello" not in alpine.docker("logs", "web").stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    r = alpine.docker("logs", "web")
+    assert r.stdout == "hello\n" and r.stderr == "oops\n"
+    assert ok(alpine.docker("exec", "web", "cat", "/etc/alpine-release")).startswith("3.20")
+    assert alpine.docker("exec", "web", "sh", "-c", "exit 7").returncode == 7
+    assert ok(alpine.docker("exec", "-u", "nobody", "web", "id", "-u")).strip() == "65534"
+    info = json.loads(ok(alpine.docker("inspect", "web")))[0]
+    assert info["Id"] == cid and info["Name"] == "/web"
+    assert info["State"]["Running"] and info["State"]["Pid"] > 0
+    assert "GREETING=hello" in info["Config"]["Env"]
+    with open(f"/proc/{info['State']['Pid']}/status") as f:
+        status = f.read()
+    assert "NoNewPrivs:\t1" in status and "Seccomp:\t2" in status
+    assert cid[:12] in ok(alpine.docker("ps"))
+    assert alpine.docker("rm", "web").returncode != 0        # running: refused
+    ok(alpine.docker("stop", "-t", "1", "web"))
+    info = json.loads(ok(alpine.docker("inspect", "web")))[0]
+    assert info["State"]["Status"] == "exited" and info["State"]["ExitCode"] == 137
+    ok(alpine.docker("rm", "web"))
+    assert alpine.docker("inspect", "web").returncode != 0
+
+
+def test_tty_through_a_pty(alpine):
+    # script(1) gives the docker CLI a terminal of a known size
+    cmd = "stty rows 33 cols 111; docker run -it --rm alpine sh -c 'tty; stty size; exit 4'"
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], env=alpine.env, capture_output=True,
+                       text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 4, r
+    assert "/dev/pts/0" in r.stdout and "33 111" in r.stdout
+
+
+def test_exec_tty_and_stdin(alpine):
+    ok(alpine.docker("run", "-d", "--name", "box", "alpine", "sleep", "1000"))
+    r = alpine.docker("exec", "-i", "box", "tr", "a-z", "A-Z", input="shout\n")
+    assert r.stdout == "SHOUT\n"
+    cmd = "stty rows 20 cols 70; docker exec -it box sh -c 'stty size; exit 9'"
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], env=alpine.env, capture_output=True,
+                       text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 9 and "20 70" in r.stdout
+
+
+def test_cp_in_and_out_stays_inside_the_container(alpine, tmp_path):
+    ok(alpine.docker("run", "-d", "--name", "box", "alpine", "sh", "-c",
+                     "ln -s / /escape; ln -s /etc/shadow /tmp/shadow-link; exec sleep 1000"))
+    src = tmp_path / "in.txt"
+    src.write_text("payload\n")
+    ok(alpine.docker("cp", str(src), "box:/tmp/"))
+    assert ok(alpine.docker("exec", "box", "cat", "/tmp/in.txt")) == "payload\n"
+    ok(alpine.docker("cp", "box:/etc/alpine-release", str(tmp_path / "rel")))
+    assert (tmp_path / "rel").read_text().startswith("3.20")
+    # through the container's own absolute symlink: still the container's root
+    ok(alpine.docker("cp", "box:/escape/etc/alpine-release", str(tmp_path / "rel2")))
+    assert (tmp_path / "rel2").read_text().startswith("3.20")
+    status, _, _ = alpine.api("GET", "/containers/box/archive?path=/../../../../etc/hostname")
+    assert status == 200
+    host_marker = tmp_path / "marker"
+    status, _, body = alpine.api("PUT", "/containers/box/archive?path=/escape/tmp",
+                                 _tar({"../../../" + str(host_marker): b"x"}))
+    assert status == 400, body
+    assert not host_marker.exists()
+
+
+def _tar(files):
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_events_stats_top_and_diff(alpine):
+    since = int(time.time()) - 1
+    ok(alpine.docker("run", "-d", "--name", "box", "alpine", "sh", "-c",
+                     "touch /new; exec sleep 1000"))
+    out = ok(alpine.docker("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "box"))
+    assert out.split() == ["box", "1"]
+    assert "sleep 1000" in ok(alpine.docker("top", "box"))
+    time.sleep(0.3)
+    assert "A /new" in ok(alpine.docker("diff", "box"))
+    ok(alpine.docker("rm", "-f", "box"))
+    actions = [e["Action"] for e in alpine.events(since) if e["Type"] == "container"]
+    for a in ("create", "start", "kill", "die", "destroy"):
+        assert a in actions, actions
+
+
+def test_named_volume_outlives_its_container(alpine):
+    ok(alpine.docker("run", "--rm", "-v", "data:/data", "alpine", "sh", "-c", "echo kept > /data/f"))
+    assert ok(alpine.docker("run", "--rm", "-v", "data:/data:ro", "alpine", "cat", "/data/f")) == "kept\n"
+    r = alpine.docker("run", "--rm", "-v", "data:/data:ro", "alpine", "touch", "/data/g")
+    assert r.returncode != 0 and "Read-only" in r.stderr
+    ok(alpine.docker("volume", "rm", "data"))
+
+
+def test_restart_policy_and_wait(alpine):
+    ok(alpine.docker("run", "-d", "--name", "flaky", "--restart", "on-failure:2", "alpine",
+                     "sh", "-c", "exit 1"))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        info = json.loads(ok(alpine.docker("inspect", "flaky")))[0]
+        if info["RestartCount"] == 2 and info["State"]["Status"] == "exited":
+            break
+        time.sleep(0.2)
+    assert info["RestartCount"] == 2 and info["State"]["ExitCode"] == 1
+    assert ok(alpine.docker("wait", "flaky")).strip() == "1"
+
+
+def test_pause_rename_update(alpine):
+    ok(alpine.docker("run", "-d", "--name", "aa", "alpine", "sleep", "1000"))
+    ok(alpine.docker("pause", "aa"))
+    assert json.loads(ok(alpine.docker("inspect", "aa")))[0]["State"]["Status"] == "paused"
+    ok(alpine.docker("unpause", "aa"))
+    ok(alpine.docker("rename", "aa", "bb"))
+    ok(alpine.docker("update", "--memory", "64m", "--memory-swap", "64m", "--pids-limit", "50", "bb"))
+    info = json.loads(ok(alpine.docker("inspect", "bb")))[0]
+    assert info["HostConfig"]["Memory"] == 64 << 20 and info["HostConfig"]["PidsLimit"] == 50
+    assert ok(alpine.docker("exec", "bb", "cat", "/sys/fs/cgroup/pids/pids.max")).strip() == "50"
+
+
+def test_bad_requests_get_clear_4xx(alpine):
+    status, _, body = alpine.api("POST", "/containers/create", b"{not json",
+                                 {"Content-Type": "application/json"})
+    assert status == 400 and b"malformed JSON" in body
+    status, _, body = alpine.api("POST", "/containers/create", {"Image": "nosuch:1"})
+    assert status == 404 and b"No such image" in body
+    status, _, body = alpine.api("POST", "/containers/create",
+                                 {"Image": "alpine", "HostConfig": {"Runtime": "nosuch"}})
+    assert status == 400 and b"nosuch" in body
+    status, _, body = alpine.api("POST", "/containers/create",
+                                 {"Image": "alpine", "HostConfig": {"Binds": ["relative"]}})
+    assert status == 400 and b"Binds" in body
+    ok(alpine.docker("create", "--name", "dup", "alpine"))
+    r = alpine.docker("create", "--name", "dup", "alpine")
+    assert r.returncode != 0 and "already in use" in r.stderr
+    status, _, body = alpine.api("POST", "/containers/create", b"{" + b" " * (17 << 20) + b"}",
+                                 {"Content-Type": "application/json"})
+    assert status == 413
+    status, _, body = alpine.api("GET", "/containers/nosuch/json")
+    assert status == 404 and json.loads(body)["message"] == "No such container: nosuch"
+    # nothing half-made was left by the failures
+    names = [c["Names"][0] for c in alpine.json("GET", "/containers/json?all=1")]
+    assert names == ["/dup"]
+    assert sorted(os.listdir(alpine.data_root / "containers")) == \
+        [alpine.json("GET", "/containers/dup/json")["Id"]]
