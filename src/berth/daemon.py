@@ -35,6 +35,8 @@ def parse_args(argv):
     p.add_argument("--audit-log", default=None)
     p.add_argument("--trust-policy", default=None)
     p.add_argument("--init-path", default=None)
+    p.add_argument("--loopback-registries-only", action="store_true",
+                   help="refuse pulls and pushes to registries not on loopback")
     p.add_argument("--cgroup-parent", default="/berth",
                    help="cgroup under which containers go (HostConfig.CgroupParent overrides)")
     return p.parse_args(argv)
@@ -78,6 +80,7 @@ def build(args):
                  init_path=args.init_path, cgroup_parent=args.cgroup_parent)
     if cfg.default_runtime not in cfg.runtimes:
         raise ConfigError(f"--default-runtime {cfg.default_runtime!r}: unknown runtime")
+    cfg.loopback_registries_only = args.loopback_registries_only
     engine = Engine(paths, cfg)
     policy = authz.load(args.authz_policy or paths.authz_policy,
                         required=args.authz_policy is not None)

@@ -42,10 +42,14 @@ class Engine:
         self.driver = pick_driver(paths.storage, self.config.storage_driver)
         self.events = Events()
         from berth.engine.volumes import Volumes
+        from berth.engine.networks import Networks
         from berth.engine.containers.manager import Containers
+        from berth.engine.containers import netattach
         self.volumes = Volumes(paths.volumes, self.events)
+        self.networks = Networks(os.path.join(paths.root, "networks"), self.events)
         self.containers = Containers(self)
         self.volumes.in_use = self.containers.volume_users
+        netattach.wire(self.containers, self.networks)
 
     def restore(self):
         """After a (crash-)restart: find containers, reattach their shims,

@@ -12,7 +12,7 @@ import shlex
 import threading
 
 from berth.api import filters as F
-from berth.api.errors import BadRequest, HTTPError
+from berth.api.errors import BadRequest, HTTPError, Forbidden
 from berth.api.http import Response, json_response, json_stream
 from berth.engine.images import archive, importer, names, registry
 from berth.errors import BerthError, ConfigError, Conflict, NotFound
@@ -422,6 +422,7 @@ def register(router, engine):
             plat = req.q("platform")
             if not plat.startswith("linux"):
                 raise BadRequest(f"platform {plat!r}: only linux images can run here")
+        _reachable(engine, r)
         auth = _auth(req)
         worker = _Worker(lambda progress: registry.pull(store, r, auth=auth, progress=progress))
         try:
@@ -478,6 +479,7 @@ def register(router, engine):
             refs = refs or [r]
         for x in refs:
             resolve(store, str(x))
+            _reachable(engine, x)
         auth = _auth(req)
         pushed = {}
 
@@ -619,3 +621,13 @@ def _empty_container_config():
             "AttachStdout": False, "AttachStderr": False, "Tty": False, "OpenStdin": False,
             "StdinOnce": False, "Env": None, "Cmd": None, "Image": "", "Volumes": None,
             "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": None}
+
+
+def _reachable(engine, ref):
+    """--loopback-registries-only (the test suites' daemons): no request
+    may leave the machine, not even the DNS look-up of docker.io."""
+    if getattr(engine.config, "loopback_registries_only", False):
+        host = registry.split_host(ref.registry)[0]
+        if not registry.is_loopback(host):
+            raise Forbidden(f"registry {ref.registry}: this daemon only talks to registries on "
+                            "loopback (--loopback-registries-only)")

@@ -1,20 +1,9 @@
 """/networks: the registry of networks (create, list, inspect, remove,
-connect, disconnect, prune). The Networks object is the Engine's; until
-the Engine builds it, register() does."""
-import os
-
+connect, disconnect, prune)."""
 from berth.api import filters as F
 from berth.api.errors import BadRequest, Forbidden, HTTPError
 from berth.api.http import Response, empty, json_response
-from berth.engine.networks import Networks, NotSupported, PredefinedNetwork
-
-
-def _networks(engine):
-    nets = getattr(engine, "networks", None)
-    if nets is None:
-        nets = Networks(os.path.join(engine.paths.root, "networks"), engine.events)
-        engine.networks = nets
-    return nets
+from berth.engine.networks import NotSupported, PredefinedNetwork
 
 
 def _call(fn, *args, **kw):
@@ -36,7 +25,7 @@ def _dict(body, key):
 
 
 def register(router, engine):
-    nets = _networks(engine)
+    nets = engine.networks
 
     def list_(req):
         return json_response(nets.list(F.parse(req.q("filters"))))

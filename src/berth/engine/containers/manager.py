@@ -120,6 +120,8 @@ class Containers:
             from berth.engine.images import trust
             trust.check(store, ref, self.e.config.trust_policy)
         image_cfg = store.config(image_id).get("config") or {}
+        from berth.engine.containers import netattach
+        nets = netattach.initial(self.e.networks, host, body.get("NetworkingConfig"))
         cid = secrets.token_hex(32)
         with self._lock:
             if name:
@@ -138,6 +140,7 @@ class Containers:
             d = self.paths.container(cid)
             c = Container(d, _record(cid, name, body, host, image_id, image_cfg, self.e.driver.name))
             c.data["_creating"] = True
+            c.data["NetworkSettings"] = _network_settings(nets)
             c.data["LogPath"] = os.path.join(d, f"{cid}-json.log")
             self._runtime(c)
             os.makedirs(os.path.join(d, "bundle"), mode=0o700)
@@ -625,6 +628,14 @@ def _record(cid, name, body, host, image_id, image_cfg, driver):
         "AppArmorProfile": "", "Mounts": [], "Path": "", "Args": [],
         "NetworkingConfig": body.get("NetworkingConfig") or {},
     }
+
+
+def _network_settings(nets):
+    return {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
+            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
+            "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
+            "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "", "Networks": nets}
 
 
 def _shown_ref(ref):

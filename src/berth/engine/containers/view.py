@@ -67,21 +67,7 @@ def inspect(c, size=False):
 
 
 def network_settings(c):
-    ns = c.data.get("NetworkSettings")
-    if ns:
-        return ns
-    mode = c.host_config.get("NetworkMode") or "bridge"
-    name = mode if mode in ("bridge", "host", "none") else mode
-    endpoint = {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": name,
-                "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
-                "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-                "MacAddress": "", "DriverOpts": None}
-    nets = {} if mode.startswith("container:") else {name: endpoint}
-    return {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
-            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
-            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
-            "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
-            "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "", "Networks": nets}
+    return c.data.get("NetworkSettings") or {"Networks": {}, "Ports": {}}
 
 
 def command(c):
