@@ -18,6 +18,13 @@ class _Mixin(socketserver.ThreadingMixIn):
     daemon_threads = True
     block_on_close = False
     api_version = API_VERSION
+    # `docker rm -f a b c ...` connects once per name, all at once
+    request_queue_size = 512
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
+            return   # the client went away: nothing to report
+        super().handle_error(request, client_address)
 
 
 class UnixServer(_Mixin, socketserver.UnixStreamServer):
@@ -49,10 +56,6 @@ class TCPServer(_Mixin, socketserver.TCPServer):
             request.settimeout(None)
         super().finish_request(request, client_address)
 
-    def handle_error(self, request, client_address):
-        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
-            return
-        super().handle_error(request, client_address)
 
 
 def unix_server(path, app, group="berth"):
