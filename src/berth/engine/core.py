@@ -33,6 +33,30 @@ class Config:
         self.cgroup_parent = cgroup_parent
 
 
+class NoNetwork:
+    """Before the network driver: a private namespace with loopback only."""
+
+    def setup(self, container, pid):
+        pass
+
+    def teardown(self, container):
+        pass
+
+    def restore(self, running):
+        pass
+
+    def close(self):
+        pass
+
+
+def _network_driver(engine):
+    try:
+        from berth.engine.network.driver import Driver
+    except ImportError:
+        return NoNetwork()
+    return Driver(engine)
+
+
 class Engine:
     def __init__(self, paths, config=None):
         self.paths = paths
@@ -50,6 +74,7 @@ class Engine:
         self.containers = Containers(self)
         self.volumes.in_use = self.containers.volume_users
         netattach.wire(self.containers, self.networks)
+        self.network = _network_driver(self)
 
     def restore(self):
         """After a (crash-)restart: find containers, reattach their shims,
@@ -58,3 +83,4 @@ class Engine:
 
     def close(self):
         self.containers.close()
+        self.network.close()

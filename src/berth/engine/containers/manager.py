@@ -207,6 +207,17 @@ class Containers:
             self._start_failed(c, e)
             _rmtree(shim_dir)
             raise
+        try:
+            # the init waits for "start": its network namespace exists and
+            # is empty, the moment to plug it in
+            self.e.network.setup(c, ready["pid"])
+        except BaseException as e:
+            subprocess.run(self.runtime_cmd(c, "delete", "-f", c.id), capture_output=True)
+            self._wait_shim_gone(shim_dir)
+            self._net_teardown(c)
+            self._start_failed(c, e)
+            _rmtree(shim_dir)
+            raise
         with c.cond:
             c.shim_ready = True
             c.cond.notify_all()
@@ -225,6 +236,7 @@ class Containers:
         except (OSError, ValueError, BerthError) as e:
             subprocess.run(self.runtime_cmd(c, "delete", "-f", c.id), capture_output=True)
             self._wait_shim_gone(shim_dir)
+            self._net_teardown(c)
             self._start_failed(c, e)
             _rmtree(shim_dir)
             raise BerthError(str(e))
@@ -235,6 +247,13 @@ class Containers:
         self.e.events.emit("container", "start", c.id, self._attrs(c))
         from berth.engine.containers import health
         health.start(self, c)
+
+    def _net_teardown(self, c):
+        try:
+            self.e.network.teardown(c)
+        except Exception as e:  # noqa: BLE001 - logged; the record says what to retry
+            import sys
+            print(f"berthd: network teardown of {c.id[:12]}: {e}", file=sys.stderr, flush=True)
 
     def _start_failed(self, c, e):
         with c.cond:
@@ -281,6 +300,7 @@ class Containers:
                         FinishedAt=ex.get("finished_at") or now_rfc3339(),
                         OOMKilled=bool(ex.get("oom_killed")), Error=ex.get("error", ""))
         _rmtree(shim_dir)
+        self._net_teardown(c)
         attrs = self._attrs(c)
         attrs["exitCode"] = str(c.state["ExitCode"])
         self.e.events.emit("container", "die", c.id, attrs)
@@ -497,6 +517,7 @@ class Containers:
             subprocess.run(self.runtime_cmd(c, "delete", "-f", c.id), capture_output=True)
             self._wait_shim_gone(shim_dir)
         _rmtree(shim_dir)
+        self._net_teardown(c)
         try:
             self.e.driver.unmount(c.id)
         except BerthError:
@@ -579,6 +600,7 @@ class Containers:
                 if name not in short and not shimctl.shim_alive(d):
                     _rmtree(d)
         self.e.driver.cleanup_stale(live)
+        self.e.network.restore([c for c in self.list(all=True) if c.running])
         for c in self.list(all=True):
             pol = (c.host_config.get("RestartPolicy") or {}).get("Name")
             if not c.running and pol == "always" and not c.data.get("_manual_stop"):
