@@ -26,12 +26,14 @@ venv: $(VPY)
 
 # bin/ holds launchers that run the venv's python with -IS: site and the
 # pyenv shim cost 30-70 ms per start, more than the runtime's own work.
+# berthd starts once and needs the venv's packages (cryptography, pyroute2):
+# it keeps site.
 build: venv
 	@mkdir -p bin
 	@for tool in berth-runtime berth-shim berthd berth; do \
-	  mod=$$(echo $$tool | tr - _); \
-	  printf '#!%s -IS\nimport sys\nsys.path.insert(0, "%s/src")\nfrom berth.cli.%s import main\nsys.exit(main())\n' \
-	    "$(VPY)" "$(CURDIR)" "$${mod#berth_}" > bin/$$tool; chmod 755 bin/$$tool; done
+	  mod=$$(echo $$tool | tr - _); flags=-IS; [ $$tool = berthd ] && flags=-I; \
+	  printf '#!%s %s\nimport sys\nsys.path.insert(0, "%s/src")\nfrom berth.cli.%s import main\nsys.exit(main())\n' \
+	    "$(VPY)" "$$flags" "$(CURDIR)" "$${mod#berth_}" > bin/$$tool; chmod 755 bin/$$tool; done
 	@install -m 0644 $(SHARED)/fixtures/docker-default-seccomp.json $(SECCOMP_DEFAULT)
 	@$(VPY) -m compileall -q src
 

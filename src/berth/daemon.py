@@ -34,7 +34,8 @@ def parse_args(argv):
     p.add_argument("--authz-policy", default=None)
     p.add_argument("--audit-log", default=None)
     p.add_argument("--trust-policy", default=None)
-    p.add_argument("--init-path", default=None)
+    p.add_argument("--init-path", default="/usr/bin/tini-static" if os.path.exists(
+        "/usr/bin/tini-static") else None, help="init for --init (Debian's tini-static)")
     p.add_argument("--loopback-registries-only", action="store_true",
                    help="refuse pulls and pushes to registries not on loopback")
     p.add_argument("--cgroup-parent", default="/berth",
@@ -42,22 +43,12 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def _size(text):
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    t = text.strip().lower().rstrip("b")
-    try:
-        if t and t[-1] in units:
-            return int(float(t[:-1]) * units[t[-1]])
-        return int(t)
-    except ValueError:
-        raise ConfigError(f"--log-opt max-size={text}: not a size", hint="e.g. 10m")
-
-
 def build(args):
     from berth.api import audit, authz
     from berth.api.app import App, Router
     from berth.api.routes import register_all
     from berth.engine.core import Config, Engine
+    from berth.engine.containers.manager import parse_size
     from berth.engine.paths import Paths
 
     runtimes = {}
@@ -73,9 +64,13 @@ def build(args):
             raise ConfigError(f"--log-opt {item!r}: known options are max-size and max-file")
         log[k] = v
     paths = Paths(args.data_root, args.exec_root, args.config_dir)
-    trust = args.trust_policy or (paths.trust_policy if os.path.exists(paths.trust_policy) else None)
+    # the policy applies from the moment the file exists (no restart needed)
+    if args.trust_policy and not os.path.exists(args.trust_policy):
+        raise ConfigError(f"--trust-policy {args.trust_policy}: no such file")
+    trust = args.trust_policy or paths.trust_policy
     cfg = Config(runtimes=runtimes, default_runtime=args.default_runtime,
-                 storage_driver=args.storage_driver, log_max_size=_size(log["max-size"]),
+                 storage_driver=args.storage_driver,
+                 log_max_size=parse_size(log["max-size"], "--log-opt max-size"),
                  log_max_files=int(log["max-file"]), trust_policy=trust,
                  init_path=args.init_path, cgroup_parent=args.cgroup_parent)
     if cfg.default_runtime not in cfg.runtimes:

@@ -2,6 +2,6 @@
 
 
 def register_all(router, engine):
-    from berth.api.routes import containers, df, execs, images, system, volumes, networks
-    for mod in (system, containers, execs, images, volumes, networks, df):
+    from berth.api.routes import containers, df, execs, images, system, trust, volumes, networks
+    for mod in (system, containers, execs, images, volumes, networks, df, trust):
         mod.register(router, engine)

@@ -107,6 +107,7 @@ class Containers:
         host = body.get("HostConfig") or {}
         if not isinstance(host, dict):
             raise ConfigError("HostConfig: must be an object")
+        _check_log_config(host.get("LogConfig"))
         ref = body.get("Image")
         if not isinstance(ref, str) or not ref:
             raise ConfigError("Config.Image: an image is required")
@@ -116,9 +117,10 @@ class Containers:
         except NotFound:
             # Docker's wording, which scripts and clients look for
             raise NotFound(f"No such image: {_shown_ref(ref)}") from None
-        if self.e.config.trust_policy:
+        policy = self.e.config.trust_policy
+        if policy and os.path.exists(policy):
             from berth.engine.images import trust
-            trust.check(store, ref, self.e.config.trust_policy)
+            trust.check(store, ref, policy)
         image_cfg = store.config(image_id).get("config") or {}
         from berth.engine.containers import netattach
         nets = netattach.initial(self.e.networks, host, body.get("NetworkingConfig"))
@@ -202,7 +204,8 @@ class Containers:
         try:
             ready = shimctl.launch(self.e.config, runtime, self.paths.runtime_root(name), c.id,
                                    c.bundle, shim_dir, c.log_path, bool(cfg.get("Tty")),
-                                   bool(cfg.get("OpenStdin")), bool(cfg.get("StdinOnce")))
+                                   bool(cfg.get("OpenStdin")), bool(cfg.get("StdinOnce")),
+                                   *self._log_limits(c))
         except BerthError as e:
             self._start_failed(c, e)
             _rmtree(shim_dir)
@@ -247,6 +250,16 @@ class Containers:
         self.e.events.emit("container", "start", c.id, self._attrs(c))
         from berth.engine.containers import health
         health.start(self, c)
+
+    def _log_limits(self, c):
+        opts = (c.host_config.get("LogConfig") or {}).get("Config") or {}
+        size = self.e.config.log_max_size
+        files = self.e.config.log_max_files
+        if opts.get("max-size"):
+            size = parse_size(opts["max-size"], "LogConfig max-size")
+        if opts.get("max-file"):
+            files = int(opts["max-file"])
+        return size, files
 
     def _net_teardown(self, c):
         try:
@@ -650,6 +663,36 @@ def _record(cid, name, body, host, image_id, image_cfg, driver):
         "AppArmorProfile": "", "Mounts": [], "Path": "", "Args": [],
         "NetworkingConfig": body.get("NetworkingConfig") or {},
     }
+
+
+def parse_size(text, what):
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = str(text).strip().lower().rstrip("b")
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t)
+    except ValueError:
+        raise ConfigError(f"{what}: {text!r} is not a size", hint="e.g. 10m") from None
+
+
+def _check_log_config(lc):
+    if not lc:
+        return
+    if not isinstance(lc, dict):
+        raise ConfigError("HostConfig.LogConfig: must be an object")
+    if lc.get("Type") not in (None, "", "json-file"):
+        raise ConfigError(f"HostConfig.LogConfig.Type: logging driver {lc['Type']!r} is not "
+                          "supported", hint="berth writes json-file logs")
+    for k, v in (lc.get("Config") or {}).items():
+        if k == "max-size":
+            parse_size(v, "LogConfig max-size")
+        elif k == "max-file":
+            if not str(v).isdigit() or int(v) < 1:
+                raise ConfigError(f"LogConfig max-file: {v!r} must be a positive integer")
+        else:
+            raise ConfigError(f"HostConfig.LogConfig.Config: unknown log option {k!r}",
+                              hint="json-file takes max-size and max-file")
 
 
 def _network_settings(nets):

@@ -9,13 +9,13 @@ from berth.errors import BerthError
 
 
 def launch(cfg, runtime, runtime_root, cid, bundle, shim_dir, log_path, tty, open_stdin,
-           stdin_once):
+           stdin_once, log_max_size=0, log_max_files=1):
     os.makedirs(shim_dir, mode=0o700, exist_ok=True)
     argv = [cfg.shim, "--id", cid, "--bundle", bundle, "--runtime", runtime,
             "--runtime-root", runtime_root, "--state-dir", shim_dir, "--log-path", log_path,
             "--no-start"]
-    if cfg.log_max_size:
-        argv += ["--log-max-size", str(cfg.log_max_size), "--log-max-files", str(cfg.log_max_files)]
+    if log_max_size:
+        argv += ["--log-max-size", str(log_max_size), "--log-max-files", str(log_max_files)]
     if tty:
         argv.append("--tty")
     if open_stdin:

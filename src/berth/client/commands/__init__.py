@@ -1,0 +1,110 @@
+"""What every command module shares: the Context (global options, the API
+client, output streams, flag parsing) and the per-target loop."""
+import sys
+
+from berth.client.args import UsageError, parse
+
+
+class Exit(Exception):
+    """Ends the command with this status, the message already printed."""
+
+    def __init__(self, code):
+        self.code = code
+        super().__init__(code)
+
+
+class Context:
+    def __init__(self, gopts, command=""):
+        self.gopts = gopts
+        self.command = command
+        self.out = sys.stdout
+        self.err = sys.stderr
+        self.error_code = 1  # run/create: 125, as docker
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            from berth.client.api import Client
+            g = self.gopts
+            host = g["host"][-1] if g["host"] else None
+            self._client = Client(host, tls=g["tls"], tlsverify=g["tlsverify"],
+                                  cacert=g["tlscacert"], cert=g["tlscert"], key=g["tlskey"])
+        return self._client
+
+    def parse(self, argv, spec, usage, min_args=0, max_args=None, interspersed=True, help_text=""):
+        opts, args = parse(argv, spec, interspersed)
+        if opts["help"]:
+            self.out.write(f"\nUsage:  berth {usage}\n" + (f"\n{help_text}\n" if help_text else "\n"))
+            raise Exit(0)
+        if len(args) < min_args or (max_args is not None and len(args) > max_args):
+            if max_args == 0:
+                want = "no arguments"
+            elif min_args == max_args:
+                want = f"exactly {min_args} argument{'s' * (min_args != 1)}"
+            elif len(args) < min_args:
+                want = f"at least {min_args} argument{'s' * (min_args != 1)}"
+            else:
+                want = f"at most {max_args} argument{'s' * (max_args != 1)}"
+            self.err.write(f"berth: '{self.command}' requires {want}.\nSee 'berth {self.command} --help'."
+                           f"\n\nUsage:  berth {usage}\n")
+            raise Exit(1)
+        return opts, args
+
+    def warn(self, text):
+        self.err.write(f"WARNING: {text}\n")
+
+    def fail(self, text):
+        self.err.write(f"berth: {text}\n")
+
+    def daemon_error(self, e):
+        self.err.write(f"berth: Error response from daemon: {e}\n")
+
+    def confirm(self, warning):
+        self.err.write(f"WARNING! {warning}\nAre you sure you want to continue? [y/N] ")
+        self.err.flush()
+        answer = sys.stdin.readline().strip().lower()
+        return answer in ("y", "yes")
+
+    def each(self, names, fn, echo=True):
+        """fn(name) for every name; prints the name on success (as docker
+        does) and every failure on stderr; exit 1 if any failed."""
+        from berth.client.api import APIError
+        failed = False
+        for name in names:
+            try:
+                out = fn(name)
+                if echo:
+                    self.out.write(f"{out if isinstance(out, str) else name}\n")
+                    self.out.flush()
+            except APIError as e:
+                self.daemon_error(e)
+                failed = True
+        if failed:
+            raise Exit(1)
+
+
+def labels(values):
+    out = {}
+    for v in values:
+        k, _, val = v.partition("=")
+        out[k] = val
+    return out
+
+
+def filters(values):
+    """-f key=value (repeatable) -> the API's {"key": ["value", ...]}."""
+    out = {}
+    for v in values:
+        k, eq, val = v.partition("=")
+        if not eq:
+            raise UsageError(f'bad format of filter (expected name=value): {v}')
+        out.setdefault(k, []).append(val)
+    return out or None
+
+
+def prune_report(ctx, title, items, freed):
+    from berth.client.format import human_size
+    if items:
+        ctx.out.write(f"{title}:\n" + "".join(f"{i}\n" for i in items) + "\n")
+    ctx.out.write(f"Total reclaimed space: {human_size(freed or 0)}\n")
