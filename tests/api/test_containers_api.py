@@ -180,3 +180,23 @@ def test_bad_requests_get_clear_4xx(alpine):
     assert names == ["/dup"]
     assert sorted(os.listdir(alpine.data_root / "containers")) == \
         [alpine.json("GET", "/containers/dup/json")["Id"]]
+
+
+def test_unknown_fields_and_conflicting_requests(alpine):
+    status, _, body = alpine.api("POST", "/containers/create", {"Image": "alpine", "Imagee": "x"})
+    assert status == 400 and b"Imagee" in body
+    import concurrent.futures as cf
+    with cf.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: alpine.api("POST", "/containers/create?name=race",
+                                                    {"Image": "alpine", "Cmd": ["sleep", "100"]})[0],
+                              range(8)))
+    assert sorted(codes) == [201] + [409] * 7
+    with cf.ThreadPoolExecutor(4) as pool:
+        starts = list(pool.map(lambda _: alpine.api("POST", "/containers/race/start")[0], range(4)))
+    assert sorted(starts)[0] == 204 and set(starts) <= {204, 304}, starts
+    assert len(alpine.json("GET", "/containers/json")) == 1
+    with cf.ThreadPoolExecutor(4) as pool:
+        removes = list(pool.map(lambda _: alpine.api("DELETE", "/containers/race?force=1")[0],
+                                range(4)))
+    assert 204 in removes and set(removes) <= {204, 404, 409}, removes
+    assert alpine.json("GET", "/containers/json?all=1") == []

@@ -26,6 +26,12 @@ from berth.oci import jsonio
 
 _NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 _STOP_TIMEOUT = 10
+_CONFIG_FIELDS = frozenset((
+    "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
+    "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck",
+    "ArgsEscaped", "Image", "Volumes", "WorkingDir", "Entrypoint", "NetworkDisabled",
+    "MacAddress", "OnBuild", "Labels", "StopSignal", "StopTimeout", "Shell", "HostConfig",
+    "NetworkingConfig", "Platform"))
 
 
 class NotModified(BerthError):
@@ -104,6 +110,9 @@ class Containers:
     def create(self, body, name=None):
         if not isinstance(body, dict):
             raise ConfigError("request body: expected a JSON object")
+        unknown = sorted(set(body) - _CONFIG_FIELDS)
+        if unknown:
+            raise ConfigError(f"container config: unknown field {unknown[0]!r}")
         host = body.get("HostConfig") or {}
         if not isinstance(host, dict):
             raise ConfigError("HostConfig: must be an object")
@@ -187,13 +196,15 @@ class Containers:
     # -- start --------------------------------------------------------
     def start(self, ref):
         c = self.get(ref)
-        with c.cond:
-            if c.state["Status"] in ("running", "paused") and c.state["Pid"]:
-                raise NotModified("container already started")
-            if c.state["Status"] == "removing" or c.data.get("_removed"):
-                raise Conflict(f"container {c.id[:12]} is marked for removal and cannot be started")
-            c.data["_manual_stop"] = False
-        self._start(c)
+        with c.lifecycle:
+            with c.cond:
+                if c.state["Status"] in ("running", "paused") and c.state["Pid"]:
+                    raise NotModified("container already started")
+                if c.state["Status"] == "removing" or c.data.get("_removed"):
+                    raise Conflict(f"container {c.id[:12]} is marked for removal and cannot "
+                                   "be started")
+                c.data["_manual_stop"] = False
+            self._start(c)
 
     def _start(self, c):
         name, runtime = self._runtime(c)
@@ -351,7 +362,10 @@ class Containers:
                 return
             c.data["RestartCount"] = n + 1
         try:
-            self._start(c)
+            with c.lifecycle:
+                if c.data.get("_removed") or c.state["Status"] in ("running", "paused"):
+                    return
+                self._start(c)
             self.e.events.emit("container", "restart", c.id, self._attrs(c))
         except BerthError:
             c.set_state(Status="exited")
@@ -406,12 +420,13 @@ class Containers:
 
     def restart(self, ref, timeout=None):
         c = self.get(ref)
-        try:
-            self.stop(c.id, timeout)
-        except NotModified:
-            pass
-        c.data["_manual_stop"] = False
-        self._start(c)
+        with c.lifecycle:
+            try:
+                self.stop(c.id, timeout)
+            except NotModified:
+                pass
+            c.data["_manual_stop"] = False
+            self._start(c)
         self.e.events.emit("container", "restart", c.id, self._attrs(c))
 
     def pause(self, ref):
@@ -500,6 +515,12 @@ class Containers:
 
     def remove(self, ref, force=False, volumes=False):
         c = self.get(ref)
+        with c.lifecycle:
+            if c.data.get("_removed"):
+                raise NotFound(f"No such container: {ref}")
+            self._remove(c, force, volumes)
+
+    def _remove(self, c, force, volumes):
         with c.cond:
             if c.state["Status"] == "removing":
                 raise Conflict(f"removal of container {c.id[:12]} is already in progress")

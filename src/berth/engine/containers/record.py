@@ -28,6 +28,9 @@ class Container:
         self.data = data
         # guards data; notified on every state change (wait, attach)
         self.cond = threading.Condition(threading.RLock())
+        # one start/restart/remove at a time; held across the slow parts,
+        # which cond (taken by readers) must not be
+        self.lifecycle = threading.RLock()
         self.shim_watch = None
 
     @classmethod
