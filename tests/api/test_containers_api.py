@@ -200,3 +200,19 @@ def test_unknown_fields_and_conflicting_requests(alpine):
                                 range(4)))
     assert 204 in removes and set(removes) <= {204, 404, 409}, removes
     assert alpine.json("GET", "/containers/json?all=1") == []
+
+
+def test_hardened_defaults_show_in_docker_inspect(alpine):
+    ok(alpine.docker("create", "--name", "hard", "alpine"))
+    hc = json.loads(ok(alpine.docker("inspect", "hard")))[0]["HostConfig"]
+    assert set(hc["CapDrop"]) == {"NET_RAW", "MKNOD"}
+    assert "no-new-privileges" in hc["SecurityOpt"]
+    assert hc["PidsLimit"] == 4096
+    assert "/proc/kcore" in hc["MaskedPaths"] and "/proc/sys" in hc["ReadonlyPaths"]
+    ok(alpine.docker("create", "--name", "soft", "--cap-add", "NET_RAW",
+                     "--security-opt", "no-new-privileges=false", "--pids-limit", "-1", "alpine"))
+    hc = json.loads(ok(alpine.docker("inspect", "soft")))[0]["HostConfig"]
+    assert hc["CapDrop"] == ["MKNOD"] and hc["SecurityOpt"] == ["no-new-privileges=false"]
+    assert hc["PidsLimit"] in (None, 0, -1)
+    info = json.loads(ok(alpine.docker("info", "--format", "{{json .SecurityOptions}}")))
+    assert any("seccomp" in o for o in info) and any("no-new-privileges" in o for o in info)

@@ -188,6 +188,7 @@ class Containers:
                        "HostsPath": etc.get("/etc/hosts", ""),
                        "ResolvConfPath": etc.get("/etc/resolv.conf", "")})
         spec = generate(image_cfg, opts, rootfs)
+        _show_hardening(c.host_config, spec)
         c.data["Path"] = spec["process"]["args"][0]
         c.data["Args"] = spec["process"]["args"][1:]
         c.config["Hostname"] = opts.hostname or c.config.get("Hostname", "")
@@ -684,6 +685,34 @@ def _record(cid, name, body, host, image_id, image_cfg, driver):
         "AppArmorProfile": "", "Mounts": [], "Path": "", "Args": [],
         "NetworkingConfig": body.get("NetworkingConfig") or {},
     }
+
+
+# Docker's 14 default capabilities: what berth drops beyond them shows in
+# HostConfig.CapDrop, so compliance tools reading `docker inspect` see it
+_DOCKER_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID",
+                "SETUID", "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL",
+                "AUDIT_WRITE")
+
+
+def _show_hardening(hc, spec):
+    """The effective settings of the generated spec, in Docker's inspect
+    fields (which are what docker-bench-security and friends read)."""
+    proc, lx = spec["process"], spec["linux"]
+    if not hc.get("Privileged"):
+        have = {c[4:] for c in proc["capabilities"]["bounding"]}
+        drop = list(hc.get("CapDrop") or [])
+        drop += [c for c in _DOCKER_CAPS if c not in have and c not in drop
+                 and "CAP_" + c not in drop]
+        hc["CapDrop"] = drop or None
+        hc["MaskedPaths"] = lx.get("maskedPaths")
+        hc["ReadonlyPaths"] = lx.get("readonlyPaths")
+    opts = list(hc.get("SecurityOpt") or [])
+    if proc.get("noNewPrivileges") and not any(o.startswith("no-new-privileges") for o in opts):
+        opts.append("no-new-privileges")
+    hc["SecurityOpt"] = opts or None
+    pids = (lx.get("resources") or {}).get("pids", {}).get("limit")
+    if pids and pids > 0:
+        hc["PidsLimit"] = pids
 
 
 def parse_size(text, what):
