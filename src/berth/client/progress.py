@@ -15,9 +15,8 @@ def _bar(detail, width=50):
     if total <= 0 or cur > total:
         return ""
     from berth.client.format import human_size
-    n = int(width * cur / total)
-    arrow = "=" * max(n - 1, 0) + (">" if n < width else "=") if n else ">"
-    return f"[{arrow.ljust(width)}] {human_size(cur)}/{human_size(total)}"
+    n = min(int(cur / total * 100) // 2, width)
+    return f"[{'=' * n}>{' ' * (width - n)}] {human_size(cur)}/{human_size(total)}"
 
 
 def show(messages, out, tty=None, quiet=False):

@@ -277,6 +277,9 @@ def create_body(o, image, cmd, detach=False):
         host["MemorySwappiness"] = int(o["memory_swappiness"])
     if o["blkio_weight"]:
         host["BlkioWeight"] = int(o["blkio_weight"])
+    size = _size_of_terminal() if o["tty"] else None
+    if size:
+        host["ConsoleSize"] = [size.lines, size.columns]
     config["HostConfig"] = {k: v for k, v in host.items() if v is not None}
     if networks and (o["network_alias"] or o["ip"] or o["ip6"]):
         ep = {"Aliases": o["network_alias"] or None}
@@ -711,12 +714,16 @@ def cmd_exec(ctx, argv):
             "Privileged": o["privileged"]}
     if o["detach_keys"]:
         body["DetachKeys"] = o["detach_keys"]
+    size = _size_of_terminal() if o["tty"] else None
+    if size:
+        body["ConsoleSize"] = [size.lines, size.columns]
     eid = c.post(f"/containers/{args[0]}/exec", body)["Id"]
     if o["detach"]:
         c.request("POST", f"/exec/{eid}/start", body={"Detach": True, "Tty": o["tty"]}).close()
         return 0
     import signal
-    conn = c.hijack("POST", f"/exec/{eid}/start", body={"Detach": False, "Tty": o["tty"]})
+    conn = c.hijack("POST", f"/exec/{eid}/start",
+                    body={"Detach": False, "Tty": o["tty"], "ConsoleSize": body.get("ConsoleSize")})
     term = Terminal() if o["tty"] and o["interactive"] and os.isatty(0) else None
     try:
         if term:

@@ -3,6 +3,7 @@ inspect/prune/sign/verify."""
 import os
 import sys
 
+from berth.client.args import UsageError
 from berth.client.commands import Exit, filters
 
 IMAGES_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
@@ -251,18 +252,23 @@ def _trust(ctx, action, params, name):
 
 
 def cmd_sign(ctx, argv):
-    """POST /berth/images/{name}/sign?key=PATH&signer=NAME (key on the daemon host)."""
+    """POST /berth/images/{name}/sign?key=PATH&signer=NAME (a key file on the daemon's host)."""
     o, args = ctx.parse(argv, "k/key= signer=", "image sign --key PRIVATE_KEY [--signer NAME] IMAGE",
                         min_args=1, max_args=1)
-    r = _trust(ctx, "sign", {"key": o["key"] and os.path.abspath(o["key"]), "signer": o["signer"]}, args[0])
-    ctx.out.write(f"Signed {args[0]}" + (f": {r.get('Signature', '')}" if isinstance(r, dict) else "") + "\n")
+    if not o["key"]:
+        raise UsageError("image sign: --key is required")
+    signer = o["signer"] or os.environ.get("USER") or "berth"
+    r = _trust(ctx, "sign", {"key": os.path.abspath(o["key"]), "signer": signer}, args[0])
+    ctx.out.write(f"Signed {args[0]} as {signer}" + (f": {r['Signature']}" if r and r.get("Signature") else "")
+                  + "\n")
 
 
 def cmd_verify(ctx, argv):
-    """POST /berth/images/{name}/verify?key=PUB (repeatable; default: the daemon's policy)."""
-    o, args = ctx.parse(argv, "k/key=*", "image verify [--key PUBLIC_KEY...] IMAGE", min_args=1, max_args=1)
-    r = _trust(ctx, "verify", {"key": [os.path.abspath(k) for k in o["key"]] or None}, args[0])
-    ctx.out.write(f"Verified {args[0]}" + (f": signed by {', '.join(r.get('Signers') or [])}"
-                                          if isinstance(r, dict) and r.get("Signers") else "") + "\n")
-
-
+    """POST /berth/images/{name}/verify?keys=PATH (a .pub file or a directory of them)."""
+    o, args = ctx.parse(argv, "k/key= keys=", "image verify --keys PUBLIC_KEY_FILE_OR_DIR IMAGE",
+                        min_args=1, max_args=1)
+    keys = o["keys"] or o["key"]
+    if not keys:
+        raise UsageError("image verify: --keys is required")
+    r = _trust(ctx, "verify", {"keys": os.path.abspath(keys)}, args[0])
+    ctx.out.write(f"Verified {args[0]}: signed by {', '.join((r or {}).get('Signers') or [])}\n")

@@ -1,5 +1,5 @@
 """network create, ls, inspect, rm, connect, disconnect, prune."""
-from berth.client.commands import Exit, filters, labels, prune_report
+from berth.client.commands import Exit, filters, labels
 
 CREATE = ("d/driver= o/opt=* label=* subnet=* gateway=* ip-range=* aux-address=* internal attachable "
           "ipv6 ipam-driver= ipam-opt=* scope= config-only config-from= ingress")

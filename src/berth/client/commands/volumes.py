@@ -6,7 +6,7 @@ def cmd_create(ctx, argv):
     o, args = ctx.parse(argv, "d/driver= o/opt=* label=* name=", "volume create [OPTIONS] [VOLUME]",
                         max_args=1)
     if args and o["name"] and args[0] != o["name"]:
-        ctx.fail(f"conflicting options: either specify --name or provide positional arg, not both")
+        ctx.fail("conflicting options: either specify --name or provide positional arg, not both")
         raise Exit(1)
     body = {"Name": (args[0] if args else o["name"]) or "", "Driver": o["driver"] or "local",
             "DriverOpts": labels(o["opt"]), "Labels": labels(o["label"])}
