@@ -219,3 +219,147 @@ def test_image_sign_and_verify(berth, fixture_image, tmp_path):
     assert r.returncode == 1 and "no valid signature" in r.stderr
     r = berth("image", "sign", "alpine")
     assert r.returncode == 125 and "--key is required" in r.stderr
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """Debian's docker-registry on a free 127.0.0.1 port, killed by PID."""
+    import shutil
+    import socket
+    exe = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+    if not os.access(exe, os.X_OK):
+        pytest.skip("docker-registry is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = tmp_path / "registry"
+    root.mkdir()
+    cfg = tmp_path / "registry.yml"
+    cfg.write_text(f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+                   f"storage:\n  filesystem:\n    rootdirectory: {root}\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    log = open(tmp_path / "registry.log", "wb")
+    proc = subprocess.Popen([exe, "serve", str(cfg)], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+
+
+def test_push_pull_and_run_pulls_a_missing_image(berth, fixture_image, registry):
+    berth.ok("load", "-i", fixture_image("busybox-1.38"))
+    ref = f"{registry}/bb:1"
+    berth.ok("tag", "busybox", ref)
+    out = berth.ok("push", ref)
+    assert out.startswith(f"The push refers to repository [{registry}/bb]") and "1: digest: sha256:" in out
+    berth.ok("rmi", ref)
+    out = berth.ok("pull", ref)
+    assert "Pulling from" in out and out.endswith(f"\n{ref}\n")
+    assert berth.ok("pull", "-q", ref) == ref + "\n"
+    berth.ok("rmi", ref)
+    r = berth("run", "--rm", "--network", "none", ref, "echo", "ran")
+    assert (r.returncode, r.stdout) == (0, "ran\n"), r.stderr
+    assert r.stderr.startswith(f"Unable to find image '{ref}' locally\n")
+    r = berth("pull", f"{registry}/nothing:here")
+    assert r.returncode == 1 and r.stderr.startswith("berth: ")
+
+
+def _pki(d):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate."""
+    import datetime
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def make(cn, issuer_key=None, issuer=None, ca=False, usage=None, san=None):
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        b = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name)
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(minutes=5))
+             .not_valid_after(now + datetime.timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if usage:
+            b = b.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        if san:
+            b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        cert = b.sign(issuer_key or key, hashes.SHA256())
+        (d / f"{cn}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (d / f"{cn}-key.pem").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        return key, name
+    ca_key, ca_name = make("ca", ca=True)
+    make("server", ca_key, ca_name, usage=ExtendedKeyUsageOID.SERVER_AUTH,
+         san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    make("client", ca_key, ca_name, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    return {n: str(d / f"{n}.pem") for n in ("ca", "server", "client")}
+
+
+def test_berth_over_tcp_with_mutual_tls(tmp_path):
+    import shutil
+    import socket
+    berthd = REPO / "bin" / "berthd"
+    if not os.access(berthd, os.X_OK) or not os.access(BERTH, os.X_OK):
+        pytest.skip("bin/berthd or bin/berth is missing: run make build")
+    pki = _pki(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = Path(os.path.realpath(tmp_path)) / "d"
+    (base / "etc").mkdir(parents=True)
+    log = open(tmp_path / "berthd.log", "wb")
+    proc = subprocess.Popen([str(berthd), "-H", f"tcp://127.0.0.1:{port}", "--tlsverify",
+                             "--tlscacert", pki["ca"], "--tlscert", pki["server"],
+                             "--tlskey", pki["server"][:-4] + "-key.pem",
+                             "--data-root", base / "lib", "--exec-root", base / "run",
+                             "--config-dir", base / "etc", "--group", "root"],
+                            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "BERTH_"))}
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "berthd.log").read_text()
+                time.sleep(0.05)
+        tls = ["-H", f"tcp://127.0.0.1:{port}", "--tlsverify", "--tlscacert", pki["ca"]]
+        mine = ["--tlscert", pki["client"], "--tlskey", pki["client"][:-4] + "-key.pem"]
+
+        def berth(*args):
+            return subprocess.run([BERTH, *args], env=env, capture_output=True, text=True, timeout=60)
+        r = berth(*tls, *mine, "version", "--format", "{{.Server.ApiVersion}}")
+        assert (r.returncode, r.stdout) == (0, "1.43\n"), r.stderr
+        assert berth(*tls, *mine, "ps", "-q").returncode == 0
+        r = berth(*tls, "ps")  # no client certificate: refused at the handshake
+        assert r.returncode == 1 and r.stderr.startswith("berth: ") and "Traceback" not in r.stderr
+        env.update(DOCKER_HOST=f"tcp://127.0.0.1:{port}", DOCKER_TLS_VERIFY="1",
+                   DOCKER_CERT_PATH=str(tmp_path / "certs"))
+        (tmp_path / "certs").mkdir()
+        for src, dst in ((pki["ca"], "ca.pem"), (pki["client"], "cert.pem"),
+                         (pki["client"][:-4] + "-key.pem", "key.pem")):
+            shutil.copy(src, tmp_path / "certs" / dst)
+        assert berth("images", "-q").returncode == 0
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+        shutil.rmtree(base, ignore_errors=True)

@@ -299,6 +299,9 @@ class Client:
                 s.sendall(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
             pass  # the daemon answered early (an error); read it below
+        except OSError as e:  # TLS refusals surface at the first write
+            s.close()
+            raise ConnectError(f"cannot talk to the berth daemon at {self.host}: {e}") from None
         return s, s.makefile("rb")
 
     def request(self, method, path, params=None, body=None, headers=None):
@@ -307,7 +310,11 @@ class Client:
 
     @staticmethod
     def answer(s, rfile, method="POST"):
-        resp = Response(s, rfile)
+        try:
+            resp = Response(s, rfile)
+        except OSError as e:
+            s.close()
+            raise ConnectError(f"the daemon's answer did not arrive: {e}") from None
         if method == "HEAD":
             resp.remaining, resp.chunked = 0, False
         if resp.status >= 400:

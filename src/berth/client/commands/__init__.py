@@ -26,10 +26,19 @@ class Context:
     def client(self):
         if self._client is None:
             from berth.client.api import Client
+            import os
             g = self.gopts
             host = g["host"][-1] if g["host"] else None
-            self._client = Client(host, tls=g["tls"], tlsverify=g["tlsverify"],
-                                  cacert=g["tlscacert"], cert=g["tlscert"], key=g["tlskey"])
+            verify = g["tlsverify"] or bool(os.environ.get("DOCKER_TLS_VERIFY"))
+            certs = os.environ.get("DOCKER_CERT_PATH") or os.path.expanduser("~/.docker")
+
+            def pem(flag, name):
+                if g[flag]:
+                    return g[flag]
+                path = os.path.join(certs, name)
+                return path if (verify or g["tls"]) and os.path.exists(path) else None
+            self._client = Client(host, tls=g["tls"], tlsverify=verify, cacert=pem("tlscacert", "ca.pem"),
+                                  cert=pem("tlscert", "cert.pem"), key=pem("tlskey", "key.pem"))
         return self._client
 
     def parse(self, argv, spec, usage, min_args=0, max_args=None, interspersed=True, help_text=""):
