@@ -301,6 +301,9 @@ def _create(ctx, o, image, cmd, detach=False):
     if policy == "always":
         pull(ctx, image, quiet=o["quiet"], out=ctx.err)
     params = {"name": o["name"], "platform": o["platform"]}
+    if o["cidfile"] and os.path.exists(o["cidfile"]):
+        raise UsageError(f"container ID file found, make sure the other container isn't running "
+                         f"or delete {o['cidfile']}")
     try:
         r = ctx.client.post("/containers/create", body, **params)
     except APIError as e:
@@ -312,6 +315,9 @@ def _create(ctx, o, image, cmd, detach=False):
         r = ctx.client.post("/containers/create", body, **params)
     for w in r.get("Warnings") or []:
         ctx.warn(w)
+    if o["cidfile"]:
+        with open(o["cidfile"], "x") as f:
+            f.write(r["Id"])
     return r["Id"]
 
 
