@@ -363,3 +363,30 @@ def test_berth_over_tcp_with_mutual_tls(tmp_path):
             proc.wait(10)
         log.close()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_follow_logs_kill_restart_export_diff(berth, fixture_image, tmp_path):
+    load_alpine(berth, fixture_image)
+    berth.ok("run", "-d", "--network", "none", "--name", "talk", "alpine",
+             "sh", "-c", "echo a; sleep 1; echo b >&2")
+    r = berth("logs", "-f", "talk", timeout=30)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "a\n", "b\n")
+    assert berth.ok("wait", "talk") == "0\n"
+    berth.ok("run", "-d", "--network", "none", "--name", "svc", "alpine",
+             "sh", "-c", "touch /made; exec sleep 100")
+    for _ in range(50):
+        if "A /made" in berth.ok("diff", "svc"):
+            break
+        time.sleep(0.1)
+    assert "A /made" in berth.ok("diff", "svc").splitlines()
+    assert berth.ok("restart", "-t", "1", "svc") == "svc\n"
+    assert berth.ok("inspect", "-f", "{{.State.Running}} {{.RestartCount}}", "svc").startswith("true")
+    assert berth.ok("kill", "-s", "KILL", "svc") == "svc\n"
+    assert berth.ok("wait", "svc") == "137\n"
+    berth.ok("export", "-o", tmp_path / "fs.tar", "svc")
+    import tarfile
+    with tarfile.open(tmp_path / "fs.tar") as t:
+        names = set(t.getnames())
+    assert {"etc/alpine-release", "made"} <= {n.lstrip("./") for n in names}
+    r = berth("exec", "svc", "true")
+    assert r.returncode == 1 and "berth: Error response from daemon:" in r.stderr
