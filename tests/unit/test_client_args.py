@@ -32,6 +32,8 @@ def test_bool_values_short_value_glued_and_help():
     o, _ = parse(["--rm=false", "-t=true", "-m512m"], SPEC)
     assert o["rm"] is False and o["tty"] is True and o["memory"] == "512m"
     assert parse(["--help"], SPEC)[0]["help"]
+    o, _ = parse(["-h", "box", "--help"], "h/hostname=")  # run's -h is --hostname
+    assert o["hostname"] == "box" and o["help"]
     assert parse(["-"], SPEC)[1] == ["-"]
 
 

@@ -63,7 +63,7 @@ def parse(argv, spec, interspersed=True):
         if a == "--":
             args.extend(argv[i:])
             break
-        if a in ("-h", "--help") and "-h" not in spec.by_flag:
+        if a == "--help" or (a == "-h" and "-h" not in spec.by_flag):
             opts["help"] = True
             continue
         if a.startswith("--") and len(a) > 2:
