@@ -9,3 +9,15 @@ def summary(samples):
             "stddev_ms": statistics.stdev(ms) if len(ms) > 1 else 0.0,
             "min_ms": min(ms), "median_ms": statistics.median(ms),
             "max_ms": max(ms), "runs": len(ms)}
+
+
+def percentile(samples, q):
+    """The q-th percentile (0-100) of samples in seconds, in ms, linear
+    interpolation between the closest ranks (numpy's default)."""
+    ms = sorted(s * 1000 for s in samples)
+    if not ms:
+        raise ValueError("no samples")
+    k = (len(ms) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(ms) - 1)
+    return ms[lo] + (ms[hi] - ms[lo]) * (k - lo)
