@@ -36,11 +36,27 @@ def parse_args(argv):
     p.add_argument("--trust-policy", default=None)
     p.add_argument("--init-path", default="/usr/bin/tini-static" if os.path.exists(
         "/usr/bin/tini-static") else None, help="init for --init (Debian's tini-static)")
+    p.add_argument("--userns-remap", default=None,
+                   help="auto: each container gets a uid/gid range of its own; "
+                        "UID:GID:SIZE: every container maps root to that range")
     p.add_argument("--loopback-registries-only", action="store_true",
                    help="refuse pulls and pushes to registries not on loopback")
     p.add_argument("--cgroup-parent", default="/berth",
                    help="cgroup under which containers go (HostConfig.CgroupParent overrides)")
     return p.parse_args(argv)
+
+
+def _userns_remap(text):
+    if not text:
+        return None
+    if text in ("auto", "default"):
+        return "auto"
+    parts = text.split(":")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts) or int(parts[0]) == 0 \
+            or int(parts[2]) == 0:
+        raise ConfigError(f"--userns-remap {text!r}: expected auto or UID:GID:SIZE "
+                          "(a non-root range)")
+    return tuple(int(p) for p in parts)
 
 
 def build(args):
@@ -76,6 +92,7 @@ def build(args):
     if cfg.default_runtime not in cfg.runtimes:
         raise ConfigError(f"--default-runtime {cfg.default_runtime!r}: unknown runtime")
     cfg.loopback_registries_only = args.loopback_registries_only
+    cfg.userns_remap = _userns_remap(args.userns_remap)
     engine = Engine(paths, cfg)
     policy = authz.load(args.authz_policy or paths.authz_policy,
                         required=args.authz_policy is not None)

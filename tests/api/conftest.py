@@ -60,6 +60,7 @@ class Daemon:
         self.env.pop("DOCKER_TLS_VERIFY", None)
         self.proc = None
         self._log = None
+        self.extra_args = []   # set, then restart(), for daemon options
         # containers go under a cgroup of this test's own, removed in teardown
         self.cgroup_parent = "/berth-test-" + os.path.basename(self.tmp)
 
@@ -71,7 +72,7 @@ class Daemon:
         argv = [BERTHD, "-H", "unix://" + self.sock, "--data-root", str(self.data_root),
                 "--exec-root", str(self.exec_root), "--config-dir", str(self.config_dir),
                 "--group", "root", "--cgroup-parent", self.cgroup_parent,
-                "--loopback-registries-only"]
+                "--loopback-registries-only", *self.extra_args]
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)

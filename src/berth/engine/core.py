@@ -20,7 +20,7 @@ class Config:
 
     def __init__(self, runtimes=None, default_runtime="berth", storage_driver=None,
                  log_max_size=0, log_max_files=1, trust_policy=None, shim=None,
-                 init_path=None, cgroup_parent="/berth"):
+                 init_path=None, cgroup_parent="/berth", userns_remap=None):
         self.runtimes = {"berth": _binary("berth-runtime"), "runc": "runc", "crun": "crun"}
         self.runtimes.update(runtimes or {})
         self.default_runtime = default_runtime
@@ -31,6 +31,8 @@ class Config:
         self.shim = shim or _binary("berth-shim")
         self.init_path = init_path
         self.cgroup_parent = cgroup_parent
+        # None | "auto" (a range per container) | (uid, gid, size) for all
+        self.userns_remap = userns_remap
 
 
 class NoNetwork:

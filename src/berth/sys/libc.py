@@ -232,3 +232,62 @@ def join_session_keyring(name):
     the session that started it."""
     return _check(_syscall(SYS_keyctl, ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), _b(name)),
                   f"join session keyring {name}")
+
+
+SYS_open_tree = 428
+SYS_move_mount = 429
+OPEN_TREE_CLONE = 1
+MOUNT_ATTR_IDMAP = 0x100000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+
+
+def idmapped_bind(source, target, userns_fd):
+    """Bind source at target with the ids shifted by the user namespace
+    userns_fd (an idmapped mount): files owned by 0 on disk show as the
+    namespace's root mapping, and are written back unshifted."""
+    fd = _check(_syscall(SYS_open_tree, ctypes.c_int(AT_FDCWD), _b(source),
+                         ctypes.c_uint(OPEN_TREE_CLONE | os.O_CLOEXEC)), f"open_tree {source}")
+    try:
+        attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+        _check(_syscall(SYS_mount_setattr, ctypes.c_int(fd), b"", ctypes.c_uint(AT_EMPTY_PATH),
+                        ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
+               f"idmap {source}")
+        _check(_syscall(SYS_move_mount, ctypes.c_int(fd), b"", ctypes.c_int(AT_FDCWD), _b(target),
+                        ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), f"move_mount {target}")
+    finally:
+        os.close(fd)
+
+
+def userns_fd(uid_map, gid_map):
+    """An fd of a new user namespace with these maps ("0 100000 65536"),
+    held by nothing else: a short-lived child makes it and exits."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(w)
+            if _libc.unshare(CLONE_NEWUSER) != 0:
+                os._exit(1)
+            os.read(r, 1)
+        finally:
+            os._exit(0)
+    os.close(r)
+    try:
+        for _ in range(200):
+            try:
+                if os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user"):
+                    break
+            except OSError:
+                pass
+            import time
+            time.sleep(0.005)
+        with open(f"/proc/{pid}/uid_map", "w") as f:
+            f.write(uid_map)
+        with open(f"/proc/{pid}/setgroups", "w") as f:
+            f.write("deny")
+        with open(f"/proc/{pid}/gid_map", "w") as f:
+            f.write(gid_map)
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(w)
+        os.waitpid(pid, 0)

@@ -26,6 +26,10 @@ from berth.oci import jsonio
 
 _NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 _STOP_TIMEOUT = 10
+# per-container user namespaces: 65536 ids each, above the ranges
+# /etc/subuid hands to people (Debian starts those at 100000)
+USERNS_BASE = 1 << 30
+USERNS_SIZE = 65536
 _CONFIG_FIELDS = frozenset((
     "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
     "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck",
@@ -154,6 +158,7 @@ class Containers:
             c.data["NetworkSettings"] = _network_settings(nets)
             c.data["LogPath"] = os.path.join(d, f"{cid}-json.log")
             self._runtime(c)
+            c.data["IdMap"] = self._idmap(host.get("UsernsMode") or "")
             os.makedirs(os.path.join(d, "bundle"), mode=0o700)
             c.save()
             self._all[cid] = c
@@ -175,7 +180,14 @@ class Containers:
         anon = [m["Name"] for m in shown if m["Type"] == "volume" and len(m["Name"]) == 64]
         c.data["_anonymous_volumes"] = anon
         c.save()
-        rootfs = layers.container_rootfs(self.e.store, self.e.driver, image_id, c.id)
+        idmap = tuple(c.data["IdMap"]) if c.data.get("IdMap") else None
+        if idmap:
+            opts.userns_map = idmap
+            _own_new_volumes(shown, idmap)
+        rootfs = layers.container_rootfs(self.e.store, self.e.driver, image_id, c.id, idmap=idmap)
+        if idmap:
+            _traversable(os.path.dirname(rootfs), c.dir,
+                         *[os.path.dirname(m["Source"]) for m in shown if m["Type"] == "volume"])
         c.data["GraphDriver"] = {"Name": self.e.driver.name,
                                  "Data": _graph_data(self.e.driver, c.id, rootfs)}
         hostname = opts.hostname or (c.id[:12] if (host.get("NetworkMode") or "") != "host" else "")
@@ -205,7 +217,14 @@ class Containers:
                     raise Conflict(f"container {c.id[:12]} is marked for removal and cannot "
                                    "be started")
                 c.data["_manual_stop"] = False
-            self._start(c)
+            try:
+                self._start(c)
+            except BaseException:
+                if c.host_config.get("AutoRemove"):
+                    # `docker run --rm` waits for the removal, also of a
+                    # container that never ran
+                    threading.Thread(target=self._auto_remove, args=(c,), daemon=True).start()
+                raise
 
     def _start(self, c):
         name, runtime = self._runtime(c)
@@ -262,6 +281,23 @@ class Containers:
         self.e.events.emit("container", "start", c.id, self._attrs(c))
         from berth.engine.containers import health
         health.start(self, c)
+
+    def _idmap(self, mode):
+        """[uid, gid, size] of the container's own user namespace, or None.
+        Called under self._lock, so two creates never pick one range."""
+        remap = self.e.config.userns_remap
+        if mode not in ("", "host", "auto", "private"):
+            raise ConfigError(f"HostConfig.UsernsMode: {mode!r} is not a user namespace mode",
+                              hint="host, or auto for a range of its own")
+        if mode == "host" or (not mode and not remap):
+            return None
+        if mode in ("auto", "private") or remap == "auto":
+            used = {tuple(c.data["IdMap"])[0] for c in self._all.values() if c.data.get("IdMap")}
+            base = USERNS_BASE
+            while base in used:
+                base += USERNS_SIZE
+            return [base, base, USERNS_SIZE]
+        return list(remap)
 
     def _log_limits(self, c):
         opts = (c.host_config.get("LogConfig") or {}).get("Config") or {}
@@ -713,6 +749,36 @@ def _show_hardening(hc, spec):
     pids = (lx.get("resources") or {}).get("pids", {}).get("limit")
     if pids and pids > 0:
         hc["PidsLimit"] = pids
+
+
+def _traversable(*dirs):
+    """The container's root (an unmapped uid on the host) must walk to its
+    rootfs, its volumes and the files bind-mounted from its directory:
+    search (x) for others on the way, never read."""
+    for start in dirs:
+        d = start
+        while True:
+            st = os.stat(d)
+            if not st.st_mode & 0o001:
+                os.chmod(d, (st.st_mode & 0o7777) | 0o001)
+            if d == "/":
+                break
+            d = os.path.dirname(d)
+
+
+def _own_new_volumes(shown, idmap):
+    """A fresh, empty volume belongs to the container's root, as with
+    Docker's --userns-remap; host binds keep their owners."""
+    for m in shown:
+        if m["Type"] != "volume":
+            continue
+        src = m["Source"]
+        try:
+            st = os.stat(src)
+            if st.st_uid == 0 and not os.listdir(src):
+                os.chown(src, idmap[0], idmap[1])
+        except OSError:
+            pass
 
 
 def parse_size(text, what):

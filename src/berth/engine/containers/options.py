@@ -70,9 +70,9 @@ def run_options(cid, config, host, volumes, resolve_pid, init_path=None):
     for k, v in host.items():
         if k not in _KNOWN_HOST and v not in (None, "", 0, False, [], {}):
             raise ConfigError(f"HostConfig.{k}: not supported by berth")
-    if host.get("UsernsMode") not in (None, "", "host"):
-        raise ConfigError(f"HostConfig.UsernsMode: {host['UsernsMode']!r} is not supported yet",
-                          hint="leave it empty")
+    if host.get("UsernsMode") not in (None, "", "host", "auto", "private"):
+        raise ConfigError(f"HostConfig.UsernsMode: {host['UsernsMode']!r} is not a user "
+                          "namespace mode", hint="host, or auto for a range of its own")
     if host.get("VolumesFrom"):
         raise ConfigError("HostConfig.VolumesFrom: not supported yet")
     binds, shown = volmounts.resolve_binds(volumes, _list(host.get("Binds"), "HostConfig.Binds"))

@@ -67,6 +67,13 @@ def generate(image_config, opts, rootfs, host=None):
         "resources": resources,
         "devices": devs,
     }
+    if opts.userns_map:
+        uid, gid, size = (int(v) for v in opts.userns_map)
+        if size < 1 or uid < 1 or gid < 1:
+            raise ConfigError(f"userns_map: {opts.userns_map!r} must map 0 to a non-root range")
+        lx["namespaces"].append({"type": "user"})
+        lx["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": size}]
+        lx["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": size}]
     sysctl = linux.sysctls(opts, modes)
     if sysctl:
         lx["sysctl"] = sysctl

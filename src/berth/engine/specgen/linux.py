@@ -76,7 +76,9 @@ def sysctls(opts, modes):
         out[key] = str(value)
     if modes["network"] == "private":
         # every group may use ICMP echo sockets: ping works without NET_RAW
-        out.setdefault("net.ipv4.ping_group_range", "0 2147483647")
+        # (in a user namespace only its own gids can be named)
+        top = int(opts.userns_map[2]) - 1 if opts.userns_map else 2147483647
+        out.setdefault("net.ipv4.ping_group_range", f"0 {top}")
         # as Docker: a non-root service may bind port 80 in its own netns,
         # which touches no host port
         out.setdefault("net.ipv4.ip_unprivileged_port_start", "0")

@@ -50,6 +50,7 @@ _FIELDS = {
     "cgroup_parent": "",
     "cgroups_path": "",
     "annotations": None,
+    "userns_map": None,      # (uid, gid, size): own user namespace, 0 -> uid/gid
 }
 
 

@@ -69,8 +69,12 @@ def ensure_layers(store, driver, image_id, *, max_bytes=DEFAULT_MAX_BYTES):
     return chains
 
 
-def container_rootfs(store, driver, image_id, container_id, **kw):
+def container_rootfs(store, driver, image_id, container_id, idmap=None, **kw):
     """Mounts (overlay) or copies (vfs) the image's layers for one
     container; returns the rootfs path. driver.unmount / remove_container
-    undo it."""
-    return driver.mount(container_id, ensure_layers(store, driver, image_id, **kw))
+    undo it. idmap (uid, gid, size): the container has its own user
+    namespace mapping 0 to uid/gid."""
+    chains = ensure_layers(store, driver, image_id, **kw)
+    if idmap:
+        return driver.mount(container_id, chains, idmap=idmap)
+    return driver.mount(container_id, chains)

@@ -66,6 +66,17 @@ def mounted_at(path):
     return found
 
 
+def _shift_owners(root, idmap):
+    uid, gid, size = idmap
+    for top, dirs, files in os.walk(root):
+        for name in [top] + [os.path.join(top, n) for n in dirs + files]:
+            st = os.lstat(name)
+            if st.st_uid >= size or st.st_gid >= size:
+                raise BerthError(f"{name}: owner {st.st_uid}:{st.st_gid} is outside the "
+                                 f"container's {size} ids")
+            os.chown(name, uid + st.st_uid, gid + st.st_gid, follow_symlinks=False)
+
+
 def _copy_tree(src, dst):
     """Full copy keeping owners, modes, times, xattrs, hardlinks, devices."""
     import subprocess
@@ -206,7 +217,11 @@ class OverlayDriver(Driver):
     name = "overlay"
     whiteout = "overlay"
 
-    def mount(self, container_id, layer_ids):
+    def mount(self, container_id, layer_ids, idmap=None):
+        """idmap: (uid, gid, size) for a container in its own user
+        namespace: the layers are stacked through idmapped mounts (files
+        owned by 0 on disk belong to the container's root, shared layers
+        stay unchanged) and the upper dir belongs to that root."""
         cdir = self.container_path(container_id)
         merged = os.path.join(cdir, "merged")
         if os.path.isdir(merged) and mounted_at(merged):
@@ -224,25 +239,43 @@ class OverlayDriver(Driver):
             empty = os.path.join(cdir, "empty")
             os.makedirs(empty, mode=0o755, exist_ok=True)
             lowers = [empty]
-        opts = (f"lowerdir={':'.join(lowers)},upperdir={cdir}/upper,"
+        rec = {"driver": self.name, "container": container_id, "target": merged,
+               "layers": layer_ids}
+        if idmap:
+            mapped = [os.path.join(cdir, "idmapped", str(i)) for i in range(len(lowers))]
+            rec["idmapped"] = mapped
+        opts = (f"lowerdir={':'.join(mapped if idmap else lowers)},upperdir={cdir}/upper,"
                 f"workdir={cdir}/work")
         if len(opts) > _MAX_OPTS:
             raise BerthError(f"container {container_id}: {len(layer_ids)} layers make the "
                              f"overlay options {len(opts)} bytes, over the kernel's page",
                              hint="use a shorter storage root or squash the image")
-        self._write_record(container_id, {"driver": self.name, "container": container_id,
-                                          "target": merged, "layers": layer_ids})
+        self._write_record(container_id, rec)
         try:
+            if idmap:
+                self._idmap_lowers(lowers, mapped, idmap, cdir)
             libc.mount("overlay", merged, "overlay", 0, opts)
         except SysError:
-            self._drop_record(container_id)
+            self._cleanup_one(container_id)
             raise
         return merged
 
+    @staticmethod
+    def _idmap_lowers(lowers, mapped, idmap, cdir):
+        uid, gid, size = idmap
+        fd = libc.userns_fd(f"0 {uid} {size}", f"0 {gid} {size}")
+        try:
+            for src, dst in zip(lowers, mapped):
+                os.makedirs(dst, mode=0o700, exist_ok=True)
+                if not mounted_at(dst):
+                    libc.idmapped_bind(src, dst, fd)
+        finally:
+            os.close(fd)
+        for d in ("upper", "work"):
+            os.chown(os.path.join(cdir, d), uid, gid)
+
     def unmount(self, container_id):
-        merged = os.path.join(self.container_path(container_id), "merged")
-        self._umount(merged)
-        self._drop_record(container_id)
+        self._cleanup_one(container_id)
 
     @staticmethod
     def _umount(target):
@@ -260,6 +293,8 @@ class OverlayDriver(Driver):
         rec = self._read_record(cid) or {}
         target = rec.get("target") or os.path.join(self.container_path(cid), "merged")
         self._umount(target)
+        for d in rec.get("idmapped", ()):
+            self._umount(d)
         self._drop_record(cid)
         return True
 
@@ -276,7 +311,9 @@ class VfsDriver(Driver):
         else:
             os.mkdir(path, 0o755)
 
-    def mount(self, container_id, layer_ids):
+    def mount(self, container_id, layer_ids, idmap=None):
+        """idmap: (uid, gid, size): no idmapped mounts here, so the copy is
+        chowned into the container's range instead (the fallback)."""
         layer_ids = list(layer_ids)
         rootfs = os.path.join(self.container_path(container_id), "rootfs")
         rec = self._read_record(container_id)
@@ -294,6 +331,8 @@ class VfsDriver(Driver):
             _copy_tree(self.layer_path(layer_ids[-1]), rootfs)
         else:
             os.makedirs(rootfs, mode=0o755)
+        if idmap:
+            _shift_owners(rootfs, idmap)
         self._write_record(container_id, dict(base, state="ready"))
         return rootfs
 

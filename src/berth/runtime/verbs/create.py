@@ -84,6 +84,7 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
         c.save()  # the cgroup is on record before it exists: delete can always find it
         if fifo:
             os.mkfifo(c.fifo, 0o600)
+            _fifo_for_userns_root(c, linux)
             dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         if console_socket is not None and proc.get("terminal"):
             from berth.runtime import tty
@@ -143,3 +144,19 @@ def main(ctx, opts, args):
                      no_new_keyring=opts.get("no-new-keyring"))
     chan.close()
     return 0
+
+
+def _fifo_for_userns_root(c, linux):
+    """In its own user namespace the init is root only inside: it opens
+    exec.fifo as the host id its root maps to, which needs search on the
+    state dir and the fifo as its own (runc does the same)."""
+    def host_id(key):
+        for m in linux.get(key) or ():
+            if m.get("containerID") == 0:
+                return m.get("hostID")
+        return None
+    uid, gid = host_id("uidMappings"), host_id("gidMappings")
+    if uid is None and gid is None:
+        return
+    os.chown(c.fifo, uid if uid is not None else -1, gid if gid is not None else -1)
+    os.chmod(c.dir, 0o711)

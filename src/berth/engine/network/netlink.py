@@ -1,0 +1,180 @@
+"""Links, addresses and routes through pyroute2 (netlink), in the host's
+network namespace or in a container's (entered by one thread for the time
+it takes to open a netlink socket there: a socket keeps the namespace it
+was made in)."""
+import contextlib
+import errno
+import ipaddress
+import os
+import threading
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from berth.errors import BerthError
+from berth.sys import libc
+
+_ns_lock = threading.Lock()
+
+
+def host():
+    return IPRoute()
+
+
+@contextlib.contextmanager
+def in_netns(pid):
+    """An IPRoute whose socket lives in /proc/<pid>/ns/net."""
+    try:
+        target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise BerthError(f"network namespace of pid {pid}", errno=e.errno) from None
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    ipr = None
+    try:
+        with _ns_lock:
+            libc.setns(target, libc.CLONE_NEWNET, "container network namespace")
+            try:
+                ipr = IPRoute()
+            finally:
+                libc.setns(own, libc.CLONE_NEWNET, "host network namespace")
+    finally:
+        os.close(target)
+        os.close(own)
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def index(ipr, name):
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def delete_link(ipr, name):
+    """Remove a link if it exists -> True if it was there."""
+    idx = index(ipr, name)
+    if idx is None:
+        return False
+    try:
+        ipr.link("del", index=idx)
+    except NetlinkError as e:
+        if e.code != errno.ENODEV:
+            raise
+    return True
+
+
+def links(ipr, kind=None):
+    """-> {name: kind} of the host's links."""
+    out = {}
+    for link in ipr.get_links():
+        name = link.get_attr("IFLA_IFNAME")
+        info = link.get_attr("IFLA_LINKINFO")
+        k = info.get_attr("IFLA_INFO_KIND") if info else None
+        if kind is None or k == kind:
+            out[name] = k
+    return out
+
+
+def write_sysctl(path, value):
+    try:
+        with open(path, "w") as f:
+            f.write(str(value))
+    except OSError as e:
+        raise BerthError(f"sysctl {path}", errno=e.errno) from None
+
+
+def read_sysctl(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def check_subnet_free(ipr, subnet, own_ifname):
+    """Refuse a subnet some other interface already routes (two bridges
+    with one subnet would send replies to the wrong one)."""
+    net = ipaddress.ip_network(subnet, strict=False)
+    own = index(ipr, own_ifname)
+    for r in ipr.get_routes(family=2, table=254):
+        dst = r.get_attr("RTA_DST")
+        if not dst:
+            continue
+        rnet = ipaddress.ip_network(f"{dst}/{r['dst_len']}", strict=False)
+        oif = r.get_attr("RTA_OIF")
+        if rnet.overlaps(net) and oif != own:
+            names = ipr.get_links(oif) if oif else []
+            name = names[0].get_attr("IFLA_IFNAME") if names else str(oif)
+            raise BerthError(f"subnet {net} overlaps {rnet}, routed via {name}",
+                             hint="give this network (or the daemon's --bip) another subnet")
+
+
+def ensure_bridge(ipr, name, gateway, prefixlen, mtu=1500, route_localnet=True):
+    idx = index(ipr, name)
+    if idx is None:
+        check_subnet_free(ipr, f"{gateway}/{prefixlen}", name)
+        try:
+            ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise BerthError(f"bridge {name}: {e}") from None
+        idx = index(ipr, name)
+    # no router advertisements and no IPv6 address on berth's bridges
+    write_sysctl(f"/proc/sys/net/ipv6/conf/{name}/accept_ra", 0) if os.path.exists(
+        f"/proc/sys/net/ipv6/conf/{name}") else None
+    if route_localnet:
+        # 127.0.0.1:<published port> is DNATed to a container through this bridge
+        write_sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", 1)
+    have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=2)}
+    if (gateway, prefixlen) not in have:
+        try:
+            ipr.addr("add", index=idx, address=gateway, prefixlen=prefixlen)
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise BerthError(f"bridge {name}: address {gateway}/{prefixlen}: {e}") from None
+    ipr.link("set", index=idx, state="up")
+    return idx
+
+
+def plug(ipr, pid, bridge, host_name, peer_name, ifname, ip, prefixlen, mac, gateway,
+         default_route, mtu=1500):
+    """A veth pair: host_name on bridge, the peer moved into the namespace
+    of pid, renamed ifname, given mac and ip/prefixlen (and the default
+    route via gateway), up; lo up too."""
+    br = index(ipr, bridge)
+    if br is None:
+        raise BerthError(f"bridge {bridge} is missing")
+    for n in (host_name, peer_name):
+        delete_link(ipr, n)
+    try:
+        ipr.link("add", ifname=host_name, kind="veth", peer=peer_name, mtu=mtu)
+    except NetlinkError as e:
+        raise BerthError(f"veth {host_name}: {e}") from None
+    hidx = index(ipr, host_name)
+    pidx = index(ipr, peer_name)
+    ipr.link("set", index=hidx, master=br)
+    ipr.link("set", index=hidx, state="up")
+    try:
+        ipr.link("set", index=pidx, net_ns_pid=int(pid))
+    except NetlinkError as e:
+        raise BerthError(f"moving {peer_name} into the namespace of pid {pid}: {e}") from None
+    with in_netns(pid) as ns:
+        idx = index(ns, peer_name)
+        if idx is None:
+            raise BerthError(f"{peer_name} did not arrive in the namespace of pid {pid}")
+        ns.link("set", index=idx, ifname=ifname, address=mac)
+        ns.addr("add", index=idx, address=ip, prefixlen=prefixlen)
+        ns.link("set", index=idx, state="up")
+        lo = index(ns, "lo")
+        if lo is not None:
+            ns.link("set", index=lo, state="up")
+        if default_route:
+            ns.route("add", dst="0.0.0.0/0", gateway=gateway, oif=idx)
+
+
+def lo_up(pid):
+    with in_netns(pid) as ns:
+        lo = index(ns, "lo")
+        if lo is not None:
+            ns.link("set", index=lo, state="up")
