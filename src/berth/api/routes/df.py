@@ -1,36 +1,11 @@
 """GET /system/df (what `docker system df` shows) and POST /build/prune
 (there is no builder, so no build cache)."""
 from berth.api.http import json_response
-
-
-def _status(state):
-    s = state.get("Status", "")
-    if state.get("Running"):
-        return "Paused" if state.get("Paused") else "Up"
-    if s == "created":
-        return "Created"
-    return f"Exited ({state.get('ExitCode', 0)})"
-
-
-def _unix(created):
-    from berth.engine.images.store import _unix as conv
-    return conv(created) if isinstance(created, str) else int(created or 0)
+from berth.engine.containers import view
 
 
 def container_summary(c):
-    cfg = c.config or {}
-    cmd = (cfg.get("Entrypoint") or []) + (cfg.get("Cmd") or [])
-    try:
-        size_rw = c.size_rw()
-    except Exception:  # noqa: BLE001 - a container whose layer is gone counts 0
-        size_rw = 0
-    return {"Id": c.id, "Names": [c.name], "Image": c.image, "ImageID": c.image_id,
-            "Command": " ".join(cmd), "Created": _unix(c.created),
-            "State": (c.state or {}).get("Status", ""), "Status": _status(c.state or {}),
-            "SizeRw": size_rw, "SizeRootFs": 0, "Labels": c.labels or {},
-            "Mounts": [], "Ports": [], "HostConfig": {
-                "NetworkMode": (c.host_config or {}).get("NetworkMode", "default")},
-            "NetworkSettings": {"Networks": {}}}
+    return view.summary(c, size=True)
 
 
 def register(router, engine):

@@ -17,6 +17,10 @@ def register(router, engine):
         if not isinstance(body, dict):
             raise BadRequest("request body: expected a JSON object")
         ex = execs.get(req.params["id"])
+        size = body.get("ConsoleSize")
+        if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0
+                                                             for v in size):
+            ex.size = tuple(size)
         runner = execs.start(ex.id, detach=bool(body.get("Detach")))
         if runner is None:
             return empty(200)

@@ -31,7 +31,8 @@ def register(router, engine):
             raise BadRequest("verify: query parameter keys is required")
         if not os.path.exists(keys):
             raise NotFound(f"verify: {keys} does not exist")
-        signers = trust.verify(store, req.params["name"], keys)
+        signers = trust.verify(store, req.params["name"],
+                               keys if os.path.isdir(keys) else [keys])
         if not signers:
             raise Forbidden(f"image {req.params['name']} has no valid signature by the keys in {keys}")
         return json_response({"Signers": signers})
