@@ -8,6 +8,8 @@ import subprocess
 
 import pytest
 
+from cgroup_walk import walk_cgroups  # noqa: F401 - used below and by tests
+
 # Container ids made in this session carry this token, so leftovers of
 # another pytest run on the same machine are not blamed on this one.
 SESSION_TOKEN = secrets.token_hex(3)
@@ -28,37 +30,6 @@ def _mounts():
             sep = fields.index("-")
             out.add(f"{fields[4]} {fields[sep + 1]} {fields[sep + 2]}")
     return out
-
-
-def walk_cgroups(match, max_depth=5):
-    """Directories under /sys/fs/cgroup/<hierarchy>/ whose name satisfies
-    match, at most max_depth levels down (runc nests the v1 memory cgroup
-    under this process's own memory cgroup)."""
-    found = []
-    try:
-        hierarchies = os.listdir(CGROUP_ROOT)
-    except OSError:
-        return found
-    for h in hierarchies:
-        top = os.path.join(CGROUP_ROOT, h)
-        if not os.path.isdir(top) or os.path.islink(top):
-            continue
-        stack = [(top, 0)]
-        while stack:
-            d, depth = stack.pop()
-            try:
-                entries = os.scandir(d)
-            except OSError:
-                continue
-            with entries:
-                for e in entries:
-                    if not e.is_dir(follow_symlinks=False):
-                        continue
-                    if match(e.name):
-                        found.append(e.path)
-                    if depth + 1 < max_depth:
-                        stack.append((e.path, depth + 1))
-    return found
 
 
 def _processes():

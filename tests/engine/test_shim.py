@@ -19,7 +19,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 import bundle as bundles  # noqa: E402  (tests/runtime/bundle.py)
 from cgroup_cleanup import remove_cgroups  # noqa: E402
-from conftest import ID_PREFIX, walk_cgroups  # noqa: E402
+from cgroup_walk import walk_cgroups  # noqa: E402
+
+ID_PREFIX = "berth-test-"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

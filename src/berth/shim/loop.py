@@ -486,15 +486,11 @@ class Monitor:
         opts = self.opts
         for fd in list(self.sources):
             self._drop_source(fd)
-        for step in (self.log.close, self._write_exit, self._delete):
+        for step in (self.log.close, self._write_exit, self._answer_waiters, self._delete):
             try:
                 step()
             except Exception as e:   # the rest of the clean-up still runs
                 log(f"exit: {step.__name__}: {type(e).__name__}: {e}")
-        self._done = True
-        for c in list(self.waiters):
-            self._reply(c, self.exit)
-        self.waiters.clear()
         # unlink first: a client that sees its attach stream end and then
         # asks for the exit finds no socket and reads exit.json
         for name in ("attach.sock", "control.sock", "console.sock", "shim.pid"):
@@ -507,6 +503,15 @@ class Monitor:
             self.listeners[fd][0].close()
         self.io.close()
         return 0
+
+    def _answer_waiters(self):
+        # before `delete`: the exit is on disk, and whoever waits should not
+        # wait for the runtime's clean-up too (berthd waits for this process
+        # to end before it reuses the container's id)
+        self._done = True
+        for c in list(self.waiters):
+            self._reply(c, self.exit)
+        self.waiters.clear()
 
     def _write_exit(self):
         _write_atomic(self.opts.path("exit.json"), wire.dumps(self.exit) + "\n")

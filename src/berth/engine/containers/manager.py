@@ -230,6 +230,9 @@ class Containers:
         name, runtime = self._runtime(c)
         shim_dir = self.paths.shim(c.id)
         if os.path.isdir(shim_dir):
+            # a restart right after an exit: the old shim may still be
+            # deleting the runtime's container of the same id
+            self._wait_shim_gone(shim_dir)
             _rmtree(shim_dir)
         cfg = c.config
         try:
@@ -323,9 +326,7 @@ class Containers:
             c.set_state(Error=str(e), ExitCode=_start_failure_code(str(e)))
 
     def _wait_shim_gone(self, shim_dir, timeout=10):
-        deadline = time.monotonic() + timeout
-        while shimctl.shim_alive(shim_dir) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        shimctl.wait_gone(shimctl.shim_alive(shim_dir), timeout)
 
     def _watch(self, c):
         t = threading.Thread(target=self._watcher, args=(c,), daemon=True,
@@ -350,21 +351,24 @@ class Containers:
                     ex = {"exit_code": 255, "error": "berth-shim died without an exit record"}
         if self._closing:
             return
-        self._wait_shim_gone(shim_dir)
         self._exited(c, ex)
 
     def _exited(self, c, ex):
         shim_dir = self.paths.shim(c.id)
+        pid = shimctl.shim_alive(shim_dir)
         with c.cond:
             c.data["_exit_seq"] = c.data.get("_exit_seq", 0) + 1
             c.set_state(Status="exited", Pid=0, ExitCode=int(ex.get("exit_code", 255)),
                         FinishedAt=ex.get("finished_at") or now_rfc3339(),
                         OOMKilled=bool(ex.get("oom_killed")), Error=ex.get("error", ""))
-        _rmtree(shim_dir)
         self._net_teardown(c)
         attrs = self._attrs(c)
         attrs["exitCode"] = str(c.state["ExitCode"])
         self.e.events.emit("container", "die", c.id, attrs)
+        # the shim still runs the runtime's delete; its directory goes after
+        shimctl.wait_gone(pid)
+        if not shimctl.shim_alive(shim_dir):
+            _rmtree(shim_dir)
         if c.host_config.get("AutoRemove"):
             threading.Thread(target=self._auto_remove, args=(c,), daemon=True).start()
             return

@@ -75,3 +75,18 @@ def shim_alive(shim_dir):
         return pid
     except (OSError, ValueError):
         return 0
+
+
+def wait_gone(pid, timeout=10):
+    """Until process pid has ended (a pidfd wakes us at once)."""
+    if not pid:
+        return True
+    import select
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return True   # already gone
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
