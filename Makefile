@@ -10,7 +10,7 @@ VPY := $(VENV)/bin/python
 APT_PKGS := runc busybox-static libseccomp2 iproute2 hyperfine skopeo umoci docker.io docker-registry docker-compose containerd tini
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: all deps venv build test unit demo bench clean
+.PHONY: all deps venv build test unit demo bench bench-quick clean
 
 all: build
 
@@ -47,7 +47,10 @@ demo: deps build
 	bash scripts/demo.sh
 
 bench: deps build
-	$(VPY) bench/runtime_start.py
+	$(VPY) bench/all.py
+
+bench-quick: deps build
+	$(VPY) bench/all.py --quick
 
 clean:
 	rm -rf bin build .venv
