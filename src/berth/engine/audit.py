@@ -33,6 +33,11 @@ DOCKER_CAPS = frozenset("CAP_" + c for c in (
     "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
     "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE"))
 
+# the ones that make a breakout easy: named first in a finding
+DANGEROUS_CAPS = frozenset("CAP_" + c for c in (
+    "SYS_ADMIN", "SYS_MODULE", "SYS_PTRACE", "SYS_RAWIO", "DAC_READ_SEARCH", "NET_ADMIN",
+    "BPF", "PERFMON", "SYS_BOOT", "SYS_TIME", "MAC_ADMIN", "MAC_OVERRIDE"))
+
 # host paths a container must not get (prefix match for directories)
 SENSITIVE_DIRS = ("/etc", "/proc", "/sys", "/dev", "/boot", "/lib/modules", "/usr", "/root",
                   "/var/lib/berth", "/var/lib/docker", "/run/berth", "/var/run/berth")
@@ -422,7 +427,8 @@ def container_checks(c, spec=None, extra_sockets=()):
         caps = list(DEFAULT_CAPS) + ["CAP_" + x.upper().removeprefix("CAP_")
                                      for x in hc.get("CapAdd") or []]
     extra = sorted(set(caps) - set(DEFAULT_CAPS))
-    beyond_docker = [x for x in extra if x not in DOCKER_CAPS]
+    beyond_docker = sorted((x for x in extra if x not in DOCKER_CAPS),
+                           key=lambda x: (x not in DANGEROUS_CAPS, x))
     title = "Only default capabilities"
     if beyond_docker:
         add("5.3", title, FAIL, "added: " + ", ".join(x[4:] for x in beyond_docker[:8])
