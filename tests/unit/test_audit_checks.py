@@ -47,7 +47,7 @@ def test_default_container_passes_the_hardening_checks(tmp_path):
         assert got[id]["Fix"] == ""
     assert got["5.12"]["Result"] == "INFO"
     assert got["5.10"]["Result"] == "WARN" and "--memory" in got["5.10"]["Fix"]
-    assert got["5.32"]["Result"] == "WARN" and "--user" in got["5.32"]["Fix"]
+    assert got["B.3"]["Result"] == "WARN" and "--user" in got["B.3"]["Fix"]
     assert all(x["Level"] == "container" and x["Target"] == "c" for x in got.values())
 
 
@@ -135,7 +135,7 @@ def test_limits_restart_user_ports_readonly(tmp_path):
     got = by_id(audit.container_checks(c, spec))
     assert got["5.10"]["Result"] == "PASS" and got["5.12"]["Result"] == "PASS"
     assert got["5.14"]["Result"] == "WARN" and "on-failure:5" in got["5.14"]["Fix"]
-    assert got["5.32"]["Result"] == "PASS"
+    assert got["B.3"]["Result"] == "PASS"
     assert got["5.13"]["Result"] == "WARN" and "8080->80/tcp" in got["5.13"]["Detail"]
     assert "-p 127.0.0.1:8080:80" in got["5.13"]["Fix"]
     c.host_config["RestartPolicy"] = {"Name": "on-failure", "MaximumRetryCount": 3}
@@ -148,7 +148,7 @@ def test_root_in_a_user_namespace_passes(tmp_path):
     c = FakeContainer(tmp_path)
     spec = default_spec()
     spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-    assert by_id(audit.container_checks(c, spec))["5.32"]["Result"] == "PASS"
+    assert by_id(audit.container_checks(c, spec))["B.3"]["Result"] == "PASS"
 
 
 # -- images --------------------------------------------------------------------

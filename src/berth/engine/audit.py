@@ -7,8 +7,10 @@ configuration, its images and its running containers.
              "Detail": what was found, "Fix": the flag or command that fixes it}
 
 IDs follow the CIS Docker Benchmark's numbering where a benchmark item
-exists (2.x daemon, 3.x files, 4.x images, 5.x containers); 5.32 (runs as
-root) is berth's own. INFO results are not scored; Score = PASS / (PASS +
+exists (2.x daemon, 3.x files, 4.x images, 5.x containers); B.x are
+berth's own (B.0 image unreadable, B.1 data root permissions, B.2
+world-writable files/devices/private keys in an image, B.3 container runs
+as root on the host). INFO results are not scored; Score = PASS / (PASS +
 WARN + FAIL) * 100, rounded down.
 
 Containers are judged by what actually runs: the bundle's config.json
@@ -206,7 +208,7 @@ def check_trust(path):
 
 
 def check_data_root(path):
-    t, title = "3.x", "Data root owned by root and not writable by others"
+    t, title = "B.1", "Data root owned by root and not writable by others"
     try:
         st = os.stat(path)
     except OSError as e:
@@ -336,7 +338,7 @@ def image_checks(target, config, scan=None):
                                                                     "private-key", "device")]
         if bad:
             worst = FAIL if any(f["Severity"] == "HIGH" for f in bad) else WARN
-            out.append(check("4.x", "No world-writable files, devices or private keys in the image",
+            out.append(check("B.2", "No world-writable files, devices or private keys in the image",
                              "image", target, worst,
                              "; ".join(f"{f['Kind']} {f['Path']}" for f in bad[:5])
                              + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""),
@@ -551,12 +553,12 @@ def container_checks(c, spec=None, extra_sockets=()):
         user = 0 if is_root_user(cfg.get("User")) else -1
     mapped = bool(lx.get("uidMappings")) or bool(c.data.get("IdMap"))
     if user != 0:
-        add("5.32", "Container does not run as root", PASS, f"user {cfg.get('User') or user}")
+        add("B.3", "Container does not run as root", PASS, f"user {cfg.get('User') or user}")
     elif mapped:
-        add("5.32", "Container does not run as root", PASS,
+        add("B.3", "Container does not run as root", PASS,
             "root inside a user namespace (not root on the host)")
     else:
-        add("5.32", "Container does not run as root", WARN, "runs as root (uid 0 on the host)",
+        add("B.3", "Container does not run as root", WARN, "runs as root (uid 0 on the host)",
             "run with --user 1000:1000, or --userns auto (berthd --userns-remap auto)")
 
     # 5.13 published ports on every interface
@@ -599,7 +601,7 @@ def run(engine, opts=None, scan_images=True, all_containers=False, scan_cache=No
         try:
             cfg = engine.store.config(image_id).get("config") or {}
         except Exception as e:  # noqa: BLE001 - one broken image must not end the audit
-            checks.append(check("4.0", "Image is readable", "image", target, FAIL, str(e),
+            checks.append(check("B.0", "Image is readable", "image", target, FAIL, str(e),
                                 f"docker rmi {target} and load it again"))
             continue
         result = None
@@ -610,7 +612,7 @@ def run(engine, opts=None, scan_images=True, all_containers=False, scan_cache=No
                     result = scanner.scan_image(engine.store, engine.driver, image_id)
                     cache[image_id] = result
                 except Exception as e:  # noqa: BLE001
-                    checks.append(check("4.0", "Image layers can be scanned", "image", target,
+                    checks.append(check("B.0", "Image layers can be scanned", "image", target,
                                         INFO, str(e)))
         checks.extend(image_checks(target, cfg, result))
     sockets = tuple(h[len("unix://"):] for h in opts.get("host") or [] if h.startswith("unix://"))
