@@ -1,32 +1,34 @@
 #!/usr/bin/env bash
-# Runs a real container from the alpine fixture with berth-runtime and
-# removes everything it made.
+# Starts berthd on /run/berth/berth.sock (unless one is running), loads the
+# alpine fixture and runs a real container with the berth CLI and with the
+# docker CLI. berthd keeps running afterwards, as an engine does:
+#   kill $(cat /run/berth/berthd.pid)     stops it (containers keep running)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-rt="$here/bin/berth-runtime"
-work=$(mktemp -d /tmp/berth-demo.XXXXXX)
-root="$work/state"
-id="berth-demo-$$"
-cleanup() { "$rt" --root "$root" delete -f "$id" >/dev/null 2>&1 || true; rm -rf "$work"; }
-trap cleanup EXIT
+sock=/run/berth/berth.sock
+export DOCKER_HOST=unix://$sock BERTH_HOST=unix://$sock
+berth="$here/bin/berth"
 image="$here/../shared/fixtures/images/alpine-3.20.tar"
-mkdir -p "$work/bundle/rootfs" "$work/img"
-tar -xf "$image" -C "$work/img"
-for layer in $("$here/.venv/bin/python" -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))[0]["Layers"]))' "$work/img/manifest.json"); do
-  tar -xf "$work/img/$layer" -C "$work/bundle/rootfs"
-done
-cd "$work/bundle"
-"$rt" spec
-PYTHONPATH="$here/src" "$here/.venv/bin/python" - "$here/../shared/fixtures/docker-default-seccomp.json" <<'PY'
-import json, sys
-from berth.runtime.security.seccomp import from_docker_profile
-c = json.load(open("config.json"))
-c["process"]["terminal"] = False
-# Docker's default seccomp profile, converted by berth for these capabilities
-c["linux"]["seccomp"] = from_docker_profile(json.load(open(sys.argv[1])),
-                                            capabilities=c["process"]["capabilities"]["bounding"])
-c["process"]["args"] = ["sh", "-c", "echo hello from $(cat /etc/alpine-release) in $(hostname), pid $$; id; grep -E 'Cap(Eff|Bnd)|NoNewPrivs|Seccomp:' /proc/self/status; unshare -U true 2>&1 || echo '(unshare refused by seccomp, as with Docker)'"]
-json.dump(c, open("config.json", "w"), indent=2)
-PY
-echo "+ berth-runtime run $id"
-"$rt" --root "$root" run "$id"
+
+# the socket's group, as docker's packages make "docker"
+getent group berth >/dev/null || groupadd --system berth
+if ! "$berth" version >/dev/null 2>&1; then
+  mkdir -p /var/log/berth
+  echo "+ berthd (log: /var/log/berth/berthd.log)"
+  setsid "$here/bin/berthd" >>/var/log/berth/berthd.log 2>&1 < /dev/null &
+  for _ in $(seq 100); do "$berth" version >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+"$berth" version
+echo "+ berth load -i alpine-3.20.tar"
+"$berth" load -i "$image"
+echo "+ berth run --rm alpine ..."
+"$berth" run --rm alpine sh -c 'echo hello from alpine $(cat /etc/alpine-release) in $(hostname), pid $$; id; grep -E "Cap(Eff|Bnd)|NoNewPrivs|Seccomp:" /proc/self/status; unshare -U true 2>&1 || echo "(unshare refused by seccomp, as with Docker)"'
+if command -v docker >/dev/null; then
+  echo "+ docker run --rm alpine (the real docker CLI against berthd)"
+  docker run --rm alpine sh -c 'echo hello again from $(hostname)'
+fi
+echo
+echo "berthd is running (pid $(cat /run/berth/berthd.pid)); try:"
+echo "  DOCKER_HOST=$DOCKER_HOST docker run -it --rm alpine sh"
+echo "  $berth ps -a; $berth images"
+echo "stop it with: kill \$(cat /run/berth/berthd.pid)"

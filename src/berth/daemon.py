@@ -93,6 +93,7 @@ def build(args):
         raise ConfigError(f"--default-runtime {cfg.default_runtime!r}: unknown runtime")
     cfg.loopback_registries_only = args.loopback_registries_only
     cfg.userns_remap = _userns_remap(args.userns_remap)
+    cfg.daemon_options = vars(args)   # what `berth audit` checks
     engine = Engine(paths, cfg)
     policy = authz.load(args.authz_policy or paths.authz_policy,
                         required=args.authz_policy is not None)

@@ -1,9 +1,6 @@
 """GET /berth/audit and POST /berth/images/{name}/scan against a real
 berthd, plus the `berth audit` / `berth image scan` command functions
-(berth.client.commands.security) talking to it.
-
-Until api/routes/__init__.py registers the security routes, the daemon
-is restarted through a launcher that registers them itself."""
+(berth.client.commands.security) talking to it."""
 import io
 import json
 import sys
@@ -16,38 +13,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _launcher(path):
-    path.write_text(f"""#!{sys.executable} -I
-import sys
-sys.path.insert(0, {str(REPO / "src")!r})
-import berth.api.routes as routes
-_orig = routes.register_all
-
-
-def register_all(router, engine):
-    _orig(router, engine)
-    if not any(rx.match("/berth/audit") for _, rx, _ in router.routes):
-        from berth.api.routes import security
-        security.register(router, engine)
-
-
-routes.register_all = register_all
-from berth.cli.berthd import main
-sys.exit(main())
-""")
-    path.chmod(0o755)
-    return str(path)
-
-
 @pytest.fixture
-def daemon(berthd, monkeypatch, tmp_path):
-    """berthd with the security routes (registered by the daemon itself
-    once api/routes/__init__.py lists them)."""
-    if berthd.api("GET", "/berth/audit?images=0")[0] == 404:
-        monkeypatch.setitem(type(berthd).start.__globals__, "BERTHD",
-                            _launcher(tmp_path / "berthd-security"))
-        berthd.restart()
-        assert berthd.api("GET", "/berth/audit?images=0")[0] == 200, berthd.log()
+def daemon(berthd):
     return berthd
 
 

@@ -12,12 +12,14 @@ TOP = {v: "containers" for v in (
     "unpause rename update wait port attach").split()}
 TOP.update({v: "images" for v in "images pull push load save import tag rmi history".split()})
 TOP.update({v: "system" for v in "inspect events info version login logout".split()})
+TOP["audit"] = "security"
 # management groups -> (module, {alias: verb})
 GROUPS = {
     "container": ("containers", {"ls": "ps", "list": "ps", "remove": "rm", "prune": "prune",
                                  "inspect": "inspect"}),
     "image": ("images", {"ls": "images", "list": "images", "rm": "rmi", "remove": "rmi",
-                         "prune": "prune", "inspect": "inspect", "sign": "sign", "verify": "verify"}),
+                         "prune": "prune", "inspect": "inspect", "sign": "sign", "verify": "verify",
+                         "scan": "scan"}),
     "volume": ("volumes", {"list": "ls", "remove": "rm"}),
     "network": ("networks", {"list": "ls", "remove": "rm"}),
     "system": ("system", {"df": "df", "prune": "prune", "info": "info", "events": "events"}),
@@ -38,6 +40,7 @@ Commands:
   run create start stop restart kill rm ps logs exec top stats cp export diff
   pause unpause rename update wait port attach inspect events info version
   images pull push load save import tag rmi history
+  audit       CIS-style checks of the daemon, images and containers (also: image scan)
 
 Global Options:
   -H, --host string      Daemon socket to connect to (default $BERTH_HOST,

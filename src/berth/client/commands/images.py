@@ -272,3 +272,8 @@ def cmd_verify(ctx, argv):
         raise UsageError("image verify: --keys is required")
     r = _trust(ctx, "verify", {"keys": os.path.abspath(keys)}, args[0])
     ctx.out.write(f"Verified {args[0]}: signed by {', '.join((r or {}).get('Signers') or [])}\n")
+
+
+def cmd_scan(ctx, argv):
+    from berth.client.commands.security import cmd_scan as scan
+    return scan(ctx, argv)
