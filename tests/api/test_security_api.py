@@ -3,14 +3,11 @@ berthd, plus the `berth audit` / `berth image scan` command functions
 (berth.client.commands.security) talking to it."""
 import io
 import json
-import sys
 import tarfile
 import uuid
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
