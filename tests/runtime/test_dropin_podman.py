@@ -4,8 +4,9 @@ runtime (create with --console-socket for -t, exec with --process, kill,
 delete), so this is the path a Podman user takes.
 
 Podman here is kept off the host's own state: storage (--root,
---runroot), its tmp dir (locks, exit files, conmon sockets), the
-network config dir and containers.conf are all in the test's tmp dir;
+--runroot; overlay, or vfs when the tmp dir is itself on overlay), its
+tmp dir (locks, exit files), the network config dir and containers.conf
+are all in the test's tmp dir;
 no network (--network none, CNI backend so nothing under
 /run/containers/networks), no events log (--events-backend none), file
 locks instead of /dev/shm/libpod_lock, cgroupfs with a cgroup parent
@@ -98,6 +99,18 @@ def _processes_mentioning(text):
     return found
 
 
+def _fs_type(path):
+    """The file system type of the mount holding path."""
+    best, fstype = "", ""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            mp = fields[4]
+            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
+                best, fstype = mp, fields[fields.index("-") + 1]
+    return fstype
+
+
 def _mounts_under(path):
     with open("/proc/self/mountinfo") as f:
         mps = [line.split()[4] for line in f]
@@ -109,11 +122,13 @@ class Podman:
         self.work = work
         self.cgroup_name = f"berth-test-{token}-podman"
         self.cgroup_parent = "/" + self.cgroup_name
+        # overlay layers cannot sit on an overlay file system: vfs there
+        self.driver = "vfs" if _fs_type(str(work)) == "overlay" else "overlay"
         for d in ("etc", "tmp", "tmpdir", "root", "runroot", "cni-plugins"):
             (work / d).mkdir(parents=True, exist_ok=True)
         (work / "etc" / "containers.conf").write_text(_containers_conf(work))
         (work / "etc" / "storage.conf").write_text(
-            f'[storage]\ndriver = "overlay"\nrunroot = "{work}/runroot"\n'
+            f'[storage]\ndriver = "{self.driver}"\nrunroot = "{work}/runroot"\n'
             f'graphroot = "{work}/root"\n')
         (work / "auth.json").write_text('{"auths": {}}\n')
         self.env = dict(os.environ,
@@ -122,7 +137,7 @@ class Podman:
                         REGISTRY_AUTH_FILE=str(work / "auth.json"),
                         TMPDIR=str(work / "tmpdir"))
         self.base = ["podman", "--root", str(work / "root"), "--runroot", str(work / "runroot"),
-                     "--tmpdir", str(work / "tmp"), "--storage-driver", "overlay",
+                     "--tmpdir", str(work / "tmp"), "--storage-driver", self.driver,
                      "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
         self.existed = {p: os.path.lexists(p) for p in HOST_PATHS}
         self.ids = set()
@@ -143,7 +158,7 @@ class Podman:
         target = "/var/lib/containers" if os.path.isdir("/var/lib/containers") else "/var/lib"
         return self("load", "-i", tar, prefix=(
             "unshare", "--mount", "--propagation", "private", "sh", "-c",
-            'mount -t tmpfs -o size=64m berth-test-podman-cache "$0" && exec "$@"', target))
+            'mount -t tmpfs -o size=64m podman-blob-cache "$0" && exec "$@"', target))
 
     def note_ids(self):
         r = self("ps", "-a", "-q", "--no-trunc")
@@ -186,7 +201,7 @@ class Podman:
         # last podman to shut down unmounts it, unless it raced another one
         # (conmon's exit command) over a layer's mount count: expected, so
         # just unmounted; a container's rootfs left mounted is a problem
-        home = str(self.work / "root" / "overlay")
+        home = str(self.work / "root" / self.driver)
         for mp in sorted(_mounts_under(str(self.work)), key=len, reverse=True):
             if mp != home:
                 problems.append(f"mount left: {mp}")
