@@ -26,7 +26,7 @@ import os
 import secrets
 import threading
 
-from berth.errors import BerthError, ConfigError, SysError
+from berth.errors import BerthError, ConfigError
 from berth.oci import jsonio
 from berth.engine.network import hosts, ipam, netlink, nft, ports
 
@@ -126,6 +126,9 @@ class Driver:
             cfg = {"Subnet": str(iface.network), "Gateway": str(iface.ip)}
             if self.cfg.fixed_cidr:
                 cfg["IPRange"] = self.cfg.fixed_cidr
+        elif default and self._bridges().get(self.default_bridge, {}).get("moved"):
+            b = self._bridges()[self.default_bridge]
+            cfg = {"Subnet": b["subnet"], "Gateway": b["gateway"]}
         elif configs:
             cfg = dict(configs[0])
         else:
@@ -143,13 +146,41 @@ class Driver:
 
     def _ensure_bridge(self, ipr, info):
         bridges = self._bridges()
+        if (info["default"] and self.tag and not self.cfg.bip
+                and netlink.index(ipr, info["bridge"]) is None):
+            self._move_default(ipr, info)
         want = {k: info[k] for k in ("network_id", "subnet", "gateway", "prefixlen",
                                      "internal", "icc", "masq", "default")}
+        if info.get("moved"):
+            want["moved"] = True
         if bridges.get(info["bridge"]) != want:
             bridges[info["bridge"]] = want
             self._write_bridges(bridges)
         netlink.ensure_bridge(ipr, info["bridge"], info["gateway"], info["prefixlen"],
                               info["mtu"])
+
+    def _move_default(self, ipr, info):
+        """A daemon on a non-default data root (tests run several at once)
+        whose default subnet another bridge already routes takes a free /24
+        of 10.213.0.0/16 instead of failing (Docker would fail: give such
+        daemons distinct --bip values to keep inspect exact)."""
+        try:
+            netlink.check_subnet_free(ipr, info["subnet"], info["bridge"])
+            return
+        except BerthError:
+            pass
+        start = int(self.tag, 16) % 256
+        for k in range(256):
+            sub = ipaddress.ip_network(f"10.213.{(start + k) % 256}.0/24")
+            try:
+                netlink.check_subnet_free(ipr, str(sub), info["bridge"])
+            except BerthError:
+                continue
+            info.update({"subnet": str(sub), "gateway": str(sub.network_address + 1),
+                         "prefixlen": 24, "moved": True,
+                         "cfg": {"Subnet": str(sub), "Gateway": str(sub.network_address + 1)}})
+            return
+        raise BerthError("no free subnet for the default bridge", hint="use --bip")
 
     # -- ip_forward, shared by every berth daemon on the host ----------------
 
@@ -222,33 +253,34 @@ class Driver:
                "domainname": c.config.get("Domainname") or "",
                "hosts_path": c.data.get("HostsPath") or "", "endpoints": [], "ports": []}
         infos = []
-        for i, name in enumerate(order):
-            ep = nets[name]
-            net = self.e.networks.find(ep.get("NetworkID") or name)
-            info = self._net_info(net)
-            taken = [e["ip"] for r in records.values() for e in r["endpoints"]
-                     if e["network_id"] == net["Id"]]
-            taken += [e["ip"] for e in rec["endpoints"] if e["network_id"] == net["Id"]]
-            want = (ep.get("IPAMConfig") or {}).get("IPv4Address")
-            ip = ipam.allocate(info["cfg"], taken, want)
-            aliases = [a for a in (ep.get("Aliases") or []) if a]
-            rec["endpoints"].append({
-                "network_id": net["Id"], "network": net["Name"], "bridge": info["bridge"],
-                "default": info["default"], "ip": ip, "prefixlen": info["prefixlen"],
-                "gateway": info["gateway"], "mac": ipam.mac_for(ip),
-                "veth": f"vb{c.id[:10]}{i:x}", "peer": f"vp{c.id[:10]}{i:x}",
-                "ifname": f"eth{i}", "aliases": aliases, "endpoint_id": secrets.token_hex(32)})
-            infos.append(info)
-        others = [m for r in records.values() for m in r.get("ports", [])]
-        mappings = ports.plan(c.host_config, c.config, others)
-        primary = rec["endpoints"][0]
-        rec["ports"] = [dict(m, ip=primary["ip"]) for m in mappings]
-        # the lease and the names exist on disk before anything is made
-        self._write_record(rec)
         ipr = netlink.host()
         try:
-            for info in infos:
+            for i, name in enumerate(order):
+                ep = nets[name]
+                net = self.e.networks.find(ep.get("NetworkID") or name)
+                info = self._net_info(net)
+                # bridges.json names the bridge before it is made
                 self._ensure_bridge(ipr, info)
+                taken = [e["ip"] for r in records.values() for e in r["endpoints"]
+                         if e["network_id"] == net["Id"]]
+                taken += [e["ip"] for e in rec["endpoints"] if e["network_id"] == net["Id"]]
+                want = (ep.get("IPAMConfig") or {}).get("IPv4Address")
+                ip = ipam.allocate(info["cfg"], taken, want)
+                aliases = [a for a in (ep.get("Aliases") or []) if a]
+                rec["endpoints"].append({
+                    "network_id": net["Id"], "network": net["Name"], "bridge": info["bridge"],
+                    "default": info["default"], "ip": ip, "prefixlen": info["prefixlen"],
+                    "gateway": info["gateway"], "mac": ipam.mac_for(ip),
+                    "veth": f"vb{c.id[:10]}{i:x}", "peer": f"vp{c.id[:10]}{i:x}",
+                    "ifname": f"eth{i}", "aliases": aliases,
+                    "endpoint_id": secrets.token_hex(32)})
+                infos.append(info)
+            others = [m for r in records.values() for m in r.get("ports", [])]
+            mappings = ports.plan(c.host_config, c.config, others)
+            primary = rec["endpoints"][0]
+            rec["ports"] = [dict(m, ip=primary["ip"]) for m in mappings]
+            # the leases, veth names and ports are on disk before anything is made
+            self._write_record(rec)
             if any(not i["internal"] for i in infos):
                 self._forward_on()
             for i, ep in enumerate(rec["endpoints"]):
@@ -256,8 +288,6 @@ class Driver:
                              ep["ip"], ep["prefixlen"], ep["mac"], ep["gateway"],
                              default_route=(i == 0 and not infos[i]["internal"]),
                              mtu=infos[i]["mtu"])
-        except SysError:
-            raise
         except BerthError:
             raise
         except Exception as e:  # noqa: BLE001 - netlink errors become one clear line
@@ -265,7 +295,7 @@ class Driver:
         finally:
             ipr.close()
         self._apply()
-        self._write_hosts(c.id)
+        self._refresh_hosts()
         self._fill(c, rec, pid)
 
     def _fill(self, c, rec, pid):

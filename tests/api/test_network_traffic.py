@@ -1,0 +1,307 @@
+"""Real packets through berth's network driver, driven by the docker CLI.
+
+Network safety rule: traffic goes only to loopback, to containers of the
+test's own daemon, or into a network namespace the test makes itself
+(198.18.0.0/15, RFC 2544's benchmarking range); never anywhere else.
+Every namespace, veth, bridge and nft table a test makes is removed even
+when it fails."""
+import hashlib
+import json
+import os
+import secrets
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import DOCKER, need_docker
+
+pytestmark = [need_docker,
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root (netlink, nftables)")]
+
+HTTPD = "mkdir -p /w && echo {text} > /w/index.html && exec httpd -f -p 80 -h /w"
+
+
+def sh(*argv, check=True):
+    return subprocess.run(list(argv), capture_output=True, text=True, check=check)
+
+
+def links():
+    out = sh("ip", "-o", "link", "show").stdout
+    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+
+
+def nft_tables():
+    return sh("nft", "list", "tables").stdout.split("\n")
+
+
+def tag_of(d):
+    return hashlib.sha256(os.path.abspath(str(d.data_root)).encode()).hexdigest()[:6]
+
+
+@pytest.fixture
+def net(berthd):
+    """berthd with alpine (clients) and busybox (httpd) loaded."""
+    berthd.load("alpine-3.20")
+    berthd.load("busybox-1.38")
+    yield berthd
+
+
+def run(d, *args, timeout=60):
+    return d.docker("run", *args, timeout=timeout, check=True).stdout
+
+
+def inspect(d, name):
+    return json.loads(d.docker("inspect", name, check=True).stdout)[0]
+
+
+def ip_of(d, name, network="bridge"):
+    return inspect(d, name)["NetworkSettings"]["Networks"][network]["IPAddress"]
+
+
+def serve(d, name, text, *args):
+    run(d, "-d", "--name", name, *args, "busybox", "sh", "-c", HTTPD.format(text=text))
+    wait_listening(d, name)
+
+
+def wait_listening(d, name, port=80):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        r = d.docker("exec", name, "sh", "-c", f"netstat -ltn | grep -q ':{port} '")
+        if r.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{name} does not listen on {port}: {d.docker('logs', name).stderr}")
+
+
+def fetch(d, client_args, url, timeout=3):
+    """wget from a throw-away alpine container -> (ok, body)."""
+    r = d.docker("run", "--rm", *client_args, "alpine", "wget", "-T", str(timeout), "-qO-", url,
+                 timeout=60)
+    return r.returncode == 0, r.stdout.strip()
+
+
+def test_container_gets_address_route_and_hosts(net):
+    out = run(net, "--name", "a1", "alpine", "sh", "-c",
+              "ip -4 -o addr show eth0; ip route; ip -o link show eth0; cat /etc/hosts")
+    assert "default via" in out
+    # stopped: the address is released again
+    deadline = time.monotonic() + 10
+    while inspect(net, "a1")["NetworkSettings"]["IPAddress"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert inspect(net, "a1")["NetworkSettings"]["IPAddress"] == ""
+    assert os.listdir(os.path.join(net.data_root, "network", "endpoints")) == []
+    lines = out.splitlines()
+    addr = lines[0].split()[3]
+    ip = addr.split("/")[0]
+    assert f"default via {addr.rsplit('.', 1)[0]}.1 dev eth0" in out or "default via" in out
+    mac = "02:42:" + ":".join(f"{int(x):02x}" for x in ip.split("."))
+    assert mac in out
+    assert f"{ip}\t" in out    # its own name on its own address in /etc/hosts
+
+
+def test_running_container_settings_and_port(net):
+    serve(net, "web", "hello", "-p", "127.0.0.1::80", "-P", "--expose", "81")
+    ns = inspect(net, "web")["NetworkSettings"]
+    ep = ns["Networks"]["bridge"]
+    assert ep["IPAddress"] and ep["IPAddress"] == ns["IPAddress"]
+    assert ep["MacAddress"].startswith("02:42:") and ep["Gateway"] and ep["EndpointID"]
+    ports = ns["Ports"]
+    assert ports["80/tcp"][0]["HostIp"] == "127.0.0.1"
+    hp = int(ports["80/tcp"][0]["HostPort"])
+    assert int(ports["81/tcp"][0]["HostPort"]) >= 49153
+    shown = net.docker("port", "web", check=True).stdout
+    assert f"80/tcp -> 127.0.0.1:{hp}" in shown
+    # from the host's loopback, straight into the container by DNAT
+    body = http_get("127.0.0.1", hp)
+    assert body.strip().endswith("hello")
+
+
+def http_get(host, port):
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.sendall(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data.decode(errors="replace")
+
+
+def test_published_fixed_port_and_conflict(net):
+    port = free_port()
+    serve(net, "w1", "one", "-p", f"{port}:80")
+    assert http_get("127.0.0.1", port).strip().endswith("one")
+    r = net.docker("run", "-d", "--name", "w2", "-p", f"{port}:80", "busybox", "sleep", "30")
+    assert r.returncode != 0 and "already allocated" in r.stderr
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def test_user_network_by_name_and_alias(net):
+    subnet = "10.231.71.0/24"
+    net.docker("network", "create", "--subnet", subnet, "app", check=True)
+    serve(net, "srv", "served", "--network", "app", "--network-alias", "web")
+    ok, body = fetch(net, ["--network", "app"], "http://srv/")
+    assert ok and body == "served"
+    ok, body = fetch(net, ["--network", "app"], "http://web/")
+    assert ok and body == "served"
+    # a client that stays: peers come and go in its /etc/hosts
+    run(net, "-d", "--name", "cl", "--network", "app", "alpine", "sleep", "300")
+    hosts = net.docker("exec", "cl", "cat", "/etc/hosts", check=True).stdout
+    assert "srv" in hosts and "web" in hosts
+    net.docker("rm", "-f", "srv", check=True)
+    hosts = net.docker("exec", "cl", "cat", "/etc/hosts", check=True).stdout
+    assert "srv" not in hosts
+    serve(net, "srv2", "two", "--network", "app")
+    hosts = net.docker("exec", "cl", "cat", "/etc/hosts", check=True).stdout
+    assert "srv2" in hosts
+    r = net.docker("exec", "cl", "wget", "-T", "3", "-qO-", "http://srv2/")
+    assert r.returncode == 0 and r.stdout.strip() == "two"
+
+
+def test_icc_off_on_default_bridge_and_networks_isolated(net):
+    serve(net, "s1", "s1")
+    ip = ip_of(net, "s1")
+    ok, _ = fetch(net, [], f"http://{ip}/", timeout=2)
+    assert not ok, "inter-container traffic must be off on the default bridge"
+    # another network cannot reach it either, nor the other way round
+    net.docker("network", "create", "--subnet", "10.231.72.0/24", "iso", check=True)
+    ok, _ = fetch(net, ["--network", "iso"], f"http://{ip}/", timeout=2)
+    assert not ok
+    serve(net, "s2", "s2", "--network", "iso")
+    ok, _ = fetch(net, [], f"http://{ip_of(net, 's2', 'iso')}/", timeout=2)
+    assert not ok
+
+
+@pytest.fixture
+def outside():
+    """A network namespace standing for "the outside world": a veth from the
+    host (198.18.x.1) to it (198.18.x.2), and a TCP server in it reporting
+    the source address of whoever connects."""
+    ns = "bt-out-" + secrets.token_hex(3)
+    host_if = "bto" + secrets.token_hex(3)
+    x = 100 + secrets.randbelow(100)
+    try:
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        sh("ip", "addr", "add", f"198.18.{x}.1/24", "dev", host_if)
+        sh("ip", "link", "set", host_if, "up")
+        sh("ip", "-n", ns, "addr", "add", f"198.18.{x}.2/24", "dev", "eth0")
+        sh("ip", "-n", ns, "link", "set", "eth0", "up")
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        yield ns, f"198.18.{x}.1", f"198.18.{x}.2"
+    finally:
+        sh("ip", "link", "del", host_if, check=False)
+        sh("ip", "netns", "del", ns, check=False)
+
+
+def test_egress_is_masqueraded(net, outside):
+    ns, host_addr, out_addr = outside
+    code = ("import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+            f"s.bind(('{out_addr}',9099));s.listen(1);s.settimeout(30);c,a=s.accept();"
+            "print(a[0], c.recv(100).decode().strip(), flush=True)")
+    server = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", code],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        r = net.docker("run", "--rm", "alpine", "sh", "-c",
+                       f"echo egress | nc -w 3 {out_addr} 9099", timeout=60)
+        out, err = server.communicate(timeout=40)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert r.returncode == 0, r.stderr
+    # the outside sees the host's address, not the container's
+    assert out.split() == [host_addr, "egress"], (out, err)
+
+
+def test_internal_network_has_no_egress(net, outside):
+    ns, host_addr, out_addr = outside
+    net.docker("network", "create", "--internal", "--subnet", "10.231.73.0/24", "inn", check=True)
+    r = net.docker("run", "--rm", "--network", "inn", "alpine", "sh", "-c",
+                   f"ip route; echo x | nc -w 2 {out_addr} 9099", timeout=60)
+    assert "default" not in r.stdout
+    assert r.returncode != 0
+
+
+def test_address_and_arp_spoofing_blocked(net):
+    net.docker("network", "create", "--subnet", "10.231.74.0/24", "sp", check=True)
+    serve(net, "victim", "victim", "--network", "sp")
+    serve(net, "bystander", "bystander", "--network", "sp")
+    vip = ip_of(net, "victim", "sp")
+    vmac = inspect(net, "victim")["NetworkSettings"]["Networks"]["sp"]["MacAddress"]
+    # mallory, once told to, takes the victim's address, announces it by
+    # gratuitous ARP and serves in its place
+    spoof = (f"while [ ! -e /tmp/go ]; do sleep 0.1; done; "
+             f"ip addr flush dev eth0 && ip addr add {vip}/24 dev eth0 && "
+             f"(arping -U -c 3 -I eth0 {vip} >/dev/null 2>&1; "
+             f" arping -A -c 3 -I eth0 {vip} >/dev/null 2>&1; true) && "
+             + HTTPD.format(text="mallory"))
+    run(net, "-d", "--name", "mallory", "--network", "sp", "--cap-add", "NET_ADMIN",
+        "busybox", "sh", "-c", spoof)
+    # sanity: before the spoof mallory reaches the bystander
+    r = net.docker("exec", "mallory", "wget", "-T", "3", "-qO-", "http://bystander/")
+    assert r.returncode == 0 and r.stdout.strip() == "bystander"
+    net.docker("exec", "mallory", "touch", "/tmp/go", check=True)
+    wait_listening(net, "mallory")
+    time.sleep(2)
+    for _ in range(3):
+        r = net.docker("exec", "bystander", "wget", "-T", "3", "-qO-", f"http://{vip}/")
+        assert r.returncode == 0 and r.stdout.strip() == "victim"
+    neigh = net.docker("exec", "bystander", "ip", "neigh", "show", vip).stdout
+    assert vmac in neigh.lower(), neigh
+    # and traffic mallory sends with the stolen source does not get through
+    r = net.docker("exec", "mallory", "wget", "-T", "2", "-qO-", "http://bystander/")
+    assert r.returncode != 0
+
+
+def test_nothing_left_after_rm_and_after_crash(net):
+    d = net
+    tag = tag_of(d)
+    table = f"berth_{tag}"
+    serve(d, "k1", "k1", "-p", "127.0.0.1::80")
+    cid = inspect(d, "k1")["Id"]
+    veth = f"vb{cid[:10]}0"
+    assert veth in links()
+    rules = sh("nft", "list", "table", "ip", table).stdout
+    assert cid[:12] in rules
+    endpoints = os.path.join(d.data_root, "network", "endpoints")
+    assert os.listdir(endpoints) == [cid + ".json"]
+    # kill -9 of the daemon: the container runs on, its network too
+    d.proc.kill()
+    d.proc.wait()
+    d.start()
+    hp = int(inspect(d, "k1")["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
+    assert http_get("127.0.0.1", hp).strip().endswith("k1")
+    d.docker("rm", "-f", "k1", check=True)
+    assert veth not in links()
+    assert cid[:12] not in sh("nft", "list", "table", "ip", table).stdout
+    assert cid[:12] not in sh("nft", "list", "table", "bridge", table).stdout
+    assert os.listdir(endpoints) == []
+    # a crash that leaves a record for a container that is gone
+    serve(d, "k2", "k2")
+    cid2 = inspect(d, "k2")["Id"]
+    pid = inspect(d, "k2")["State"]["Pid"]
+    d.proc.kill()
+    d.proc.wait()
+    # the container dies while no daemon watches
+    os.kill(pid, 9)
+    time.sleep(0.5)
+    d.start()
+    d.docker("rm", "-f", "k2", check=True)
+    assert f"vb{cid2[:10]}0" not in links()
+    assert os.listdir(endpoints) == []
+    # daemon stop with no container: bridge and tables go
+    d.stop()
+    assert f"berth0-{tag}" not in links()
+    assert not any(table in t for t in nft_tables())
