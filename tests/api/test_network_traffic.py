@@ -305,3 +305,12 @@ def test_nothing_left_after_rm_and_after_crash(net):
     d.stop()
     assert f"berth0-{tag}" not in links()
     assert not any(table in t for t in nft_tables())
+
+
+def test_none_and_host_modes(net):
+    out = run(net, "--network", "none", "alpine", "ip", "-o", "link")
+    names = [line.split(":")[1].strip() for line in out.splitlines()]
+    assert names == ["lo"] and "UP" in out
+    out = run(net, "--network", "host", "alpine", "ip", "-o", "link")
+    assert "eth0" in out   # the host's own links
+    assert os.listdir(os.path.join(net.data_root, "network", "endpoints")) == []
