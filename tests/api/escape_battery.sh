@@ -51,7 +51,8 @@ probe_proc_exe() {
         pid=${p#/proc/}
         [ "$pid" = "$SELF" ] && continue
         t=$(readlink "$p/exe" 2>/dev/null) || continue
-        if ! [ "$p/exe" -ef "$t" ]; then
+        if ! [ "$p/exe" -ef "$t" ] && [ -e "$p/exe" ] && \
+                [ "$(readlink "$p/exe" 2>/dev/null)" = "$t" ] && ! [ "$p/exe" -ef "$t" ]; then
             case $t in *memfd:*) ;; *) out="$out host-exe:$pid=$t" ;; esac
         fi
         if (: >> "$p/exe") 2>/dev/null; then open="$open $p/exe"; fi
@@ -67,12 +68,23 @@ probe_proc_exe() {
 }
 
 # watch /proc for BATTERY_WATCH seconds: while the caller runs `docker exec`,
-# the runtime enters the container; a host binary visible as some pid's exe
-# (or writable) is the CVE-2019-5736 window
+# the runtime enters the container. A host binary seen as some pid's exe is
+# the CVE-2019-5736 window if it can be held open and reopened for writing
+# (now, or once nothing executes it: ETXTBSY); a read-only mount of it
+# (EROFS, runc's protection) or an anonymous sealed copy is not
+exe_write_error() { # /proc/N/exe -> "" if reopened for writing, else the error
+    exec 7< "$1" 2>/dev/null || { echo "cannot open: $(err cat "$1" | sed 's/.*: //')"; return; }
+    if (: >> /proc/self/fd/7) 2>/dev/null; then e=""
+    else e=$( (: >> /proc/self/fd/7) 2>&1 | sed 's/.*: //'); fi
+    exec 7<&-
+    echo "$e"
+}
+
 probe_exec_window() {
     n=${BATTERY_WATCH:-0}
     end=$(( $(date +%s) + n ))
     seen=""
+    open=""
     passes=0
     pids=""
     while :; do
@@ -83,14 +95,27 @@ probe_exec_window() {
             t=$(readlink "$p/exe" 2>/dev/null) || continue
             [ "$p/exe" -ef "$t" ] && continue
             case $t in *memfd:*) continue ;; esac
-            case " $seen " in *" $t "*) ;; *) seen="$seen $t" ;; esac
-            if (: >> "$p/exe") 2>/dev/null; then seen="$seen (writable:$p)"; fi
+            # the process may have exec'd or exited between the two looks:
+            # count it only if it still runs the same binary, still not ours
+            [ "$(readlink "$p/exe" 2>/dev/null)" = "$t" ] || continue
+            [ -e "$p/exe" ] || continue
+            [ "$p/exe" -ef "$t" ] && continue
+            case " $seen " in *" $t("*) continue ;; esac
+            c=$(cat "$p/comm" 2>/dev/null)
+            l=$(stat -L -c 'dev %D ino %i, %s bytes' "$p/exe" 2>/dev/null)
+            e=$(exe_write_error "$p/exe")
+            seen="$seen $t($c, $l: reopen for writing: ${e:-worked})"
+            case $e in
+                ""|*"busy"*) open="$open $t" ;;
+            esac
         done
         [ "$(date +%s)" -ge "$end" ] && break
     done
     cnt=$(echo $pids | wc -w)
-    if [ -n "$seen" ]; then
-        say exec_window OPEN "host executables seen as /proc/*/exe:$seen ($passes passes)"
+    if [ -n "$open" ]; then
+        say exec_window OPEN "host executables reopenable for writing (now or once idle):$seen ($passes passes)"
+    elif [ -n "$seen" ]; then
+        say exec_window BLOCKED "host executables seen but not writable:$seen ($passes passes)"
     else
         say exec_window BLOCKED "no host executable among $cnt pids seen in $passes passes over ${n}s"
     fi
@@ -164,15 +189,11 @@ probe_release_agent() {
             else
                 ok=0 w="no release_agent at the mount's root (a cgroup namespace mounts its own subtree, not the hierarchy's root)"
             fi
-            c=$mp/berthesc$$
-            nok=0
-            if mkdir "$c" 2>/dev/null; then
-                n=$(sh -c "echo 1 > '$c/notify_on_release'" 2>&1) && nok=1
-                echo 0 > "$c/notify_on_release" 2>/dev/null
-                rmdir "$c" 2>/dev/null
-            else
-                n="mkdir: $(err mkdir "$c")"
-            fi
+            # notify_on_release of the mount's root, written back as it was
+            # (no child cgroup: one being removed at umount time would keep a
+            # new hierarchy alive on the host)
+            nv=$(cat "$mp/notify_on_release" 2>/dev/null)
+            n=$(sh -c "echo '${nv:-0}' > '$mp/notify_on_release'" 2>&1) && nok=1 || nok=0
             umount "$mp" 2>/dev/null
             if [ $ok = 1 ]; then
                 say release_agent OPEN "mount -t cgroup -o $o worked and release_agent took a write ('$cur' written back); notify_on_release: $([ $nok = 1 ] && echo writable || echo "${n##*: }")"
