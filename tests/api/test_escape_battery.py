@@ -226,10 +226,6 @@ def test_memory_exhaustion_is_killed(alpine):
     assert info["HostConfig"]["Memory"] == 32 << 20
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "berth-shim writes oom_killed: false for every exit (src/berth/shim/loop.py "
-    "_reap); nothing reads the memory cgroup's oom_kill count "
-    "(memory.oom_control / memory.events) before the cgroup is removed"))
 def test_memory_exhaustion_reports_oomkilled(alpine):
     r, info = _hog(alpine)
     assert r.returncode == 137

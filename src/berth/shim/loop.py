@@ -31,7 +31,7 @@ import time
 import _signal
 import _socket
 
-from berth.shim import logs, wire
+from berth.shim import logs, oom, wire
 from berth.shim.main import Stdio, delete, log
 
 IN, OUT, ERRS = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR | select.EPOLLHUP
@@ -70,6 +70,8 @@ class Monitor:
         self.listeners = {}
         self.waiters = []
         self.exit = None          # {"exit_code", "finished_at", "oom_killed"}
+        self.oom_files = oom.counter_files(init_pid)
+        self.oom_before = oom.kills(self.oom_files)
         self.stdin_buf = bytearray()
         self.stdin_closing = False
         self.stdin_closed = False
@@ -167,8 +169,9 @@ class Monitor:
                 return
             if pid == self.init_pid and self.exit is None:
                 code = os.waitstatus_to_exitcode(status)
+                killed = oom.kills(self.oom_files) > self.oom_before
                 self.exit = {"exit_code": code if code >= 0 else 128 - code,
-                             "finished_at": logs.rfc3339nano(), "oom_killed": False}
+                             "finished_at": logs.rfc3339nano(), "oom_killed": killed}
 
     # ---------------------------------------------------------- output
 
