@@ -135,7 +135,8 @@ class Driver:
             raise BerthError(f"network {net['Name']} has no IPv4 subnet")
         subnet, gw, _, _ = ipam.pool(cfg)
         opts = net.get("Options") or {}
-        return {"network_id": net["Id"], "network": net["Name"], "default": default,
+        moved = default and bool(self._bridges().get(self.default_bridge, {}).get("moved"))
+        return {"moved": moved, "network_id": net["Id"], "network": net["Name"], "default": default,
                 "bridge": self.default_bridge if default else "br-" + net["Id"][:12],
                 "cfg": cfg, "subnet": str(subnet), "gateway": str(gw),
                 "prefixlen": subnet.prefixlen,
