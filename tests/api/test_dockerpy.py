@@ -13,7 +13,6 @@ import sys
 import tempfile
 import textwrap
 import time
-import warnings
 
 import pytest
 
@@ -36,57 +35,22 @@ pytestmark = [
 ]
 
 PRELUDE = """\
-import json, os, sys, time
+import json, sys, time
 import docker
 client = docker.from_env(timeout=120)
-NET = json.loads(os.environ.get("DOCKERPY_NET") or "{}")   # see default_network_kwargs()
 out = {}
 def done():
     print(json.dumps(out, default=repr))
 """
 
 
-DEFAULT_BRIDGE_SUBNET = "172.17.0.0/16"   # berthd's `bridge` network (no --bip option yet)
-
-
-def foreign_routes(subnet, own=()):
-    """Routes of the host's main table overlapping `subnet` through an
-    interface not in `own` -> ["172.17.0.0/16 dev berth0-11aee8", ...]."""
-    net = ipaddress.ip_network(subnet)
-    r = subprocess.run(["ip", "-j", "-4", "route", "show", "table", "main"],
-                       capture_output=True, text=True)
-    out = []
-    for route in json.loads(r.stdout or "[]"):
-        dst = route.get("dst", "")
-        if dst in ("", "default") or route.get("dev") in own:
-            continue
-        if ipaddress.ip_network(dst, strict=False).overlaps(net):
-            out.append(f"{dst} dev {route.get('dev')}")
-    return out
-
-
-def default_network_kwargs():
-    """{} (containers on berthd's default bridge, as a docker-py user gets)
-    unless another daemon on this host already routes 172.17.0.0/16 (other
-    berthd instances of concurrent test runs do: see
-    test_two_daemons_each_run_on_their_default_bridge); then the containers
-    of these tests get network_mode=none so that the rest is still tested."""
-    taken = foreign_routes(DEFAULT_BRIDGE_SUBNET)
-    if taken:
-        warnings.warn(f"{DEFAULT_BRIDGE_SUBNET} is already routed on this host ({taken}): "
-                      "docker-py tests run their containers with network_mode=none")
-        return {"network_mode": "none"}
-    return {}
-
-
-def run_script(d, body, *args, timeout=240, net=None):
+def run_script(d, body, *args, timeout=240):
     """Runs PRELUDE + body with /usr/bin/python3 against daemon d -> the dict
     the script put in `out` (printed by done() as the last stdout line)."""
     code = PRELUDE + textwrap.dedent(body) + "\ndone()\n"
     env = dict(d.env)
     env.pop("PYTHONPATH", None)
     env.pop("VIRTUAL_ENV", None)
-    env["DOCKERPY_NET"] = json.dumps(default_network_kwargs() if net is None else net)
     r = subprocess.run([SYSTEM_PYTHON, "-c", code, *map(str, args)], env=env,
                        capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0 and r.stdout.strip(), (
@@ -103,11 +67,11 @@ def alpine(berthd):
 
 def test_run_returns_the_output_and_removes_the_container(alpine):
     out = run_script(alpine, """
-        out["output"] = client.containers.run("alpine", "echo hi", remove=True, **NET)
+        out["output"] = client.containers.run("alpine", "echo hi", remove=True)
         out["left"] = [c.name for c in client.containers.list(all=True)]
         # a failing command raises ContainerError carrying its exit status and stderr
         try:
-            client.containers.run("alpine", ["sh", "-c", "echo bad >&2; exit 3"], remove=True, **NET)
+            client.containers.run("alpine", ["sh", "-c", "echo bad >&2; exit 3"], remove=True)
             out["error"] = None
         except docker.errors.ContainerError as e:
             out["error"] = [e.exit_status, e.stderr]
@@ -115,7 +79,7 @@ def test_run_returns_the_output_and_removes_the_container(alpine):
         # ... and an unknown image is ImageNotFound (after a pull attempt, which
         # must fail without reaching the network: loopback registries only)
         try:
-            client.containers.run("no-such-image-here", "true", remove=True, **NET)
+            client.containers.run("no-such-image-here", "true", remove=True)
             out["missing"] = None
         except (docker.errors.ImageNotFound, docker.errors.APIError) as e:
             out["missing"] = type(e).__name__
@@ -132,7 +96,7 @@ def test_detached_container_logs_exec_stats_stop_wait_remove(alpine):
     out = run_script(alpine, """
         c = client.containers.run("alpine", ["sh", "-c", "echo started; echo oops >&2; exec sleep 1000"],
                                   detach=True, name="pyweb", labels={"suite": "dockerpy"},
-                                  environment={"GREETING": "hello"}, **NET)
+                                  environment={"GREETING": "hello"})
         out["short_id"] = c.short_id
         deadline = time.monotonic() + 10
         while b"started" not in c.logs() and time.monotonic() < deadline:
@@ -201,9 +165,9 @@ def test_images_volumes_and_info(alpine):
         out["vol_get"] = client.volumes.get("pyvol").name
         # the volume holds data across containers
         client.containers.run("alpine", ["sh", "-c", "echo kept > /v/f"], volumes={"pyvol": {"bind": "/v"}},
-                              remove=True, **NET)
+                              remove=True)
         out["vol_data"] = client.containers.run("alpine", "cat /v/f", volumes=["pyvol:/v:ro"],
-                                                remove=True, **NET).decode()
+                                                remove=True).decode()
         v.remove()
         out["vol_after"] = [x.name for x in client.volumes.list()]
         info = client.info()
@@ -237,7 +201,7 @@ def test_low_level_create_with_host_config(alpine, tmp_path):
         api = client.api
         src = sys.argv[1]
         hc = api.create_host_config(binds={src: {"bind": "/data", "mode": "rw"}},
-                                    mem_limit="64m", cap_drop=["CHOWN"], read_only=False, **NET)
+                                    mem_limit="64m", cap_drop=["CHOWN"], read_only=False)
         cmd = ["sh", "-c", "cat /data/in.txt; echo from the container > /data/out.txt; "
                "grep CapBnd /proc/self/status; "
                "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes; "
@@ -279,10 +243,10 @@ def test_events_filtering(alpine):
     since = int(time.time()) - 1
     out = run_script(alpine, """
         since = int(sys.argv[1])
-        a = client.containers.run("alpine", "true", name="ev-a", labels={"ev": "a"}, detach=True, **NET)
+        a = client.containers.run("alpine", "true", name="ev-a", labels={"ev": "a"}, detach=True)
         a.wait(timeout=30)
         a.remove()
-        b = client.containers.run("alpine", "true", name="ev-b", labels={"ev": "b"}, detach=True, **NET)
+        b = client.containers.run("alpine", "true", name="ev-b", labels={"ev": "b"}, detach=True)
         b.wait(timeout=30)
         b.remove()
         v = client.volumes.create("ev-vol")
@@ -297,7 +261,7 @@ def test_events_filtering(alpine):
         out["starts"] = evs(type="container", event="start")
         # a live stream: an event that happens while we listen arrives
         stream = client.events(decode=True, filters={"type": "container", "event": "create"})
-        c = client.containers.create("alpine", "true", name="ev-live", **NET)
+        c = client.containers.create("alpine", "true", name="ev-live")
         first = next(iter(stream))
         stream.close()
         c.remove()
@@ -335,22 +299,52 @@ def second_berthd(berthd):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "berthd's default `bridge` network is always 172.17.0.0/16 (networks.DEFAULT_BRIDGE, no "
-    "--bip in daemon.py) and the driver keeps the daemon's berth0-<tag> bridge up as long as "
-    "the daemon runs, so a second berthd on the host fails every default-network start with "
-    "500 'subnet 172.17.0.0/16 overlaps 172.17.0.0/16, routed via berth0-<tag>'; dockerd "
-    "skips pools the host already routes"))
 def test_two_daemons_each_run_on_their_default_bridge(berthd, second_berthd):
+    """Two berthd on one host (concurrent test runs): each one's default
+    bridge gets a subnet the host does not route yet, containers on both
+    run at the same time, with addresses from different subnets."""
     script = """
-        c = client.containers.run("alpine", ["sh", "-c", "ip -4 -o addr show eth0"], detach=True)
-        out["status"] = c.wait(timeout=60)["StatusCode"]
-        out["addr"] = c.logs().decode()
+        c = client.containers.run("alpine", ["sleep", "1000"], detach=True, name="both")
+        r = c.exec_run("ip -4 -o addr show eth0")
+        out["exec"] = [r.exit_code, r.output.decode()]
+        c.reload()
         out["net"] = list(c.attrs["NetworkSettings"]["Networks"])
     """
     outs = []
     for d in (berthd, second_berthd):
         d.load("alpine-3.20")
-        outs.append(run_script(d, script, net={}))   # the default network, whatever the host has
+        outs.append(run_script(d, script))
     for out in outs:
-        assert out["status"] == 0 and "inet " in out["addr"], out
+        assert out["exec"][0] == 0 and " inet " in out["exec"][1], out
+        assert out["net"] == ["bridge"]
+    a, b = (ipaddress.ip_interface(o["exec"][1].split(" inet ")[1].split()[0]) for o in outs)
+    assert not a.network.overlaps(b.network), (a, b)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "restart races the previous run's clean-up: Containers._exited publishes "
+    "Status=exited (so stop returns and restart's _start launches a new shim in the same "
+    "<exec-root>/shims/<id24> dir) and only THEN waits for the old shim to end and "
+    "rmtree's the shim dir if shim_alive() finds no shim.pid there; the new shim has not "
+    "written its pid yet, so its dir is deleted under it: 500 'berth-shim: exited before "
+    "reporting ready' or \"berth-shim: [Errno 2] No such file or directory: "
+    "'.../shim.log'\" on roughly one restart in three (network_mode none)"))
+def test_restart_twenty_times(alpine):
+    out = run_script(alpine, """
+        c = client.containers.run("alpine", ["sleep", "1000"], detach=True, name="rs",
+                                  network_mode="none")
+        out["errors"] = []
+        for i in range(20):
+            try:
+                c.restart(timeout=0)
+            except docker.errors.APIError as e:
+                out["errors"].append(str(e)[-200:])
+                try:
+                    c.start()
+                except docker.errors.APIError:
+                    pass
+        c.reload()
+        out["status"] = c.status
+        c.remove(force=True)
+    """)
+    assert out["errors"] == [] and out["status"] == "running", out
