@@ -261,7 +261,8 @@ class Driver:
                 net = self.e.networks.find(ep.get("NetworkID") or name)
                 info = self._net_info(net)
                 # bridges.json names the bridge before it is made
-                self._ensure_bridge(ipr, info)
+                with netlink.host_lock():
+                    self._ensure_bridge(ipr, info)
                 taken = [e["ip"] for r in records.values() for e in r["endpoints"]
                          if e["network_id"] == net["Id"]]
                 taken += [e["ip"] for e in rec["endpoints"] if e["network_id"] == net["Id"]]

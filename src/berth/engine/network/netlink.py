@@ -17,6 +17,20 @@ from berth.sys import libc
 _ns_lock = threading.Lock()
 
 
+@contextlib.contextmanager
+def host_lock():
+    """Every berth daemon on the host, one at a time: choosing a subnet and
+    making its bridge is check-then-act across processes (flock on /run,
+    which leaves no file behind)."""
+    import fcntl
+    fd = os.open("/run", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def host():
     return IPRoute()
 
