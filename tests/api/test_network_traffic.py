@@ -314,3 +314,61 @@ def test_none_and_host_modes(net):
     out = run(net, "--network", "host", "alpine", "ip", "-o", "link")
     assert "eth0" in out   # the host's own links
     assert os.listdir(os.path.join(net.data_root, "network", "endpoints")) == []
+
+
+def test_driver_connect_and_disconnect(tmp_path):
+    """The driver on its own (no daemon): a process in a namespace this test
+    makes (unshare -n) plugged into one network, connected to a second,
+    disconnected again; then nothing of it is left."""
+    import types
+
+    from berth.engine.containers.record import Container
+    from berth.engine.network.driver import Driver
+    from berth.engine.networks import Networks
+    root = tmp_path / "lib"
+    eng = types.SimpleNamespace(paths=types.SimpleNamespace(root=str(root)),
+                                config=types.SimpleNamespace(),
+                                networks=Networks(str(root / "networks")))
+    n1 = eng.networks.create("n1", ipam={"Config": [{"Subnet": "10.231.75.0/24"}]})
+    n2 = eng.networks.create("n2", ipam={"Config": [{"Subnet": "10.231.76.0/24"}]})
+    hosts_path = tmp_path / "hosts"
+    hosts_path.write_text("127.0.0.1\tlocalhost\n")
+    cdir = tmp_path / "c"
+    cdir.mkdir()
+    cid = secrets.token_hex(32)
+    own = os.readlink("/proc/self/ns/net")
+    proc = subprocess.Popen(["unshare", "-n", "sleep", "120"])
+    d = Driver(eng)
+    c = None
+    try:
+        deadline = time.monotonic() + 5
+        while os.readlink(f"/proc/{proc.pid}/ns/net") == own:
+            assert time.monotonic() < deadline, "unshare -n did not make a namespace"
+            time.sleep(0.01)
+        c = Container(str(cdir), {
+            "Id": cid, "Name": "/cx", "Config": {"Hostname": "cx"},
+            "HostConfig": {"NetworkMode": "n1"}, "HostsPath": str(hosts_path),
+            "State": {"Running": True, "Pid": proc.pid},
+            "NetworkSettings": {"Networks": {"n1": {"NetworkID": n1["Id"]}}}})
+        d.setup(c, proc.pid)
+
+        def addrs():
+            return sh("nsenter", "-t", str(proc.pid), "-n", "ip", "-4", "-o", "addr").stdout
+        assert "eth0" in addrs() and "10.231.75.2/24" in addrs()
+        c.data["NetworkSettings"]["Networks"]["n2"] = {"NetworkID": n2["Id"], "Aliases": ["two"]}
+        d.connect(c, "n2")
+        assert "eth1" in addrs() and "10.231.76.2/24" in addrs()
+        assert c.data["NetworkSettings"]["Networks"]["n2"]["IPAddress"] == "10.231.76.2"
+        assert f"vb{cid[:10]}1" in links()
+        d.disconnect(c, n2["Id"])
+        assert "eth1" not in addrs() and f"vb{cid[:10]}1" not in links()
+        assert "br-" + n2["Id"][:12] not in links()
+    finally:
+        if c is not None:
+            d.teardown(c)
+        proc.kill()
+        proc.wait()
+        d.close()
+    assert f"vb{cid[:10]}0" not in links()
+    assert not any(d.table in t for t in nft_tables())
+    assert "br-" + n1["Id"][:12] not in links()

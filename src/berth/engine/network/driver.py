@@ -325,6 +325,90 @@ class Driver:
                            "EndpointID": prim["endpoint_id"], "Bridge": prim["bridge"]})
             c.save()
 
+    # -- connect / disconnect of a running container ---------------------------
+
+    def connect(self, c, network):
+        """Plug a running container into one more network (its record in
+        NetworkSettings.Networks[network] must exist already): a new ethN,
+        no default route unless it had none."""
+        pid = c.state.get("Pid")
+        if not c.running or not pid:
+            return
+        with self.lock:
+            records = self._records()
+            rec = records.get(c.id)
+            if rec is None:
+                return
+            with c.cond:
+                ep = dict(((c.data.get("NetworkSettings") or {}).get("Networks") or {})[network])
+            net = self.e.networks.find(ep.get("NetworkID") or network)
+            if any(e["network_id"] == net["Id"] for e in rec["endpoints"]):
+                return
+            info = self._net_info(net)
+            used = {e["ifname"] for e in rec["endpoints"]}
+            i = next(k for k in range(64) if f"eth{k}" not in used)
+            ipr = netlink.host()
+            try:
+                with netlink.host_lock():
+                    self._ensure_bridge(ipr, info)
+                taken = [e["ip"] for r in records.values() for e in r["endpoints"]
+                         if e["network_id"] == net["Id"]]
+                ip = ipam.allocate(info["cfg"], taken, (ep.get("IPAMConfig") or {}).get("IPv4Address"))
+                new = {"network_id": net["Id"], "network": net["Name"], "bridge": info["bridge"],
+                       "default": info["default"], "ip": ip, "prefixlen": info["prefixlen"],
+                       "gateway": info["gateway"], "mac": ipam.mac_for(ip),
+                       "veth": f"vb{c.id[:10]}{i:x}", "peer": f"vp{c.id[:10]}{i:x}",
+                       "ifname": f"eth{i}", "aliases": [a for a in (ep.get("Aliases") or []) if a],
+                       "endpoint_id": secrets.token_hex(32)}
+                rec["endpoints"].append(new)
+                self._write_record(rec)
+                if not info["internal"]:
+                    self._forward_on()
+                netlink.plug(ipr, pid, new["bridge"], new["veth"], new["peer"], new["ifname"],
+                             ip, new["prefixlen"], new["mac"], new["gateway"],
+                             default_route=False, mtu=info["mtu"])
+            except BerthError:
+                self._drop_endpoint(c.id, net["Id"])
+                raise
+            except Exception as e:  # noqa: BLE001
+                self._drop_endpoint(c.id, net["Id"])
+                raise BerthError(f"connecting {c.id[:12]} to {net['Name']}: {e}") from e
+            finally:
+                ipr.close()
+            self._apply()
+            self._refresh_hosts()
+            self._fill(c, rec, pid)
+
+    def disconnect(self, c, network_id):
+        """Unplug a container from one network (before its record goes)."""
+        with self.lock:
+            if self._drop_endpoint(c.id, network_id):
+                self._apply()
+                self._refresh_hosts()
+                self._gc_bridges()
+
+    def _drop_endpoint(self, cid, network_id):
+        records = self._records()
+        rec = records.get(cid)
+        if rec is None:
+            return False
+        keep = [e for e in rec["endpoints"] if e["network_id"] != network_id]
+        gone = [e for e in rec["endpoints"] if e["network_id"] == network_id]
+        if not gone:
+            return False
+        ipr = netlink.host()
+        try:
+            for e in gone:
+                netlink.delete_link(ipr, e["veth"])
+                netlink.delete_link(ipr, e["peer"])
+        finally:
+            ipr.close()
+        rec["endpoints"] = keep
+        if not keep:
+            rec["ports"] = []
+        self._write_record(rec)
+        return True
+
     def teardown(self, c):
         with self.lock:
             self._release(c.id)
