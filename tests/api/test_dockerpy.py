@@ -239,6 +239,63 @@ def test_low_level_create_with_host_config(alpine, tmp_path):
     assert out["after"] == []
 
 
+def test_streams_stdin_and_wait_conditions(alpine):
+    out = run_script(alpine, """
+        import threading
+        api = client.api
+        out["stream"] = [b.decode() for b in client.containers.run(
+            "alpine", ["sh", "-c", "echo a; sleep 0.3; echo b"], stream=True, remove=True)]
+        out["stderr_only"] = client.containers.run(
+            "alpine", ["sh", "-c", "echo a; echo b >&2"], stdout=False, stderr=True,
+            remove=True).decode()
+        x = client.containers.run("alpine", ["sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.2; done"],
+                                  detach=True)
+        out["follow"] = b"".join(x.logs(stream=True, follow=True)).decode()   # ends with the container
+        x.remove()
+        x = client.containers.create("alpine", ["sh", "-c", "sleep 0.3; echo attached"])
+        s = x.attach(stream=True, logs=True)
+        x.start()
+        out["attach"] = b"".join(s).decode()
+        x.remove()
+        # stdin through a hijacked attach socket
+        x = api.create_container("alpine", "cat", stdin_open=True)
+        sock = api.attach_socket(x["Id"], params={"stdin": 1, "stdout": 1, "stream": 1})
+        api.start(x["Id"])
+        raw = sock._sock
+        raw.sendall(b"via stdin\\n")
+        raw.shutdown(1)
+        raw.settimeout(20)
+        data = b""
+        while True:
+            chunk = raw.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        out["stdin"] = [data.hex(), api.wait(x["Id"], timeout=30)["StatusCode"]]
+        api.remove_container(x["Id"])
+        # wait conditions: next-exit (while running), removed (AutoRemove)
+        x = client.containers.run("alpine", "sleep 1000", detach=True)
+        res = {}
+        t = threading.Thread(target=lambda: res.update(api.wait(x.id, condition="next-exit")))
+        t.start(); time.sleep(0.3); x.kill(); t.join(30)
+        out["next_exit"] = res.get("StatusCode")
+        x.remove()
+        x = api.create_container("alpine", "true", host_config=api.create_host_config(auto_remove=True))
+        res = {}
+        t = threading.Thread(target=lambda: res.update(api.wait(x["Id"], condition="removed")))
+        t.start(); time.sleep(0.2); api.start(x["Id"]); t.join(30)
+        out["removed"] = [res.get("StatusCode"), [c.id for c in client.containers.list(all=True)]]
+    """)
+    assert out["stream"] == ["a\n", "b\n"]
+    assert out["stderr_only"] == "b\n"
+    assert out["follow"] == "1\n2\n3\n"
+    assert out["attach"] == "attached\n"
+    data, status = bytes.fromhex(out["stdin"][0]), out["stdin"][1]
+    assert data == b"\x01\x00\x00\x00\x00\x00\x00\x0avia stdin\n" and status == 0
+    assert out["next_exit"] == 137
+    assert out["removed"] == [0, []]
+
+
 def test_events_filtering(alpine):
     since = int(time.time()) - 1
     out = run_script(alpine, """
