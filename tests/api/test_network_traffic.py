@@ -36,6 +36,16 @@ def nft_tables():
     return sh("nft", "list", "tables").stdout.split("\n")
 
 
+def conntrack_with(ip):
+    from pyroute2 import Conntrack
+    ct = Conntrack()
+    try:
+        return [e for e in ct.dump_entries() if ip in (e.tuple_orig.saddr, e.tuple_orig.daddr,
+                                                       e.tuple_reply.saddr, e.tuple_reply.daddr)]
+    finally:
+        ct.close()
+
+
 def tag_of(d):
     return hashlib.sha256(os.path.abspath(str(d.data_root)).encode()).hexdigest()[:6]
 
@@ -283,8 +293,11 @@ def test_nothing_left_after_rm_and_after_crash(net):
     d.start()
     hp = int(inspect(d, "k1")["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
     assert http_get("127.0.0.1", hp).strip().endswith("k1")
+    kip = inspect(d, "k1")["NetworkSettings"]["IPAddress"]
+    assert conntrack_with(kip)
     d.docker("rm", "-f", "k1", check=True)
     assert veth not in links()
+    assert not conntrack_with(kip)
     assert cid[:12] not in sh("nft", "list", "table", "ip", table).stdout
     assert cid[:12] not in sh("nft", "list", "table", "bridge", table).stdout
     assert os.listdir(endpoints) == []

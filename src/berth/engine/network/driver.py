@@ -403,6 +403,7 @@ class Driver:
                 netlink.delete_link(ipr, e["peer"])
         finally:
             ipr.close()
+        netlink.flush_conntrack([e["ip"] for e in gone])
         rec["endpoints"] = keep
         if not keep:
             rec["ports"] = []
@@ -453,6 +454,7 @@ class Driver:
                         netlink.delete_link(ipr, n)
         finally:
             ipr.close()
+        netlink.flush_conntrack([ep["ip"] for ep in rec.get("endpoints", []) if ep.get("ip")])
         os.unlink(path)
 
     def restore(self, running):

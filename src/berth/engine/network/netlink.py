@@ -192,3 +192,39 @@ def lo_up(pid):
         lo = index(ns, "lo")
         if lo is not None:
             ns.link("set", index=lo, state="up")
+
+
+def flush_conntrack(ips):
+    """Forget the host's connection-tracking entries to and from addresses
+    being released (a DNATed UDP flow would otherwise outlive its container
+    and reach whoever gets the address next). Best effort -> entries removed."""
+    if not ips:
+        return 0
+    try:
+        from pyroute2 import Conntrack
+        from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+    except ImportError:
+        return 0
+    removed = 0
+    try:
+        ct = Conntrack()
+    except Exception:  # noqa: BLE001 - no nf_conntrack_netlink: nothing to flush
+        return 0
+    try:
+        for ip in ips:
+            for flt in ({"tuple_orig": NFCTAttrTuple(saddr=ip)},
+                        {"tuple_reply": NFCTAttrTuple(saddr=ip)}):
+                try:
+                    entries = list(ct.dump_entries(**flt))
+                except Exception:  # noqa: BLE001
+                    continue
+                for e in entries:
+                    try:
+                        # (Conntrack.delete deletes, then fails iterating None)
+                        ct.entry("del", tuple_orig=e.tuple_orig)
+                        removed += 1
+                    except NetlinkError:  # gone already
+                        pass
+    finally:
+        ct.close()
+    return removed
