@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import DOCKER, need_docker
+from conftest import need_docker
 
 pytestmark = [need_docker,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root (netlink, nftables)")]
@@ -385,3 +385,16 @@ def test_driver_connect_and_disconnect(tmp_path):
     assert f"vb{cid[:10]}0" not in links()
     assert not any(d.table in t for t in nft_tables())
     assert "br-" + n1["Id"][:12] not in links()
+
+
+def test_daemon_restart_keeps_running_containers_networked(net):
+    d = net
+    serve(d, "r1", "r1", "-p", "127.0.0.1::80")
+    d.restart()            # SIGTERM: containers and their network stay
+    hp = int(inspect(d, "r1")["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
+    assert http_get("127.0.0.1", hp).strip().endswith("r1")
+    d.docker("rm", "-f", "r1", check=True)
+    assert os.listdir(os.path.join(d.data_root, "network", "endpoints")) == []
+    d.stop()
+    assert f"berth0-{tag_of(d)}" not in links()
+    assert not any(f"berth_{tag_of(d)}" in t for t in nft_tables())
