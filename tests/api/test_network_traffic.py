@@ -398,3 +398,14 @@ def test_daemon_restart_keeps_running_containers_networked(net):
     d.stop()
     assert f"berth0-{tag_of(d)}" not in links()
     assert not any(f"berth_{tag_of(d)}" in t for t in nft_tables())
+
+
+def test_static_ip_and_internal_peers(net):
+    net.docker("network", "create", "--subnet", "10.231.77.0/24", "st", check=True)
+    run(net, "-d", "--name", "fixed", "--network", "st", "--ip", "10.231.77.50", "alpine",
+        "sleep", "300")
+    assert ip_of(net, "fixed", "st") == "10.231.77.50"
+    out = net.docker("exec", "fixed", "ip", "-4", "-o", "addr", "show", "eth0", check=True).stdout
+    assert "10.231.77.50/24" in out
+    r = net.docker("run", "--rm", "--network", "st", "--ip", "10.231.77.50", "alpine", "true")
+    assert r.returncode != 0 and "in use" in (r.stderr + r.stdout)
