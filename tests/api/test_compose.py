@@ -254,12 +254,6 @@ def test_up_twice_is_idempotent_and_stop_start_keeps_containers(project):
     assert project.containers() == [] and project.networks() == [] and project.volumes() == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "storage.layers.ensure_layers has no lock: concurrent creates from an image whose layers "
-    "are not unpacked yet (compose creates its services in parallel right after a load) each "
-    "call driver.prepare_layer for the same chain id, which rmtree's the other's "
-    "<layer>.partial mid-extract: 500 \"[Errno 39] Directory not empty: ...partial\" or "
-    "\"layer member './bin/...': No such file or directory\" (or 409 'exists already')"))
 def test_parallel_creates_from_a_freshly_loaded_image(berthd):
     """What `docker-compose up` does with services that do not depend on each
     other: POST /containers/create for each at the same time. A few rounds of
@@ -308,12 +302,6 @@ def second_berthd(berthd):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "berthd gives a new network the first /24 of 172.30.0.0/15 not used by ITS OWN registry "
-    "(networks.Networks._allocate) without skipping subnets the host already routes, so a "
-    "second daemon's first project network is 172.30.0.0/24 again and every container start "
-    "fails with 500 'subnet 172.30.0.0/24 overlaps 172.30.0.0/24, routed via br-<id>' "
-    "(netlink.check_subnet_free); dockerd skips pools that overlap host routes"))
 def test_two_daemons_bring_up_a_project_each(berthd, second_berthd, tmp_path):
     projects = []
     try:

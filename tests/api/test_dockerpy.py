@@ -378,14 +378,6 @@ def test_two_daemons_each_run_on_their_default_bridge(berthd, second_berthd):
     assert not a.network.overlaps(b.network), (a, b)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "restart races the previous run's clean-up: Containers._exited publishes "
-    "Status=exited (so stop returns and restart's _start launches a new shim in the same "
-    "<exec-root>/shims/<id24> dir) and only THEN waits for the old shim to end and "
-    "rmtree's the shim dir if shim_alive() finds no shim.pid there; the new shim has not "
-    "written its pid yet, so its dir is deleted under it: 500 'berth-shim: exited before "
-    "reporting ready' or \"berth-shim: [Errno 2] No such file or directory: "
-    "'.../shim.log'\" on roughly one restart in three (network_mode none)"))
 def test_restart_twenty_times(alpine):
     out = run_script(alpine, """
         c = client.containers.run("alpine", ["sleep", "1000"], detach=True, name="rs",

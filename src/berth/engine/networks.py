@@ -280,6 +280,9 @@ class Networks:
         return out
 
     def _allocate(self, taken):
+        # subnets the host already routes (another daemon's bridge, a VPN)
+        # are taken too, as dockerd skips them
+        taken = list(taken) + host_routes()
         for cand in POOL.subnets(new_prefix=POOL_PREFIX):
             if not any(cand.overlaps(t) for t in taken):
                 return {"Subnet": str(cand), "Gateway": str(cand.network_address + 1)}
@@ -342,6 +345,33 @@ class Networks:
         result = self.on_disconnect(net, container, bool(force))
         self._emit("disconnect", net, {"container": str(container)})
         return result
+
+
+def host_routes(path="/proc/net/route"):
+    """IPv4 networks with a route on the host, default route excluded."""
+    out = []
+    try:
+        with open(path) as f:
+            rows = f.read().splitlines()[1:]
+    except OSError:
+        return out
+    for row in rows:
+        fields = row.split()
+        if len(fields) < 8:
+            continue
+        dest = int(fields[1], 16)
+        mask = int(fields[7], 16)
+        if mask == 0:
+            continue
+        import socket
+        import struct
+        net = socket.inet_ntoa(struct.pack("<I", dest))
+        bits = bin(mask).count("1")
+        try:
+            out.append(ipaddress.ip_network(f"{net}/{bits}", strict=False))
+        except ValueError:
+            continue
+    return out
 
 
 class PredefinedNetwork(BerthError):

@@ -235,6 +235,7 @@ class Containers:
             self._wait_shim_gone(shim_dir)
             _rmtree(shim_dir)
         cfg = c.config
+        c.starts = getattr(c, "starts", 0) + 1
         try:
             ready = shimctl.launch(self.e.config, runtime, self.paths.runtime_root(name), c.id,
                                    c.bundle, shim_dir, c.log_path, bool(cfg.get("Tty")),
@@ -365,10 +366,13 @@ class Containers:
         attrs = self._attrs(c)
         attrs["exitCode"] = str(c.state["ExitCode"])
         self.e.events.emit("container", "die", c.id, attrs)
-        # the shim still runs the runtime's delete; its directory goes after
+        # the shim still runs the runtime's delete; its directory goes after,
+        # unless a restart has made a new shim there meanwhile
+        starts = getattr(c, "starts", 0)
         shimctl.wait_gone(pid)
-        if not shimctl.shim_alive(shim_dir):
-            _rmtree(shim_dir)
+        with c.lifecycle:
+            if getattr(c, "starts", 0) == starts and not shimctl.shim_alive(shim_dir):
+                _rmtree(shim_dir)
         if c.host_config.get("AutoRemove"):
             threading.Thread(target=self._auto_remove, args=(c,), daemon=True).start()
             return

@@ -6,6 +6,7 @@ container of every image built on it: creating a container copies nothing
 with the overlay driver. The blob's digest is checked again as it is
 unpacked, so a blob altered on disk after it was loaded is refused."""
 import hashlib
+import threading
 
 from berth.errors import BerthError
 from berth.engine.storage.unpack import extract
@@ -44,6 +45,18 @@ class _Hashing:
         return "sha256:" + self.h.hexdigest()
 
 
+_locks = {}
+_locks_guard = threading.Lock()
+
+
+def _layer_lock(driver, chain):
+    """One unpacker per layer: containers created at once from a freshly
+    loaded image (docker-compose up) must not unpack it twice into one dir."""
+    key = (id(driver), chain)
+    with _locks_guard:
+        return _locks.setdefault(key, threading.Lock())
+
+
 def ensure_layers(store, driver, image_id, *, max_bytes=DEFAULT_MAX_BYTES):
     """Unpacks whatever layers of the image the driver lacks; returns the
     chain ids, bottom layer first."""
@@ -53,20 +66,26 @@ def ensure_layers(store, driver, image_id, *, max_bytes=DEFAULT_MAX_BYTES):
     for i, (blob, chain) in enumerate(zip(rec["layers"], chains)):
         if driver.has_layer(chain):
             continue
-        path = driver.prepare_layer(chain, chains[:i])
-        try:
-            with store.open_blob(blob) as raw:
-                f = _Hashing(raw)
-                extract(f, path, whiteout=driver.whiteout, max_bytes=max_bytes)
-                got = f.drain()
-            if got != blob:
-                raise BerthError(f"layer {blob} of image {image_id}: content on disk is {got}",
-                                 hint="the store was altered; remove the image and load it again")
-        except BaseException:
-            driver.abort_layer(chain)
-            raise
-        driver.commit_layer(chain)
+        with _layer_lock(driver, chain):
+            if not driver.has_layer(chain):
+                _unpack_one(store, driver, image_id, blob, chain, chains[:i], max_bytes)
     return chains
+
+
+def _unpack_one(store, driver, image_id, blob, chain, parents, max_bytes):
+    path = driver.prepare_layer(chain, parents)
+    try:
+        with store.open_blob(blob) as raw:
+            f = _Hashing(raw)
+            extract(f, path, whiteout=driver.whiteout, max_bytes=max_bytes)
+            got = f.drain()
+        if got != blob:
+            raise BerthError(f"layer {blob} of image {image_id}: content on disk is {got}",
+                             hint="the store was altered; remove the image and load it again")
+    except BaseException:
+        driver.abort_layer(chain)
+        raise
+    driver.commit_layer(chain)
 
 
 def container_rootfs(store, driver, image_id, container_id, idmap=None, **kw):
