@@ -129,7 +129,11 @@ def ensure_bridge(ipr, name, gateway, prefixlen, mtu=1500, route_localnet=True):
     if idx is None:
         check_subnet_free(ipr, f"{gateway}/{prefixlen}", name)
         try:
-            ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+            # a MAC of its own (02:42 + the gateway's bytes, which no
+            # container gets): otherwise the bridge takes its lowest port's,
+            # and containers' ARP entries for the gateway go stale as ports leave
+            mac = "02:42:" + ":".join(f"{x:02x}" for x in ipaddress.ip_address(gateway).packed)
+            ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=mac)
         except NetlinkError as e:
             if e.code != errno.EEXIST:
                 raise BerthError(f"bridge {name}: {e}") from None
