@@ -88,6 +88,23 @@ def _nft_tables():
     return {t for t in _cmd_lines(["nft", "list", "tables"]) if "berth" in t}
 
 
+def _bridges():
+    return {line.split(":")[1].strip().split("@")[0]
+            for line in _cmd_lines(["ip", "-o", "link", "show", "type", "bridge"])
+            if ":" in line}
+
+
+def _sysctls():
+    out = set()
+    for key in ("net/ipv4/ip_forward",):
+        try:
+            with open(f"/proc/sys/{key}") as f:
+                out.add(f"{key}={f.read().strip()}")
+        except OSError:
+            pass
+    return out
+
+
 def take_snapshot():
     return {
         "mounts": _mounts(),
@@ -97,6 +114,8 @@ def take_snapshot():
         "netns": _netns(),
         "veth": _veths(),
         "nft tables": _nft_tables(),
+        "bridges": _bridges(),
+        "sysctls": _sysctls(),
     }
 
 

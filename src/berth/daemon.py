@@ -39,6 +39,14 @@ def parse_args(argv):
     p.add_argument("--userns-remap", default=None,
                    help="auto: each container gets a uid/gid range of its own; "
                         "UID:GID:SIZE: every container maps root to that range")
+    p.add_argument("--icc", action="store_true",
+                   help="allow traffic between containers on the default bridge (off: berth's default)")
+    p.add_argument("--ip-forward", default="true", choices=("true", "false"))
+    p.add_argument("--ip-masq", default="true", choices=("true", "false"))
+    p.add_argument("--mtu", type=int, default=1500)
+    p.add_argument("--bip", default=None, help="the default bridge's address, e.g. 172.17.0.1/16")
+    p.add_argument("--fixed-cidr", default=None, help="containers' addresses on the default bridge")
+    p.add_argument("-b", "--bridge", default=None, help="name of the default bridge")
     p.add_argument("--loopback-registries-only", action="store_true",
                    help="refuse pulls and pushes to registries not on loopback")
     p.add_argument("--cgroup-parent", default="/berth",
@@ -94,6 +102,11 @@ def build(args):
     cfg.loopback_registries_only = args.loopback_registries_only
     cfg.userns_remap = _userns_remap(args.userns_remap)
     cfg.daemon_options = vars(args)   # what `berth audit` checks
+    cfg.icc = args.icc
+    cfg.ip_forward = args.ip_forward == "true"
+    cfg.ip_masq = args.ip_masq == "true"
+    cfg.mtu = args.mtu
+    cfg.bip, cfg.fixed_cidr, cfg.bridge_name = args.bip, args.fixed_cidr, args.bridge
     engine = Engine(paths, cfg)
     policy = authz.load(args.authz_policy or paths.authz_policy,
                         required=args.authz_policy is not None)

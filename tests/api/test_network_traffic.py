@@ -409,3 +409,22 @@ def test_static_ip_and_internal_peers(net):
     assert "10.231.77.50/24" in out
     r = net.docker("run", "--rm", "--network", "st", "--ip", "10.231.77.50", "alpine", "true")
     assert r.returncode != 0 and "in use" in (r.stderr + r.stdout)
+
+
+def test_connect_and_disconnect_a_running_container(berthd):
+    """docker network connect gives a running container a new interface at
+    once; disconnect takes it away."""
+    berthd.load("alpine-3.20")
+    assert berthd.docker("network", "create", "side").returncode == 0
+    r = berthd.docker("run", "-d", "--name", "cc", "alpine", "sleep", "100")
+    assert r.returncode == 0, r.stderr
+    before = berthd.docker("exec", "cc", "ip", "-o", "-4", "addr").stdout
+    r = berthd.docker("network", "connect", "side", "cc")
+    assert r.returncode == 0, r.stderr
+    after = berthd.docker("exec", "cc", "ip", "-o", "-4", "addr").stdout
+    assert len(after.splitlines()) == len(before.splitlines()) + 1, (before, after)
+    net = json.loads(berthd.docker("network", "inspect", "side").stdout)[0]
+    assert len(net["Containers"]) == 1
+    r = berthd.docker("network", "disconnect", "side", "cc")
+    assert r.returncode == 0, r.stderr
+    assert berthd.docker("exec", "cc", "ip", "-o", "-4", "addr").stdout == before

@@ -47,6 +47,12 @@ class NoNetwork:
     def restore(self, running):
         pass
 
+    def connect(self, container, network):
+        pass
+
+    def disconnect(self, container, network_id):
+        pass
+
     def close(self):
         pass
 
@@ -77,6 +83,7 @@ class Engine:
         self.volumes.in_use = self.containers.volume_users
         netattach.wire(self.containers, self.networks)
         self.network = _network_driver(self)
+        self.networks.driver = self.network
 
     def restore(self):
         """After a (crash-)restart: find containers, reattach their shims,

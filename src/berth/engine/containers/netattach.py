@@ -71,6 +71,14 @@ def wire(containers, networks):
             nets[net["Name"]] = _endpoint(net, endpoint_config.get("EndpointConfig")
                                           if "EndpointConfig" in endpoint_config else endpoint_config)
             c.save()
+            if c.running and c.state["Pid"]:
+                # a running container gets its new interface now
+                try:
+                    networks.driver.connect(c, net["Name"])
+                except Exception:
+                    del nets[net["Name"]]
+                    c.save()
+                    raise
 
     def on_disconnect(net, ref, force):
         c = containers.get(ref)
@@ -78,6 +86,8 @@ def wire(containers, networks):
             nets = settings(c)
             if net["Name"] not in nets:
                 raise Conflict(f"container {c.id[:12]} is not connected to network {net['Name']}")
+            if c.running and c.state["Pid"]:
+                networks.driver.disconnect(c, net["Id"])
             del nets[net["Name"]]
             c.save()
 
