@@ -216,3 +216,16 @@ def test_hardened_defaults_show_in_docker_inspect(alpine):
     assert hc["PidsLimit"] in (None, 0, -1)
     info = json.loads(ok(alpine.docker("info", "--format", "{{json .SecurityOptions}}")))
     assert any("seccomp" in o for o in info) and any("no-new-privileges" in o for o in info)
+
+
+def test_commit_keeps_changes_and_deletions(alpine):
+    ok(alpine.docker("run", "--name", "src", "alpine", "sh", "-c",
+                     "echo made > /made; rm /etc/motd; mkdir -p /d; echo x > /d/f"))
+    ok(alpine.docker("commit", "-c", "CMD [\"cat\", \"/made\"]", "-m", "by test", "src",
+                     "mine:1"))
+    assert ok(alpine.docker("run", "--rm", "mine:1")) == "made\n"
+    r = alpine.docker("run", "--rm", "mine:1", "cat", "/etc/motd")
+    assert r.returncode != 0            # the deletion is in the new layer
+    assert ok(alpine.docker("run", "--rm", "mine:1", "cat", "/d/f")) == "x\n"
+    hist = ok(alpine.docker("history", "--no-trunc", "--format", "{{.Comment}}", "mine:1"))
+    assert "by test" in hist

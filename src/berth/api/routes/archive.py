@@ -145,6 +145,33 @@ def register(router, engine):
         lowers = [engine.driver.layer_path(lid) for lid in rec.get("layers", [])]
         return json_response(_changes(upper, lowers, c.data.get("Mounts") or []) or None)
 
+    def commit(req):
+        from berth.api.routes.images import _changes
+        from berth.engine.images import commit as C
+        c = engine.containers.get(req.q("container") or "")
+        upper = c.data.get("GraphDriver", {}).get("Data", {}).get("UpperDir")
+        if not upper:
+            raise HTTPError(501, "commit: only the overlay driver keeps a container's changes apart")
+        body = req.json(default={})
+        cfg = dict(c.config)
+        cfg.update({k: v for k, v in body.items() if v not in (None, "", [], {})})
+        repo, tag = req.q("repo") or "", req.q("tag") or ""
+        ref = (f"{repo}:{tag}" if tag else repo) if repo else None
+        pause = req.qbool("pause", True) and c.running and not c.state["Paused"]
+        if pause:
+            engine.containers.pause(c.id)
+        try:
+            image_id = C.commit(engine.store, c.image_id, upper, cfg, ref=ref,
+                                comment=req.q("comment") or "", author=req.q("author") or "",
+                                container_id=c.id,
+                                changes=_changes(req.query.get("changes", [])))
+        finally:
+            if pause:
+                engine.containers.unpause(c.id)
+        engine.events.emit("container", "commit", c.id, engine.containers._attrs(c))
+        return json_response({"Id": image_id}, 201)
+
+    router.add("POST", "/commit", commit)
     router.add("HEAD", "/containers/{id}/archive", head)
     router.add("GET", "/containers/{id}/archive", get)
     router.add("PUT", "/containers/{id}/archive", put)
