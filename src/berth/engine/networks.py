@@ -50,14 +50,6 @@ def _now():
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _label_match(wanted, labels):
     for w in wanted:
         k, eq, v = w.partition("=")
@@ -96,7 +88,7 @@ class Networks:
 
     def _write(self, net):
         jsonio.write_atomic(self._path(net["Id"]), net, indent=1, mode=0o600)
-        _fsync_dir(self.root)
+        jsonio.fsync_dir(self.root)
 
     def _all(self):
         out = []
@@ -299,7 +291,7 @@ class Networks:
                 raise Conflict(f"error while removing network: network {net['Name']} id "
                                f"{net['Id']} has active endpoints ({', '.join(c[:12] for c in eps)})")
             os.unlink(self._path(net["Id"]))
-            _fsync_dir(self.root)
+            jsonio.fsync_dir(self.root)
         self._emit("destroy", net)
 
     def prune(self, filters=None):
@@ -329,7 +321,7 @@ class Networks:
                 os.unlink(self._path(net["Id"]))
                 removed.append(net)
             if removed:
-                _fsync_dir(self.root)
+                jsonio.fsync_dir(self.root)
         for net in removed:
             self._emit("destroy", net)
         return [n["Name"] for n in removed]

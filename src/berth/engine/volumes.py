@@ -49,14 +49,6 @@ def _now():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _truthy(values, what):
     out = set()
     for v in values:
@@ -231,8 +223,8 @@ class Volumes:
             meta = {"Name": name, "Driver": "local", "CreatedAt": _now(),
                     "Labels": labels, "Options": options, "Scope": "local"}
             jsonio.write_atomic(meta_path, meta, mode=0o600)
-            _fsync_dir(d)
-            _fsync_dir(self.root)
+            jsonio.fsync_dir(d)
+            jsonio.fsync_dir(self.root)
             v = self._load(name)
         self._emit("create", name)
         return v
@@ -259,7 +251,7 @@ class Volumes:
         # the meta goes first: a crash half-way leaves no half volume behind
         trash = os.path.join(self.root, f".trash-{name}-{os.urandom(4).hex()}")
         os.rename(d, trash)
-        _fsync_dir(self.root)
+        jsonio.fsync_dir(self.root)
         try:
             shutil.rmtree(trash)
         except OSError as e:

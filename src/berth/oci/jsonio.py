@@ -126,3 +126,12 @@ def write_atomic(path, obj, indent=None, mode=0o600, durable=True):
     finally:
         os.close(fd)
     os.rename(tmp, path)
+
+
+def fsync_dir(path):
+    """Makes a rename or unlink in directory path survive a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

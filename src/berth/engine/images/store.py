@@ -31,14 +31,6 @@ def check_digest(digest, what="digest"):
     return digest
 
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Store:
     def __init__(self, root=DEFAULT_ROOT):
         self.root = os.path.abspath(root)
@@ -138,7 +130,7 @@ class Store:
         os.close(fd)
         with self:
             os.rename(tmp, self.blob_path(digest))
-            _fsync_dir(self._blobs)
+            jsonio.fsync_dir(self._blobs)
         return digest
 
     def put_bytes(self, data, expected_digest=None):
