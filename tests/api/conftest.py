@@ -9,6 +9,7 @@ or raw HTTP over its Unix socket.
 Teardown removes every container, stops the daemon by its PID (SIGTERM,
 SIGKILL after 10 s), unmounts whatever is left under the temp dir, deepest
 first, and removes the dir. BERTHD points the fixture at another launcher."""
+import contextlib
 import http.client
 import json
 import os
@@ -211,8 +212,10 @@ def remove_cgroup_parent(parent):
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
-@pytest.fixture
-def berthd():
+@contextlib.contextmanager
+def private_berthd():
+    """A started berthd on a temp dir; on exit its containers, daemon,
+    mounts, cgroup parent and dir are gone, also after a failure."""
     if not os.access(BERTHD, os.X_OK):
         pytest.skip(f"{BERTHD} is missing: run make build")
     tmp = os.path.realpath(tempfile.mkdtemp(prefix="berthd-test-"))
@@ -231,6 +234,19 @@ def berthd():
             unmount_all(tmp)
             remove_cgroup_parent(d.cgroup_parent)
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def berthd():
+    with private_berthd() as d:
+        yield d
+
+
+@pytest.fixture
+def second_berthd(berthd):
+    """Another private berthd beside the `berthd` fixture's."""
+    with private_berthd() as d:
+        yield d
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -278,28 +276,6 @@ def test_parallel_creates_from_a_freshly_loaded_image(berthd):
         st, _, body = berthd.api("DELETE", "/images/alpine?force=1")
         assert st == 200, body
     assert errors == []
-
-
-@pytest.fixture
-def second_berthd(berthd):
-    """Another private berthd beside the `berthd` fixture's, torn down alike."""
-    conftest = sys.modules[type(berthd).__module__]
-    tmp = os.path.realpath(tempfile.mkdtemp(prefix="berthd-test-"))
-    d = type(berthd)(tmp)
-    try:
-        d.start()
-        yield d
-    finally:
-        try:
-            if d.proc is not None and d.proc.poll() is None:
-                d.remove_containers()
-        finally:
-            d.stop()
-            if d._log:
-                d._log.close()
-            conftest.unmount_all(tmp)
-            conftest.remove_cgroup_parent(d.cgroup_parent)
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_two_daemons_bring_up_a_project_each(berthd, second_berthd, tmp_path):

@@ -7,10 +7,8 @@ it saw and the assertions are made here."""
 import ipaddress
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 
@@ -331,29 +329,6 @@ def test_events_filtering(alpine):
     assert vol_actions[0] == "create" and vol_actions[-1] == "destroy", out["volumes"]
     assert [n for _, _, n in out["starts"]] == ["ev-a", "ev-b"]
     assert out["live"] == ["create", "ev-live", True]
-
-
-@pytest.fixture
-def second_berthd(berthd):
-    """Another private berthd beside the `berthd` fixture's (as concurrent
-    test runs, or two engineers' scratch daemons, have), torn down alike."""
-    conftest = sys.modules[type(berthd).__module__]
-    tmp = os.path.realpath(tempfile.mkdtemp(prefix="berthd-test-"))
-    d = type(berthd)(tmp)
-    try:
-        d.start()
-        yield d
-    finally:
-        try:
-            if d.proc is not None and d.proc.poll() is None:
-                d.remove_containers()
-        finally:
-            d.stop()
-            if d._log:
-                d._log.close()
-            conftest.unmount_all(tmp)
-            conftest.remove_cgroup_parent(d.cgroup_parent)
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_two_daemons_each_run_on_their_default_bridge(berthd, second_berthd):

@@ -9,13 +9,14 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import time
 
 import pytest
 
-from conftest import need_docker
+need_docker = pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
 
 pytestmark = [need_docker,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root (netlink, nftables)")]
