@@ -1,5 +1,6 @@
-"""berthd against Docker (dockerd + containerd), driven by the same docker CLI
-in the same run.
+"""berthd against Docker (dockerd + containerd) and Podman (no daemon, one
+conmon per container), measured in the same run: berth and Docker through
+the same docker CLI, Podman through its own CLI (Debian's podman 4.3).
 
 Scenarios, each engine with its own daemon under a temporary directory and
 the alpine-3.20 fixture loaded with `docker load`, every container with
@@ -15,8 +16,18 @@ the alpine-3.20 fixture loaded with `docker load`, every container with
   phases     one `run` split into API calls (create, start, wait, delete)
              over raw HTTP, to show where each engine spends its time
 
-Prints a table with the ratio berth/docker (lower is better) and the issue's
-goals, and writes it to bench/results/engine-<time>.txt. Everything started
+Podman runs the same scenarios with `podman` in place of `docker` (its
+`rm -f` with `-t 0`, which is what `docker rm -f` does: SIGKILL at once), its
+conmon in place of the shim; it has no daemon (n/a) and no API socket (no
+phases). It is kept off the host's state as tests/runtime/test_dropin_podman.py
+does: --root/--runroot/--tmpdir, containers.conf and storage.conf under the
+temp dir, cgroupfs with --cgroup-parent /berth-bench-podman, CNI backend, no
+events, file locks, `podman load` in a private mount namespace with a tmpfs
+over /var/lib/containers; whatever still appears on the host is removed at the
+end and reported. Without podman (or if it cannot start) its column says n/a.
+
+Prints a table with the ratios berth/docker and berth/podman (lower is
+better) and the issue's goals (against Docker), and writes it to bench/results/engine-<time>.txt. Everything started
 (daemons, containers, shims, cgroups, mounts, temp dirs) is removed at the end,
 on failure and on Ctrl-C too. See bench/README.md.
 """
@@ -47,10 +58,18 @@ from stats import percentile  # noqa: E402
 
 ALPINE = FIXTURES / "images" / "alpine-3.20.tar"
 IMAGE = "alpine"  # the fixture loads as alpine:latest
-ENGINES = ["docker", "berth"]
+ENGINES = ["docker", "podman", "berth"]
 CGROUP_ROOT = "/sys/fs/cgroup"
 BERTH_CGROUP = "/berth-bench"
 DOCKER_CGROUP = "/berth-bench-docker"
+PODMAN_CGROUP = "/berth-bench-podman"
+# host paths podman (or the runtimes under it) writes by default; any entry
+# that appears during the bench is removed again (see PodmanEngine.cleanup)
+PODMAN_HOST_PATHS = ("/run/libpod", "/run/containers", "/var/lib/containers", "/etc/containers",
+                     "/etc/cni/net.d", "/dev/shm/libpod_lock")
+# where the OCI runtimes keep their state: conmon's exit command (`podman
+# container cleanup`) gets no runtime flags, so podman 4.3 leaves the default
+PODMAN_RUNTIME_ROOTS = ("/run/crun", "/run/runc")
 GOALS = {"run": 0.25, "shim PSS": 0.25}  # the issue's: berth at most 0.25x docker
 LABEL = "berth-bench=1"
 
@@ -250,7 +269,8 @@ class Engine:
                            capture_output=True, text=True, timeout=timeout)
         if check and r.returncode != 0:
             last = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
-            raise RuntimeError(f"{self.name}: docker {' '.join(map(str, args))}: {last[:300]}")
+            raise RuntimeError(f"{self.name}: {Path(self.cli).name} "
+                               f"{' '.join(map(str, args))}: {last[:300]}")
         return r
 
     def timed(self, *args):
@@ -378,6 +398,204 @@ class DockerEngine(Engine):
 
     def stop(self):
         self.d.stop()
+
+
+def _fs_type(path):
+    """The file system type of the mount holding path."""
+    best, fstype = "", ""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            mp = fields[4]
+            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
+                best, fstype = mp, fields[fields.index("-") + 1]
+    return fstype
+
+
+def _tree_entries(path):
+    """Every path under `path` (itself included), or an empty set."""
+    if not os.path.lexists(path):
+        return set()
+    out = {path}
+    for d, subdirs, files in os.walk(path):
+        out |= {os.path.join(d, n) for n in subdirs + files}
+    return out
+
+
+class PodmanEngine(Engine):
+    """Debian's podman with everything it would write kept under `work`, as
+    tests/runtime/test_dropin_podman.py runs it. No daemon: every command is
+    a fresh podman process, each container has its own conmon."""
+    name = "podman"
+    cli = shutil.which("podman") or "podman"
+
+    def __init__(self, work):
+        self.work = Path(work)
+        self.ids = set()
+        self.problems = []
+        self.host_before = {}
+        self.runtime_before = {}
+
+    @staticmethod
+    def missing():
+        """Why podman cannot be measured here, or None."""
+        for tool in ("podman", "conmon"):
+            if not shutil.which(tool):
+                return f"{tool} is not installed (make deps installs podman and conmon)"
+        return None
+
+    def _conf(self):
+        w = self.work
+        return f"""[containers]
+netns = "none"
+# podman asks for nofile and nproc 1048576, which the host does not grant
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+
+[engine]
+runtime = "runc"  # crun 1.8 refuses hybrid cgroups ("drop all controllers")
+cgroup_manager = "cgroupfs"
+events_logger = "none"
+lock_type = "file"
+tmp_dir = "{w}/tmp"
+static_dir = "{w}/root/libpod"
+volume_path = "{w}/root/volumes"
+image_copy_tmp_dir = "{w}/tmpdir"
+
+[network]
+network_backend = "cni"
+network_config_dir = "{w}/etc/networks"
+cni_plugin_dirs = ["{w}/cni-plugins"]
+"""
+
+    def start(self):
+        # what exists on the host before podman runs: only what appears
+        # afterwards is ours to remove
+        for p in PODMAN_HOST_PATHS:
+            self.host_before[p] = _tree_entries(p)
+        for p in PODMAN_RUNTIME_ROOTS:
+            self.runtime_before[p] = os.path.lexists(p)
+        w = self.work
+        for d in ("etc", "tmp", "tmpdir", "root", "runroot", "cni-plugins", "etc/networks"):
+            (w / d).mkdir(parents=True, exist_ok=True)
+        # overlay layers cannot sit on an overlay file system: vfs there
+        self.driver = "vfs" if _fs_type(str(w)) == "overlay" else "overlay"
+        (w / "etc" / "containers.conf").write_text(self._conf())
+        (w / "etc" / "storage.conf").write_text(
+            f'[storage]\ndriver = "{self.driver}"\nrunroot = "{w}/runroot"\n'
+            f'graphroot = "{w}/root"\n')
+        (w / "auth.json").write_text('{"auths": {}}\n')
+        self.env = dict(os.environ,
+                        CONTAINERS_CONF=str(w / "etc" / "containers.conf"),
+                        CONTAINERS_STORAGE_CONF=str(w / "etc" / "storage.conf"),
+                        REGISTRY_AUTH_FILE=str(w / "auth.json"),
+                        TMPDIR=str(w / "tmpdir"))
+        self.base = [self.cli, "--root", str(w / "root"), "--runroot", str(w / "runroot"),
+                     "--tmpdir", str(w / "tmp"), "--storage-driver", self.driver,
+                     "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
+
+    def docker_argv(self, *args):
+        """The docker command line the scenarios give, as podman's: --cgroup-parent
+        on run, `rm -f` with -t 0 (docker's rm -f kills at once; podman's would
+        wait 10 s for a `sleep` that ignores SIGTERM as pid 1)."""
+        args = [str(a) for a in args]
+        if args[:1] == ["run"]:
+            args[1:1] = ["--cgroup-parent", PODMAN_CGROUP]
+        elif args[:1] == ["rm"] and "-f" in args:
+            args[1:1] = ["-t", "0"]
+        elif args[:1] == ["load"]:
+            # containers/image writes its blob-info cache to
+            # /var/lib/containers/cache whatever --root says: a tmpfs there,
+            # in a mount namespace of this one process
+            target = "/var/lib/containers" if os.path.isdir("/var/lib/containers") else "/var/lib"
+            return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                    'mount -t tmpfs -o size=64m podman-blob-cache "$0" && exec "$@"', target,
+                    *self.base, *args]
+        return [*self.base, *args]
+
+    def docker(self, *args, **kw):
+        r = super().docker(*args, **kw)
+        if str(args[0]) == "run" and "-d" in map(str, args) and r.returncode == 0:
+            self.ids.add(r.stdout.strip())
+        return r
+
+    def containers(self):
+        ids = super().containers()
+        self.ids |= set(ids)
+        return ids
+
+    def remove_all(self):
+        self.containers()
+        self.docker("rm", "-a", "-f", check=False, timeout=600)
+
+    def daemon_pids(self):
+        return []  # no daemon
+
+    def shim_pids(self):
+        """conmon of our containers: reparented to init, found by the paths
+        of our temp dir on their command line."""
+        w = str(self.work) + "/"
+        out = []
+        for pid in all_pids():
+            argv = cmdline(pid)
+            if argv and argv[0].endswith("conmon") and any(w in a for a in argv) \
+                    and not is_zombie(pid):
+                out.append(pid)
+        return out
+
+    def version(self):
+        r = subprocess.run([self.cli, "--version"], capture_output=True, text=True)
+        return r.stdout.strip().rpartition(" ")[2] if r.returncode == 0 else "?"
+
+    def stop(self):
+        """No daemon. What podman leaves is removed by cleanup()."""
+
+    def cleanup(self):
+        """After remove_all: conmons and `podman container cleanup` still
+        around (by PID), the runtimes' state of our containers, our overlay
+        mounts, host paths podman made. Returns what had to be removed."""
+        problems = []
+        w = str(self.work)
+        deadline = time.monotonic() + 5
+        while True:
+            left = [p for p in all_pids() if p != os.getpid() and not is_zombie(p)
+                    and any(w in a for a in cmdline(p))]
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if left:
+            problems.append(f"processes left: {left}")
+            kill_pids(left)
+        for root in PODMAN_RUNTIME_ROOTS:
+            for cid in self.ids:
+                d = os.path.join(root, cid)
+                if os.path.isdir(d):
+                    problems.append(f"runtime state left: {d}")
+                    runtime = shutil.which(os.path.basename(root))
+                    if runtime:
+                        subprocess.run([runtime, "--root", root, "delete", "-f", cid],
+                                       capture_output=True, timeout=15)
+                    shutil.rmtree(d, ignore_errors=True)
+            if not self.runtime_before.get(root, True) and os.path.isdir(root):
+                try:
+                    os.rmdir(root)
+                except OSError:
+                    problems.append(f"{root} made during the bench holds {os.listdir(root)}")
+        for p, before in self.host_before.items():
+            new = sorted(_tree_entries(p) - before, key=len)
+            done = []
+            for entry in new:
+                if any(entry.startswith(d + "/") for d in done):
+                    continue
+                problems.append(f"podman wrote {entry}")
+                if os.path.isdir(entry) and not os.path.islink(entry):
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(entry)
+                    except OSError:
+                        pass
+                done.append(entry)
+        return problems
 
 
 # -- scenarios ---------------------------------------------------------------
@@ -509,63 +727,91 @@ def phases(e, runs):
 # -- report --------------------------------------------------------------------
 
 def fmt_ratio(b, d):
-    return f"{b / d:>9.2f}" if b is not None and d else f"{'-':>9}"
+    return f"{b / d:>8.2f}" if isinstance(b, (int, float)) and isinstance(d, (int, float)) \
+        and d else f"{'-':>8}"
+
+
+NA = "n/a"
 
 
 def report(res, args, info):
-    names = ENGINES
-    lines = [f"berthd against dockerd+containerd, docker CLI {info.get('client')} for both "
-             f"(dockerd {info.get('server')}), --network none, {args.runs} runs after "
-             f"{args.warmup} warm-up",
+    podman = info.get("podman")
+    head_line = (f"berthd against dockerd+containerd and podman, docker CLI {info.get('client')} "
+                 f"for berth and docker (dockerd {info.get('server')}), "
+                 f"podman {podman or NA}, --network none, {args.runs} runs after "
+                 f"{args.warmup} warm-up")
+    lines = [head_line,
              f"{time.strftime('%Y-%m-%d %H:%M')}, kernel {platform.release()}, "
-             f"{os.cpu_count()} CPUs{', --quick' if args.quick else ''}", ""]
-    head = f"{'scenario':<30}{'docker':>12}{'berth':>12}{'b/d':>9}{'goal':>7}"
+             f"{os.cpu_count()} CPUs{', --quick' if args.quick else ''}"]
+    if not podman:
+        lines.append(f"podman: n/a ({info.get('podman_missing', 'not run')})")
+    lines.append("")
+    head = (f"{'scenario':<30}{'docker':>12}{'podman':>12}{'berth':>12}"
+            f"{'b/d':>8}{'b/p':>8}{'goal':>7}")
     lines += [head, "-" * len(head)]
 
-    def row(label, d, b, unit, goal=None):
-        cells = "".join(f"{v:>9.1f} {unit:<2}" if v is not None else f"{'-':>12}" for v in (d, b))
+    def cell(v, unit):
+        if isinstance(v, str):
+            return f"{v:>12}"
+        return f"{v:>9.1f} {unit:<2}" if v is not None else f"{'-':>12}"
+
+    def row(label, d, p, b, unit, goal=None):
+        if not podman:
+            p = NA
         g = f"{'<=' + format(goal, '.2f'):>7}" if goal else ""
-        lines.append(f"{label:<30}{cells}{fmt_ratio(b, d)}{g}")
+        lines.append(f"{label:<30}{cell(d, unit)}{cell(p, unit)}{cell(b, unit)}"
+                     f"{fmt_ratio(b, d)}{fmt_ratio(b, p)}{g}")
+
+    def each(table, fn):
+        return [fn(table[n]) if n in table else NA for n in ENGINES]
 
     t = res.get("floor")
     if t:
-        row("docker version (CLI floor)", *(percentile(t[n], 50) for n in names), "ms")
+        row("CLI version (floor)", *each(t, lambda v: percentile(v, 50)), "ms")
     t = res.get("run")
     if t:
-        row("run --rm true, median", *(percentile(t[n], 50) for n in names), "ms", GOALS["run"])
-        row("run --rm true, p90", *(percentile(t[n], 90) for n in names), "ms")
+        row("run --rm true, median", *each(t, lambda v: percentile(v, 50)), "ms", GOALS["run"])
+        row("run --rm true, p90", *each(t, lambda v: percentile(v, 90)), "ms")
     t = res.get("exec")
     if t:
-        row("exec true, median", *(percentile(t[n], 50) for n in names), "ms")
-        row("exec true, p90", *(percentile(t[n], 90) for n in names), "ms")
+        row("exec true, median", *each(t, lambda v: percentile(v, 50)), "ms")
+        row("exec true, p90", *each(t, lambda v: percentile(v, 90)), "ms")
     if "start_many" in res:
         total, removal = res["start_many"]
-        row(f"{args.containers} x run -d, total", *(total[n] for n in names), "s")
-        row("  per container", *(total[n] / args.containers * 1000 for n in names), "ms")
-        row(f"rm -f of the {args.containers}", *(removal[n] for n in names), "s")
+        row(f"{args.containers} x run -d, total", *each(total, lambda v: v), "s")
+        row("  per container", *each(total, lambda v: v / args.containers * 1000), "ms")
+        row(f"rm -f of the {args.containers}", *each(removal, lambda v: v), "s")
     m = res.get("memory")
     if m:
         mb = 1024
-        row("daemon idle, RSS", *(m[n]["daemon_idle"]["rss"] / mb for n in names), "MB")
-        row("daemon idle, PSS", *(m[n]["daemon_idle"]["pss"] / mb for n in names), "MB")
+
+        def daemon(v, what, key):
+            return v[what][key] / mb if v.get("daemon_pids") else NA
+        row("daemon idle, RSS", *each(m, lambda v: daemon(v, "daemon_idle", "rss")), "MB")
+        row("daemon idle, PSS", *each(m, lambda v: daemon(v, "daemon_idle", "pss")), "MB")
         row(f"daemon, {args.mem_containers} running, PSS",
-            *(m[n]["daemon_with_containers"]["pss"] / mb for n in names), "MB")
-        row("one shim, PSS (median)", *(_kb(m[n]["shim_pss_median"]) for n in names), "MB",
+            *each(m, lambda v: daemon(v, "daemon_with_containers", "pss")), "MB")
+        row("one shim, PSS (median)", *each(m, lambda v: _kb(v["shim_pss_median"])), "MB",
             GOALS["shim PSS"])
-        row("one shim, RSS (median)", *(_kb(m[n]["shim_rss_median"]) for n in names), "MB")
-        row("one shim, USS (median)", *(_kb(m[n]["shim_uss_median"]) for n in names), "MB")
-        per = {n: (m[n]["shims_pss_total"] + m[n]["daemon_with_containers"]["pss"]
-                   - m[n]["daemon_idle"]["pss"]) / args.mem_containers / mb for n in names}
-        row("per container, shim+daemon", per["docker"], per["berth"], "MB")
-        lines.append(f"(shims found: docker {m['docker']['shims']}, berth {m['berth']['shims']}; "
-                     f"daemon = dockerd+containerd / berthd)")
+        row("one shim, RSS (median)", *each(m, lambda v: _kb(v["shim_rss_median"])), "MB")
+        row("one shim, USS (median)", *each(m, lambda v: _kb(v["shim_uss_median"])), "MB")
+
+        def per(v):
+            return (v["shims_pss_total"] + v["daemon_with_containers"]["pss"]
+                    - v["daemon_idle"]["pss"]) / args.mem_containers / mb
+        row("per container, shim+daemon", *each(m, per), "MB")
+        found = ", ".join(f"{n} {m[n]['shims']}" for n in ENGINES if n in m)
+        lines.append(f"(shims found: {found}; shim = containerd-shim-runc-v2 / conmon / "
+                     f"berth-shim; daemon = dockerd+containerd / none: podman has no "
+                     f"daemon / berthd)")
     ph = res.get("phases")
     if ph:
-        lines += ["", f"one run as API calls (no CLI, no attach), median of {args.phase_runs}, ms",
-                  f"{'phase':<30}{'docker':>12}{'berth':>12}{'b/d':>9}"]
+        lines += ["", f"one run as API calls (no CLI, no attach), median of {args.phase_runs}, ms"
+                  " (podman: no API socket)",
+                  f"{'phase':<30}{'docker':>12}{'podman':>12}{'berth':>12}{'b/d':>8}{'b/p':>8}"]
         for k in ph["docker"]:
-            row(f"  {k}", ph["docker"][k], ph["berth"][k], "ms")
-        row("  total", sum(ph["docker"].values()), sum(ph["berth"].values()), "ms")
+            row(f"  {k}", ph["docker"][k], NA, ph["berth"][k], "ms")
+        row("  total", sum(ph["docker"].values()), NA, sum(ph["berth"].values()), "ms")
     return "\n".join(lines)
 
 
@@ -597,7 +843,9 @@ def main(argv=None):
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
     work = Path(os.path.realpath(tempfile.mkdtemp(prefix="be-")))  # short: sun_path
     berth, docker = BerthEngine(work / "b"), DockerEngine(work / "d")
+    podman = PodmanEngine(work / "p")
     engines = [docker, berth]
+    started = list(engines)  # what cleanup() must take down
     res, info, status = {}, {}, 0
     try:
         for e in engines:
@@ -606,6 +854,22 @@ def main(argv=None):
             e.docker("load", "-i", ALPINE)
             e.docker("image", "inspect", IMAGE)
         info = docker.d.versions()
+        why = podman.missing()
+        if why is None:
+            try:
+                podman.work.mkdir(parents=True, exist_ok=True)
+                started.append(podman)
+                podman.start()
+                podman.docker("load", "-i", ALPINE)
+                podman.docker("image", "inspect", IMAGE)
+                podman.timed(*run_args())  # one run, or no podman column
+                engines.insert(1, podman)
+                info["podman"] = podman.version()
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
+                why = str(err)
+        if why:
+            info["podman_missing"] = why
+            print(f"engine.py: podman not measured: {why}", file=sys.stderr, flush=True)
         step = lambda s: print(f"[{time.strftime('%H:%M:%S')}] {s}", flush=True)  # noqa: E731
         step("memory, idle and with containers")
         res["memory"] = scenario_memory(engines, args.mem_containers)
@@ -618,19 +882,23 @@ def main(argv=None):
         step(f"{args.containers} x run -d, then rm -f")
         res["start_many"] = scenario_start_many(engines, args.containers)
         step("phases over the API")
-        res["phases"] = {e.name: phases(e, args.phase_runs) for e in engines}
+        res["phases"] = {e.name: phases(e, args.phase_runs) for e in engines
+                         if getattr(e, "sock", None)}
     except (Exception, KeyboardInterrupt, Interrupted) as e:
         print(f"engine.py: stopped: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         status = 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the clean-up finish
-        cleanup(engines, work)
+        info["podman_left"] = cleanup(started, work)
         for s, h in old.items():
             signal.signal(s, h)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     text = report(res, args, info)
     print(text)
+    if info.get("podman_left"):
+        print("engine.py: podman left on the host (removed):\n  "
+              + "\n  ".join(info["podman_left"]), file=sys.stderr)
     if not args.no_save and res:
         RESULTS.mkdir(exist_ok=True)
         path = RESULTS / f"engine-{time.strftime('%Y%m%d-%H%M%S')}.txt"
@@ -640,11 +908,12 @@ def main(argv=None):
 
 
 def cleanup(engines, work):
-    """Containers, daemons (by PID), stray shims of ours, cgroups, mounts,
-    the temp dir: each step runs whatever the one before did."""
+    """Containers, daemons (by PID), stray shims of ours, podman's leftovers,
+    cgroups, mounts, the temp dir: each step runs whatever the one before
+    did. Returns what podman left on the host (removed here)."""
     for e in engines:
         try:
-            if e.sock.exists():
+            if e.name == "podman" or e.sock.exists():
                 e.remove_all()
         except Exception as err:  # noqa: BLE001 - go on with the rest
             print(f"cleanup: {e.name} containers: {err}", file=sys.stderr)
@@ -658,10 +927,20 @@ def cleanup(engines, work):
     for e in engines:
         strays += e.shim_pids()
     kill_pids(sorted(set(strays)))
-    for cg in (BERTH_CGROUP, DOCKER_CGROUP):
+    left = []
+    for e in engines:
+        if e.name == "podman":
+            try:
+                left += e.cleanup()
+            except Exception as err:  # noqa: BLE001
+                print(f"cleanup: podman: {err}", file=sys.stderr)
+    for cg in (BERTH_CGROUP, DOCKER_CGROUP, PODMAN_CGROUP):
         remove_cgroup(cg)
+    # containers/storage bind-mounts its overlay home on itself: unmounted
+    # here with the containers' rootfs mounts, if any were left
     unmount_under(work)
     shutil.rmtree(work, ignore_errors=True)
+    return left
 
 
 if __name__ == "__main__":
