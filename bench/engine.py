@@ -27,9 +27,10 @@ over /var/lib/containers; whatever still appears on the host is removed at the
 end and reported. Without podman (or if it cannot start) its column says n/a.
 
 Prints a table with the ratios berth/docker and berth/podman (lower is
-better) and the issue's goals (against Docker), and writes it to bench/results/engine-<time>.txt. Everything started
-(daemons, containers, shims, cgroups, mounts, temp dirs) is removed at the end,
-on failure and on Ctrl-C too. See bench/README.md.
+better) and the issue's goals (against Docker), and writes it to
+bench/results/engine-<time>.txt. Everything started (daemons, containers,
+shims, conmons, cgroups, mounts, temp dirs) is removed at the end, on failure
+and on Ctrl-C too. See bench/README.md.
 """
 import argparse
 import http.client
