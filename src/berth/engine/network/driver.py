@@ -147,7 +147,7 @@ class Driver:
 
     def _ensure_bridge(self, ipr, info):
         bridges = self._bridges()
-        if (info["default"] and self.tag and not self.cfg.bip
+        if (info["default"] and not self.cfg.bip
                 and netlink.index(ipr, info["bridge"]) is None):
             self._move_default(ipr, info)
         want = {k: info[k] for k in ("network_id", "subnet", "gateway", "prefixlen",
@@ -161,16 +161,16 @@ class Driver:
                               info["mtu"])
 
     def _move_default(self, ipr, info):
-        """A daemon on a non-default data root (tests run several at once)
-        whose default subnet another bridge already routes takes a free /24
-        of 10.213.0.0/16 instead of failing (Docker would fail: give such
-        daemons distinct --bip values to keep inspect exact)."""
+        """A daemon whose default subnet another bridge already routes (a
+        Docker's docker0 on 172.17/16, or another berthd: tests run several
+        at once) takes a free /24 of 10.213.0.0/16 instead of failing; give
+        daemons distinct --bip values to keep inspect exact."""
         try:
             netlink.check_subnet_free(ipr, info["subnet"], info["bridge"])
             return
         except BerthError:
             pass
-        start = int(self.tag, 16) % 256
+        start = int(self.tag, 16) % 256 if self.tag else 0
         for k in range(256):
             sub = ipaddress.ip_network(f"10.213.{(start + k) % 256}.0/24")
             try:
