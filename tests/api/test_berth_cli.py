@@ -108,8 +108,6 @@ def test_run_missing_binary(berth, fixture_image):
     berth.ok("rm", "-f", berth.ok("ps", "-aq").strip())
 
 
-@pytest.mark.xfail(reason="berthd keeps an --rm container whose start failed; dockerd removes it",
-                   strict=False)
 def test_run_rm_missing_binary_leaves_nothing(berth, fixture_image):
     load_alpine(berth, fixture_image)
     r = berth("run", "--rm", "alpine", "no-such-binary")
