@@ -35,3 +35,10 @@ def test_json_log_for_containerd(tmp_path):
     import json
     entry = json.loads(log.read_text().splitlines()[-1])
     assert entry["level"] == "error" and "does not exist" in entry["msg"] and entry["time"]
+
+
+def test_systemd_cgroup_driver_is_refused_by_name(tmp_path, capfd):
+    assert cli.main(["--root", str(tmp_path), "--systemd-cgroup", "create", "-b",
+                     str(tmp_path), "x"]) == 1
+    assert "systemd cgroup driver is not supported" in capfd.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -109,6 +109,11 @@ def main(argv=None):
         ctx = Context(root=gopts.get("root") or "/run/berth-runtime", log=gopts.get("log"),
                       log_format=gopts.get("log-format") or "text", debug=gopts.get("debug"))
         verb = rest[0]
+        if gopts.get("systemd-cgroup") and verb in ("create", "run"):
+            # a "slice:prefix:name" path taken literally would put the
+            # container outside its slice without a word
+            raise BerthError("--systemd-cgroup: the systemd cgroup driver is not supported",
+                             hint="use the cgroupfs driver (containerd: SystemdCgroup = false)")
         if verb not in VERBS:
             raise BerthError(f"no such command {verb!r}", hint="see berth-runtime --help")
         if verb in ("create", "run", "exec"):
