@@ -21,6 +21,8 @@ def uid_map(d, name):
 
 
 def test_each_container_gets_its_own_range(berthd):
+    # a remapped root must walk to the data root; berthd changes nothing above it
+    os.chmod(berthd.tmp, 0o711)
     berthd.extra_args = ["--userns-remap", "auto"]
     berthd.restart()
     berthd.load("alpine-3.20")
@@ -47,6 +49,7 @@ def test_each_container_gets_its_own_range(berthd):
 
 
 def test_auto_mode_per_container_over_the_api(berthd):
+    os.chmod(berthd.tmp, 0o711)
     berthd.load("alpine-3.20")
     c = berthd.json("POST", "/containers/create",
                     {"Image": "alpine", "Cmd": ["cat", "/proc/self/uid_map"],
@@ -58,3 +61,12 @@ def test_auto_mode_per_container_over_the_api(berthd):
     status, _, body = berthd.api("POST", "/containers/create",
                                  {"Image": "alpine", "HostConfig": {"UsernsMode": "weird"}})
     assert status == 400 and b"UsernsMode" in body
+
+
+def test_data_root_out_of_reach_is_a_clear_error(berthd):
+    os.chmod(berthd.tmp, 0o700)
+    berthd.load("alpine-3.20")
+    status, _, body = berthd.api("POST", "/containers/create",
+                                 {"Image": "alpine", "HostConfig": {"UsernsMode": "auto"}})
+    assert status == 400 and b"o+x" in body and str(berthd.tmp).encode() in body
+    assert berthd.json("GET", "/containers/json?all=1") == []

@@ -186,7 +186,7 @@ class Containers:
             _own_new_volumes(shown, idmap)
         rootfs = layers.container_rootfs(self.e.store, self.e.driver, image_id, c.id, idmap=idmap)
         if idmap:
-            _traversable(os.path.dirname(rootfs), c.dir,
+            _traversable(self.paths.root, os.path.dirname(rootfs), c.dir,
                          *[os.path.dirname(m["Source"]) for m in shown if m["Type"] == "volume"])
         c.data["GraphDriver"] = {"Name": self.e.driver.name,
                                  "Data": _graph_data(self.e.driver, c.id, rootfs)}
@@ -759,15 +759,20 @@ def _show_hardening(hc, spec):
         hc["PidsLimit"] = pids
 
 
-def _traversable(*dirs):
+def _traversable(root, *dirs):
     """The container's root (an unmapped uid on the host) must walk to its
     rootfs, its volumes and the files bind-mounted from its directory:
-    search (x) for others on the way, never read."""
+    search (x) for others is added inside berth's data root, never read;
+    above it nothing is changed, a missing x is an error naming the dir."""
     for start in dirs:
         d = start
         while True:
             st = os.stat(d)
+            inside = d == root or d.startswith(root.rstrip("/") + "/")
             if not st.st_mode & 0o001:
+                if not inside:
+                    raise ConfigError(f"user namespaces: {d} must be searchable by others "
+                                      f"(chmod o+x) for remapped containers to reach {start}")
                 os.chmod(d, (st.st_mode & 0o7777) | 0o001)
             if d == "/":
                 break
