@@ -141,6 +141,14 @@ def mem_sum(pids):
     return out
 
 
+def _ppid(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def cmdline(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -335,13 +343,15 @@ class BerthEngine(Engine):
 
     def shim_pids(self):
         """berth-shims of this daemon: they detach from berthd, so found by
-        their --state-dir under our exec root."""
+        a path under our exec root in their argv (forks of the shim zygote
+        keep its argv); the zygote itself, berthd's child, is not one."""
         run = str(self.work / "run") + "/"
         out = []
         for pid in all_pids():
             argv = cmdline(pid)
             if any(a.endswith("berth-shim") for a in argv[:3]) and \
-                    any(a.startswith(run) for a in argv) and not is_zombie(pid):
+                    any(a.startswith(run) for a in argv) and not is_zombie(pid) and \
+                    _ppid(pid) != (self.proc.pid if self.proc else None):
                 out.append(pid)
         return out
 

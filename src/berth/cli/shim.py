@@ -61,8 +61,12 @@ def parse(argv):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--zygote"] and len(argv) == 2:
+        from berth.shim.zygote import serve
+        return serve(argv[1], main)
     try:
-        kw = parse(sys.argv[1:] if argv is None else argv)
+        kw = parse(argv)
     except UsageError as e:
         sys.stderr.write(f"berth-shim: {e}\n")
         msg = str(e).splitlines()[0].replace("\\", "\\\\").replace('"', '\\"')

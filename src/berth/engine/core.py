@@ -73,6 +73,8 @@ class Engine:
         self.store = Store(paths.images)
         self.driver = pick_driver(paths.storage, self.config.storage_driver)
         self.events = Events()
+        from berth.engine.containers.shimctl import Zygote
+        self.zygote = Zygote(self.config.shim, os.path.join(paths.run, "shim-zygote.sock"))
         from berth.engine.volumes import Volumes
         from berth.engine.networks import Networks
         from berth.engine.containers.manager import Containers
@@ -93,3 +95,4 @@ class Engine:
     def close(self):
         self.containers.close()
         self.network.close()
+        self.zygote.close()

@@ -240,7 +240,7 @@ class Containers:
             ready = shimctl.launch(self.e.config, runtime, self.paths.runtime_root(name), c.id,
                                    c.bundle, shim_dir, c.log_path, bool(cfg.get("Tty")),
                                    bool(cfg.get("OpenStdin")), bool(cfg.get("StdinOnce")),
-                                   *self._log_limits(c))
+                                   *self._log_limits(c), zygote=self.e.zygote)
         except BerthError as e:
             self._start_failed(c, e)
             _rmtree(shim_dir)

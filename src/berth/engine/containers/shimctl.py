@@ -8,8 +8,59 @@ import subprocess
 from berth.errors import BerthError
 
 
+class Zygote:
+    """berthd's warm shim (berth/shim/zygote.py): forks each container's
+    shim from an interpreter that has the shim loaded already. Started
+    from berthd's main thread, it dies with berthd; launch() falls back to
+    a fresh berth-shim whenever it is not there."""
+
+    def __init__(self, shim, path):
+        self.path = path
+        self.proc = None
+        try:
+            self.proc = subprocess.Popen([shim, "--zygote", path], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            if self.proc.stdout.readline() != b"ready\n":
+                self.close()
+        except OSError:
+            self.proc = None
+
+    def launch(self, argv):
+        """The ready report line, or None if the zygote could not be used."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        s.settimeout(120)
+        try:
+            s.connect(self.path)
+            s.sendall((json.dumps({"argv": argv}) + "\n").encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            return None
+        finally:
+            s.close()
+        return data.decode(errors="replace").strip().splitlines()[-1:] or [""]
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc is not None and self.proc.stdout:
+            self.proc.stdout.close()
+        self.proc = None
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
 def launch(cfg, runtime, runtime_root, cid, bundle, shim_dir, log_path, tty, open_stdin,
-           stdin_once, log_max_size=0, log_max_files=1):
+           stdin_once, log_max_size=0, log_max_files=1, zygote=None):
     os.makedirs(shim_dir, mode=0o700, exist_ok=True)
     argv = [cfg.shim, "--id", cid, "--bundle", bundle, "--runtime", runtime,
             "--runtime-root", runtime_root, "--state-dir", shim_dir, "--log-path", log_path,
@@ -22,6 +73,15 @@ def launch(cfg, runtime, runtime_root, cid, bundle, shim_dir, log_path, tty, ope
         argv.append("--open-stdin")
     if stdin_once:
         argv.append("--stdin-once")
+    lines = zygote.launch(argv[1:]) if zygote is not None else None
+    if lines is not None:
+        try:
+            ready = json.loads(lines[0])
+        except ValueError:
+            ready = {"error": lines[0] or "berth-shim: exited before reporting ready"}
+        if "error" in ready:
+            raise BerthError(ready["error"])
+        return ready
     p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True, timeout=120)
     line = (p.stdout.strip().splitlines() or [""])[-1]

@@ -1,0 +1,95 @@
+"""A warm berth-shim that forks the real ones (`berth-shim --zygote SOCK`).
+
+berthd starts one at boot. Every container's shim is then a fork of an
+interpreter that has already imported the shim, instead of a fresh Python:
+no start-up cost per container, and the pages of the interpreter and its
+modules stay shared between all shims (lower PSS each).
+
+Protocol on SOCK (unix stream, 0600): the client sends one JSON line
+{"argv": [berth-shim arguments]} and reads the shim's ready report (the
+line `berth-shim` prints) until EOF. The zygote dies with berthd
+(PR_SET_PDEATHSIG); the shims it forked do not, they have detached."""
+import os
+import socket
+
+from berth.shim import wire
+
+
+def serve(path, shim_main):
+    """shim_main(argv) is berth-shim's entry point (berth.cli.shim.main)."""
+    # what a shim needs, imported once here and shared by every fork
+    from berth.shim import logs, loop, main, oom  # noqa: F401
+    from berth.sys import libc
+    libc.prctl(libc.PR_SET_PDEATHSIG, 9)
+    if os.getppid() == 1:
+        return 0   # berthd is gone already
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    old = os.umask(0o177)
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    lsock.bind(path)
+    os.umask(old)
+    lsock.listen(64)
+    lsock.settimeout(1.0)
+    os.write(1, b"ready\n")
+    while True:
+        _reap()
+        try:
+            conn, _ = lsock.accept()
+        except socket.timeout:
+            continue
+        try:
+            conn.settimeout(10)
+            argv = _request(conn)
+        except (OSError, ValueError) as e:
+            _answer(conn, {"error": f"berth-shim zygote: bad request: {e}"})
+            continue
+        pid = os.fork()
+        if pid == 0:
+            lsock.close()
+            conn.settimeout(None)
+            os.dup2(conn.fileno(), 1)
+            conn.close()
+            try:
+                code = shim_main(argv)
+            except BaseException as e:  # noqa: BLE001 - the report is the answer
+                os.write(1, (wire.dumps({"error": f"berth-shim: {e}"}) + "\n").encode())
+                code = 1
+            os._exit(code if isinstance(code, int) else 1)
+        conn.close()
+
+
+def _request(conn):
+    data = b""
+    while b"\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > 1 << 20:
+            raise ValueError("request too large")
+    req = wire.loads_object(data.split(b"\n", 1)[0])
+    argv = req.get("argv")
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise ValueError("argv must be a list of strings")
+    return argv
+
+
+def _answer(conn, obj):
+    try:
+        conn.sendall((wire.dumps(obj) + "\n").encode())
+    except OSError:
+        pass
+    conn.close()
+
+
+def _reap():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
