@@ -429,3 +429,48 @@ def test_connect_and_disconnect_a_running_container(berthd):
     r = berthd.docker("network", "disconnect", "side", "cc")
     assert r.returncode == 0, r.stderr
     assert berthd.docker("exec", "cc", "ip", "-o", "-4", "addr").stdout == before
+
+
+@pytest.fixture
+def outside_segment():
+    """A segment of the test's own: a veth whose host end is the macvlan
+    parent and whose other end sits in a namespace made here (198.18.77.1,
+    RFC 2544's benchmarking range), all removed afterwards."""
+    tag = secrets.token_hex(3)
+    ns, parent, far = f"berth-test-mv-{tag}", f"mvp{tag}", f"mvo{tag}"
+
+    def ip(*args, check=True):
+        return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
+    ip("netns", "add", ns)
+    try:
+        ip("link", "add", parent, "type", "veth", "peer", "name", far)
+        ip("link", "set", far, "netns", ns)
+        ip("-n", ns, "addr", "add", "198.18.77.1/24", "dev", far)
+        ip("-n", ns, "link", "set", far, "up")
+        ip("-n", ns, "link", "set", "lo", "up")
+        ip("link", "set", parent, "up")
+        yield parent, ns
+    finally:
+        ip("link", "del", parent, check=False)
+        ip("netns", "del", ns, check=False)
+
+
+@need_docker
+def test_macvlan_puts_the_container_on_the_parents_segment(berthd, outside_segment):
+    parent, ns = outside_segment
+    berthd.load("alpine-3.20")
+    r = berthd.docker("network", "create", "-d", "macvlan", "-o", f"parent={parent}",
+                      "--subnet", "198.18.77.0/24", "--gateway", "198.18.77.1", "mv")
+    assert r.returncode == 0, r.stderr
+    r = berthd.docker("run", "--rm", "--network", "mv", "--ip", "198.18.77.10", "alpine", "sh",
+                      "-c", "ip -o -4 addr show eth0; ping -c1 -W2 198.18.77.1 >/dev/null && "
+                      "echo reached")
+    assert r.returncode == 0, r.stderr
+    assert "198.18.77.10/24" in r.stdout and "reached" in r.stdout
+    # the far side saw the container's own MAC, not the host's: no NAT, no bridge
+    neigh = subprocess.run(["ip", "-n", ns, "neigh", "show", "198.18.77.10"],
+                           capture_output=True, text=True).stdout
+    assert "02:42:c6:12:4d:0a" in neigh, neigh
+    r = berthd.docker("run", "--rm", "--network", "mv", "-p", "8080:80", "alpine", "true")
+    assert r.returncode != 0 and "macvlan" in r.stderr
+    assert berthd.docker("network", "rm", "mv").returncode == 0

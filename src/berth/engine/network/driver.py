@@ -112,9 +112,12 @@ class Driver:
 
     def _net_info(self, net):
         """A registry entry -> what the plumbing needs (bridge name, pool...)."""
+        if net["Driver"] == "macvlan":
+            return self._macvlan_info(net)
         if net["Driver"] != "bridge":
             raise BerthError(f"network {net['Name']}: driver {net['Driver']!r} is not "
-                             "supported by berth's network driver yet", hint="use a bridge network")
+                             "supported by berth's network driver yet",
+                             hint="use a bridge or macvlan network")
         default = net["Name"] == "bridge"
         configs = (net.get("IPAM") or {}).get("Config") or []
         if default and self.cfg.bip:
@@ -143,6 +146,27 @@ class Driver:
                 "internal": bool(net.get("Internal")),
                 "icc": self.cfg.icc if default else _yes(opts.get(ICC_OPTION), True),
                 "masq": self.cfg.ip_masq and _yes(opts.get(MASQ_OPTION), True),
+                "mtu": int(opts.get(MTU_OPTION) or self.cfg.mtu)}
+
+    def _macvlan_info(self, net):
+        opts = net.get("Options") or {}
+        parent = opts.get("parent")
+        if not parent:
+            raise BerthError(f"network {net['Name']}: a macvlan network needs -o parent=<host "
+                             "interface>")
+        mode = opts.get("macvlan_mode") or "bridge"
+        if mode != "bridge":
+            raise BerthError(f"network {net['Name']}: macvlan_mode {mode!r} is not supported",
+                             hint="bridge")
+        configs = (net.get("IPAM") or {}).get("Config") or []
+        if not configs:
+            raise BerthError(f"network {net['Name']} has no IPv4 subnet")
+        cfg = dict(configs[0])
+        subnet, gw, _, _ = ipam.pool(cfg)
+        return {"kind": "macvlan", "parent": parent, "moved": False, "network_id": net["Id"],
+                "network": net["Name"], "default": False, "bridge": None, "cfg": cfg,
+                "subnet": str(subnet), "gateway": str(gw), "prefixlen": subnet.prefixlen,
+                "internal": bool(net.get("Internal")), "icc": True, "masq": False,
                 "mtu": int(opts.get(MTU_OPTION) or self.cfg.mtu)}
 
     def _ensure_bridge(self, ipr, info):
@@ -261,35 +285,48 @@ class Driver:
                 net = self.e.networks.find(ep.get("NetworkID") or name)
                 info = self._net_info(net)
                 # bridges.json names the bridge before it is made
-                with netlink.host_lock():
-                    self._ensure_bridge(ipr, info)
+                if info.get("kind") != "macvlan":
+                    with netlink.host_lock():
+                        self._ensure_bridge(ipr, info)
                 taken = [e["ip"] for r in records.values() for e in r["endpoints"]
                          if e["network_id"] == net["Id"]]
                 taken += [e["ip"] for e in rec["endpoints"] if e["network_id"] == net["Id"]]
                 want = (ep.get("IPAMConfig") or {}).get("IPv4Address")
                 ip = ipam.allocate(info["cfg"], taken, want)
                 aliases = [a for a in (ep.get("Aliases") or []) if a]
+                macvlan = info.get("kind") == "macvlan"
                 rec["endpoints"].append({
                     "network_id": net["Id"], "network": net["Name"], "bridge": info["bridge"],
                     "default": info["default"], "ip": ip, "prefixlen": info["prefixlen"],
                     "gateway": info["gateway"], "mac": ipam.mac_for(ip),
-                    "veth": f"vb{c.id[:10]}{i:x}", "peer": f"vp{c.id[:10]}{i:x}",
+                    # a macvlan has no host side: it lives and dies in the netns
+                    "veth": None if macvlan else f"vb{c.id[:10]}{i:x}",
+                    "peer": f"{'vm' if macvlan else 'vp'}{c.id[:10]}{i:x}",
+                    "parent": info.get("parent"),
                     "ifname": f"eth{i}", "aliases": aliases,
                     "endpoint_id": secrets.token_hex(32)})
                 infos.append(info)
             others = [m for r in records.values() for m in r.get("ports", [])]
             mappings = ports.plan(c.host_config, c.config, others)
             primary = rec["endpoints"][0]
+            if mappings and primary.get("parent"):
+                raise BerthError("ports cannot be published from a macvlan network: the "
+                                 "container has its own address on the parent's segment")
             rec["ports"] = [dict(m, ip=primary["ip"]) for m in mappings]
             # the leases, veth names and ports are on disk before anything is made
             self._write_record(rec)
-            if any(not i["internal"] for i in infos):
+            if any(not i["internal"] and i.get("kind") != "macvlan" for i in infos):
                 self._forward_on()
             for i, ep in enumerate(rec["endpoints"]):
+                route = i == 0 and not infos[i]["internal"]
+                if ep.get("parent"):
+                    netlink.plug_macvlan(ipr, pid, ep["parent"], ep["peer"], ep["ifname"],
+                                         ep["ip"], ep["prefixlen"], ep["mac"], ep["gateway"],
+                                         default_route=route, mtu=infos[i]["mtu"])
+                    continue
                 netlink.plug(ipr, pid, ep["bridge"], ep["veth"], ep["peer"], ep["ifname"],
                              ep["ip"], ep["prefixlen"], ep["mac"], ep["gateway"],
-                             default_route=(i == 0 and not infos[i]["internal"]),
-                             mtu=infos[i]["mtu"])
+                             default_route=route, mtu=infos[i]["mtu"])
         except BerthError:
             raise
         except Exception as e:  # noqa: BLE001 - netlink errors become one clear line
@@ -345,12 +382,16 @@ class Driver:
             if any(e["network_id"] == net["Id"] for e in rec["endpoints"]):
                 return
             info = self._net_info(net)
+            if info.get("kind") == "macvlan":
+                raise BerthError(f"network {net['Name']}: a running container cannot join a "
+                                 "macvlan network", hint="connect it before it starts")
             used = {e["ifname"] for e in rec["endpoints"]}
             i = next(k for k in range(64) if f"eth{k}" not in used)
             ipr = netlink.host()
             try:
-                with netlink.host_lock():
-                    self._ensure_bridge(ipr, info)
+                if info.get("kind") != "macvlan":
+                    with netlink.host_lock():
+                        self._ensure_bridge(ipr, info)
                 taken = [e["ip"] for r in records.values() for e in r["endpoints"]
                          if e["network_id"] == net["Id"]]
                 ip = ipam.allocate(info["cfg"], taken, (ep.get("IPAMConfig") or {}).get("IPv4Address"))
@@ -629,7 +670,7 @@ class Driver:
                nft.chain("forward", "forward", "filter", 0)]
         for b in sorted(bridges):
             ports_of = sorted(e["veth"] for r in records.values() for e in r["endpoints"]
-                              if e["bridge"] == b)
+                              if e["bridge"] == b and e["veth"])
             if ports_of and not bridges[b].get("icc", True):
                 # frames from one container port to another: inter-container
                 # traffic off (traffic to the bridge itself is not forwarded)
@@ -637,6 +678,8 @@ class Driver:
         for cid, rec in sorted(records.items()):
             for e in rec["endpoints"]:
                 v = e["veth"]
+                if not v:
+                    continue   # macvlan: no port on a host bridge to guard
                 # anti-spoofing: a port sends only its own MAC and IPv4 address
                 out.append(R("prerouting", m(meta("iifname"), v),
                              m(pl("ether", "saddr"), e["mac"], op="!="), {"drop": None},

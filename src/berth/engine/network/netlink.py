@@ -177,6 +177,10 @@ def plug(ipr, pid, bridge, host_name, peer_name, ifname, ip, prefixlen, mac, gat
         ipr.link("set", index=pidx, net_ns_pid=int(pid))
     except NetlinkError as e:
         raise BerthError(f"moving {peer_name} into the namespace of pid {pid}: {e}") from None
+    _configure(pid, peer_name, ifname, ip, prefixlen, mac, gateway, default_route)
+
+
+def _configure(pid, peer_name, ifname, ip, prefixlen, mac, gateway, default_route):
     with in_netns(pid) as ns:
         idx = index(ns, peer_name)
         if idx is None:
@@ -189,6 +193,29 @@ def plug(ipr, pid, bridge, host_name, peer_name, ifname, ip, prefixlen, mac, gat
             ns.link("set", index=lo, state="up")
         if default_route:
             ns.route("add", dst="0.0.0.0/0", gateway=gateway, oif=idx)
+
+
+def plug_macvlan(ipr, pid, parent, tmp_name, ifname, ip, prefixlen, mac, gateway,
+                 default_route, mtu=1500):
+    """A macvlan (bridge mode) on the host interface parent, moved into the
+    namespace of pid as ifname: the container sits on parent's segment
+    with an address of its own, no host bridge and no NAT in between."""
+    pidx = index(ipr, parent)
+    if pidx is None:
+        raise BerthError(f"macvlan parent {parent} does not exist on this host")
+    delete_link(ipr, tmp_name)
+    try:
+        ipr.link("add", ifname=tmp_name, kind="macvlan", link=pidx, macvlan_mode="bridge",
+                 mtu=mtu)
+    except NetlinkError as e:
+        raise BerthError(f"macvlan on {parent}: {e}") from None
+    idx = index(ipr, tmp_name)
+    try:
+        ipr.link("set", index=idx, net_ns_pid=int(pid))
+    except NetlinkError as e:
+        delete_link(ipr, tmp_name)
+        raise BerthError(f"moving {tmp_name} into the namespace of pid {pid}: {e}") from None
+    _configure(pid, tmp_name, ifname, ip, prefixlen, mac, gateway, default_route)
 
 
 def lo_up(pid):
