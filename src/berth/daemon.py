@@ -47,6 +47,8 @@ def parse_args(argv):
     p.add_argument("--bip", default=None, help="the default bridge's address, e.g. 172.17.0.1/16")
     p.add_argument("--fixed-cidr", default=None, help="containers' addresses on the default bridge")
     p.add_argument("-b", "--bridge", default=None, help="name of the default bridge")
+    p.add_argument("--no-dns-forward", action="store_true",
+                   help="the embedded resolver answers container names only (NXDOMAIN otherwise)")
     p.add_argument("--loopback-registries-only", action="store_true",
                    help="refuse pulls and pushes to registries not on loopback")
     p.add_argument("--cgroup-parent", default="/berth",
@@ -103,6 +105,7 @@ def build(args):
     cfg.userns_remap = _userns_remap(args.userns_remap)
     cfg.daemon_options = vars(args)   # what `berth audit` checks
     cfg.icc = args.icc
+    cfg.dns_forward = not args.no_dns_forward
     cfg.ip_forward = args.ip_forward == "true"
     cfg.ip_masq = args.ip_masq == "true"
     cfg.mtu = args.mtu

@@ -73,7 +73,7 @@ class Daemon:
         argv = [BERTHD, "-H", "unix://" + self.sock, "--data-root", str(self.data_root),
                 "--exec-root", str(self.exec_root), "--config-dir", str(self.config_dir),
                 "--group", "root", "--cgroup-parent", self.cgroup_parent,
-                "--loopback-registries-only", *self.extra_args]
+                "--loopback-registries-only", "--no-dns-forward", *self.extra_args]
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)

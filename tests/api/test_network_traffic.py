@@ -474,3 +474,26 @@ def test_macvlan_puts_the_container_on_the_parents_segment(berthd, outside_segme
     r = berthd.docker("run", "--rm", "--network", "mv", "-p", "8080:80", "alpine", "true")
     assert r.returncode != 0 and "macvlan" in r.stderr
     assert berthd.docker("network", "rm", "mv").returncode == 0
+
+
+@need_docker
+def test_embedded_dns_answers_names_on_user_networks(berthd):
+    berthd.load("alpine-3.20")
+    assert berthd.docker("network", "create", "dnsnet").returncode == 0
+    r = berthd.docker("run", "-d", "--network", "dnsnet", "--name", "db",
+                      "--network-alias", "database", "alpine", "sleep", "100")
+    assert r.returncode == 0, r.stderr
+    gw = json.loads(berthd.docker("network", "inspect", "dnsnet").stdout)[0]["IPAM"]["Config"][0]["Gateway"]
+    db_ip = json.loads(berthd.docker("inspect", "db").stdout)[0][
+        "NetworkSettings"]["Networks"]["dnsnet"]["IPAddress"]
+    # nslookup asks the resolver directly (not /etc/hosts)
+    r = berthd.docker("run", "--rm", "--network", "dnsnet", "alpine", "sh", "-c",
+                      "cat /etc/resolv.conf; nslookup -type=a database; nslookup -type=a nosuch")
+    assert f"nameserver {gw}" in r.stdout, r.stdout
+    assert db_ip in r.stdout.split("database")[-1], r.stdout
+    assert "NXDOMAIN" in r.stdout or "can't find nosuch" in r.stdout, r.stdout
+    # a container started later is known at once
+    assert berthd.docker("run", "-d", "--network", "dnsnet", "--name", "late", "alpine",
+                         "sleep", "100").returncode == 0
+    r = berthd.docker("exec", "db", "nslookup", "-type=a", "late")
+    assert "Address" in r.stdout.split("late")[-1], r.stdout

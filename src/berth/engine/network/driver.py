@@ -28,7 +28,7 @@ import threading
 
 from berth.errors import BerthError, ConfigError
 from berth.oci import jsonio
-from berth.engine.network import hosts, ipam, netlink, nft, ports
+from berth.engine.network import dns, hosts, ipam, netlink, nft, ports
 
 DEFAULT_ROOT = "/var/lib/berth"
 FORWARD_DIR = "/run/berth-net"
@@ -51,6 +51,8 @@ class NetConfig:
         self.bip = getattr(cfg, "bip", None)            # "172.17.0.1/16"
         self.fixed_cidr = getattr(cfg, "fixed_cidr", None)
         self.bridge_name = getattr(cfg, "bridge_name", None)
+        # the embedded resolver sends unknown names to the host's resolvers
+        self.dns_forward = bool(getattr(cfg, "dns_forward", True))
 
 
 def _yes(v, default):
@@ -68,6 +70,7 @@ class Driver:
         # its own, so two daemons never share (or delete) each other's
         self.tag = "" if root == DEFAULT_ROOT else hashlib.sha256(root.encode()).hexdigest()[:6]
         self.table = "berth" + (f"_{self.tag}" if self.tag else "")
+        self.dns = dns.Resolver(dns.host_upstreams() if self.cfg.dns_forward else ())
         self.default_bridge = self.cfg.bridge_name or ("berth0" + (f"-{self.tag}" if self.tag else ""))
         self.dir = os.path.join(root, "network")
         self.epdir = os.path.join(self.dir, "endpoints")
@@ -335,6 +338,7 @@ class Driver:
             ipr.close()
         self._apply()
         self._refresh_hosts()
+        self._write_resolv(c, rec)
         self._fill(c, rec, pid)
 
     def _fill(self, c, rec, pid):
@@ -529,6 +533,7 @@ class Driver:
     def close(self):
         """Daemon stop: containers keep running with their network; if none
         has an endpoint, everything berth made goes."""
+        self.dns.close()
         with self.lock:
             if self._records():
                 return
@@ -593,6 +598,30 @@ class Driver:
                 self._write_hosts(cid, records)
             except OSError:
                 pass
+        self.dns.update(self._dns_table(records))
+
+    @staticmethod
+    def _dns_table(records):
+        """{gateway of a user bridge network: {name: ip}} for the resolver."""
+        table = {}
+        for cid, rec in records.items():
+            for e in rec["endpoints"]:
+                if e["default"] or e.get("parent") or not e.get("bridge"):
+                    continue
+                names = table.setdefault(e["gateway"], {})
+                for n in [rec["name"], rec.get("hostname"), cid[:12]] + e.get("aliases", []):
+                    if n:
+                        names[n.lower()] = e["ip"]
+        return table
+
+    def _write_resolv(self, c, rec):
+        """A container whose first network is a user bridge asks the
+        embedded resolver, on that network's gateway, and nobody else."""
+        prim = rec["endpoints"][0]
+        path = c.data.get("ResolvConfPath")
+        if prim["default"] or prim.get("parent") or not path or c.host_config.get("Dns"):
+            return
+        hosts.write_in_place(path, f"nameserver {prim['gateway']}\noptions ndots:0\n")
 
     # -- nftables -----------------------------------------------------------
 
