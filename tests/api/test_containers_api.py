@@ -229,3 +229,27 @@ def test_commit_keeps_changes_and_deletions(alpine):
     assert ok(alpine.docker("run", "--rm", "mine:1", "cat", "/d/f")) == "x\n"
     hist = ok(alpine.docker("history", "--no-trunc", "--format", "{{.Comment}}", "mine:1"))
     assert "by test" in hist
+
+
+def test_abandoned_streams_end_their_threads(alpine):
+    """A `docker events` or `docker logs -f` whose client went away must
+    not keep a daemon thread forever."""
+    import signal as _signal
+    ok(alpine.docker("run", "-d", "--name", "talk", "alpine", "sleep", "1000"))
+    pid = alpine.proc.pid
+
+    def threads():
+        return len(os.listdir(f"/proc/{pid}/task"))
+    base = threads()
+    procs = [subprocess.Popen(["docker", *args], env=alpine.env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+             for args in (["events"], ["logs", "-f", "talk"])]
+    time.sleep(1.0)
+    assert threads() >= base + 2
+    for p in procs:
+        p.send_signal(_signal.SIGKILL)
+        p.wait()
+    deadline = time.monotonic() + 10
+    while threads() > base and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert threads() <= base

@@ -36,9 +36,11 @@ def empty(status=204):
 
 
 def json_stream(items):
-    """Newline-delimited JSON, as Docker streams events, stats and progress."""
+    """Newline-delimited JSON, as Docker streams events, stats and progress.
+    A None item becomes an empty chunk: nothing is sent, but the server
+    checks that the client is still there."""
     for obj in items:
-        yield json.dumps(obj).encode() + b"\n"
+        yield b"" if obj is None else json.dumps(obj).encode() + b"\n"
 
 
 class Peer:
@@ -281,6 +283,10 @@ class Handler(BaseHTTPRequestHandler):
                 if chunk:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     self.wfile.flush()
+                elif _peer_gone(self.connection):
+                    # an idle stream (logs -f, events) whose client left
+                    self.close_connection = True
+                    return
             self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
@@ -288,6 +294,19 @@ class Handler(BaseHTTPRequestHandler):
             close = getattr(body, "close", None)
             if close:
                 close()
+
+
+def _peer_gone(sock):
+    """True if the client closed its end (readable with nothing to read)."""
+    import select
+    try:
+        if not select.select([sock], [], [], 0)[0]:
+            return False
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
 
 
 def writer_stream(write, chunk=1 << 16):

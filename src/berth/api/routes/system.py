@@ -54,6 +54,7 @@ def register(router, engine):
                         ev = q.get(timeout=timeout if timeout is not None else 1.0)
                     except queue.Empty:
                         if until is None:
+                            yield None   # lets the server notice a client that left
                             continue
                         return
                     if until is not None and ev["timeNano"] > until:
