@@ -3,6 +3,7 @@
 import json
 
 from berth.api.errors import BadRequest
+from berth.engine.labels import label_matches  # noqa: F401 - the routes use it from here
 
 
 def parse(text):
@@ -31,16 +32,6 @@ def check(filters, known, what):
         if k not in known:
             raise BadRequest(f"invalid filter '{k}' for {what}",
                              hint="known filters: " + ", ".join(sorted(known)))
-
-
-def label_matches(wanted, labels):
-    """label=key or label=key=value, all must match."""
-    labels = labels or {}
-    for w in wanted:
-        k, eq, v = w.partition("=")
-        if k not in labels or (eq and labels[k] != v):
-            return False
-    return True
 
 
 def event_matches(filters, ev):

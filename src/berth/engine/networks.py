@@ -18,6 +18,7 @@ import threading
 import time
 
 from berth.errors import BerthError, ConfigError, Conflict, NotFound
+from berth.engine.labels import label_matches
 from berth.oci import jsonio
 
 POOL = ipaddress.ip_network("172.30.0.0/15")   # 172.30.0.0/24 upward
@@ -48,14 +49,6 @@ class NotSupported(BerthError):
 def _now():
     t = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
-
-
-def _label_match(wanted, labels):
-    for w in wanted:
-        k, eq, v = w.partition("=")
-        if k not in labels or (eq and labels[k] != v):
-            return False
-    return True
 
 
 def _not_supported_connect(network, container, endpoint_config):
@@ -167,7 +160,7 @@ class Networks:
                 continue
             if "driver" in filters and n["Driver"] not in filters["driver"]:
                 continue
-            if "label" in filters and not _label_match(filters["label"], n.get("Labels") or {}):
+            if "label" in filters and not label_matches(filters["label"], n.get("Labels") or {}):
                 continue
             if "scope" in filters and n["Scope"] not in filters["scope"]:
                 continue
@@ -310,9 +303,9 @@ class Networks:
                 if net["Name"] in PREDEFINED:
                     continue
                 labels = net.get("Labels") or {}
-                if "label" in filters and not _label_match(filters["label"], labels):
+                if "label" in filters and not label_matches(filters["label"], labels):
                     continue
-                if "label!" in filters and any(_label_match([w], labels) for w in filters["label!"]):
+                if "label!" in filters and any(label_matches([w], labels) for w in filters["label!"]):
                     continue
                 if until is not None and net["Created"] > until:
                     continue

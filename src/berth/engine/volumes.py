@@ -18,6 +18,7 @@ import threading
 import time
 
 from berth.errors import BerthError, ConfigError, Conflict, NotFound
+from berth.engine.labels import label_matches
 from berth.oci import jsonio
 
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"
@@ -60,14 +61,6 @@ def _truthy(values, what):
         else:
             raise ConfigError(f"invalid filter '{what}={v}': expected true or false")
     return out
-
-
-def _label_match(wanted, labels):
-    for w in wanted:
-        k, eq, v = w.partition("=")
-        if k not in labels or (eq and labels[k] != v):
-            return False
-    return True
 
 
 def dir_usage(path):
@@ -178,7 +171,7 @@ class Volumes:
                     continue
                 if "driver" in filters and v["Driver"] not in filters["driver"]:
                     continue
-                if "label" in filters and not _label_match(filters["label"], v["Labels"]):
+                if "label" in filters and not label_matches(filters["label"], v["Labels"]):
                     continue
                 if dangling and (not self.in_use(name)) not in dangling:
                     continue
@@ -276,9 +269,9 @@ class Volumes:
                 labels = v["Labels"]
                 if not every and ANONYMOUS_LABEL not in labels:
                     continue
-                if "label" in filters and not _label_match(filters["label"], labels):
+                if "label" in filters and not label_matches(filters["label"], labels):
                     continue
-                if "label!" in filters and any(_label_match([w], labels) for w in filters["label!"]):
+                if "label!" in filters and any(label_matches([w], labels) for w in filters["label!"]):
                     continue
                 if self.in_use(name):
                     continue

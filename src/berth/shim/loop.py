@@ -525,13 +525,7 @@ class Monitor:
         self._reap_quiet()
 
     def _reap_quiet(self):
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        reap_quiet()
 
     def _last_round(self):
         """Answers what is already queued, then writes every client's
@@ -565,3 +559,14 @@ def _write_atomic(path, text):
     finally:
         os.close(fd)
     os.rename(tmp, path)
+
+
+def reap_quiet():
+    """Collect every child that has ended, whoever it was."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

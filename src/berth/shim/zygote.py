@@ -86,10 +86,5 @@ def _answer(conn, obj):
 
 
 def _reap():
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    from berth.shim.loop import reap_quiet
+    reap_quiet()
