@@ -111,6 +111,26 @@ class Container:
         from berth.runtime.cgroups import Cgroup
         return Cgroup.from_dict(d)
 
+    def pids(self):
+        """The container's processes: its cgroup's, or without one (a
+        rootless container) every process in its pid namespace."""
+        cg = self.cgroup()
+        if cg is not None:
+            return cg.pids()
+        try:
+            ns = os.readlink(f"/proc/{self.pid}/ns/pid")
+        except OSError:
+            return []
+        out = []
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    if os.readlink(f"/proc/{name}/ns/pid") == ns:
+                        out.append(int(name))
+                except OSError:
+                    pass
+        return sorted(out)
+
     def oci_state(self, status=None):
         """The state object of the OCI spec, as runc prints and passes to hooks."""
         st = status or self.status()

@@ -79,8 +79,14 @@ def _mount_special(rootfd, src, target, typ, flags, data, m, cgroups=None):
         # sysfs in a user namespace without its own net namespace is refused;
         # runc falls back to a recursive bind of the host's /sys
         if typ == "sysfs" and e.errno in (1, 16):
+            attrs = ((L.MS_RDONLY, L.MOUNT_ATTR_RDONLY), (L.MS_NOSUID, L.MOUNT_ATTR_NOSUID),
+                     (L.MS_NODEV, L.MOUNT_ATTR_NODEV), (L.MS_NOEXEC, L.MOUNT_ATTR_NOEXEC))
             L.mount("/sys", target, None, L.MS_BIND | L.MS_REC)
-            L.mount(None, target, None, L.MS_BIND | L.MS_REMOUNT | L.MS_REC | flags)
+            # a remount through /proc/self/fd/N would reach the mount below
+            # the new one: name it by path, and set the flags on every
+            # submount too (a plain remount leaves /sys/fs/cgroup & co rw)
+            L.mount_setattr(os.readlink(target) if target.startswith("/proc/self/fd/") else target,
+                            sum(a for f, a in attrs if flags & f))
         else:
             raise
 

@@ -30,6 +30,7 @@ class Plan:
         self.join = {}
         self.new = []
         self.cgroup = None         # the runtime moves the process in after stage 1 forks it
+        self.in_userns = False      # the runtime itself runs in a user namespace (rootless)
         self.container = True      # False for exec: no rootfs work
         self.no_pivot = False
         self.state_dirfd = None    # create: where exec.fifo is
@@ -119,7 +120,8 @@ def _build(plan, chan):
             # kernels without keys, or a seccomp profile of the caller, refuse it
             if e.errno not in (38, 1, 13):
                 raise
-    userns = "user" in plan.new or "user" in plan.join
+    # a rootless runtime is already in an unprivileged user namespace
+    userns = "user" in plan.new or "user" in plan.join or plan.in_userns
     mnt_new = plan.container and "mount" in plan.new
     if mnt_new:
         rootfd, nxt = R.prepare_before_cgroup(cfg, plan.rootfs)
@@ -128,7 +130,10 @@ def _build(plan, chan):
         # kernel's grace period for the first migration) and moved us in
         chan.expect("cgroup")
     if plan.container:
-        cgroups = R.cgroup_sources() if mnt_new else None
+        # a rootless container without a cgroup gets an empty /sys/fs/cgroup,
+        # not the daemon's own cgroups
+        cgroups = (R.cgroup_sources() if plan.cgroup is not None or not plan.in_userns
+                   else []) if mnt_new else None
         if plan.cgroup is not None and "cgroup" in plan.new:
             L.unshare(L.CLONE_NEWCGROUP)
         if mnt_new:

@@ -30,6 +30,9 @@ def spawn(plan, on_hooks=None, on_pid=None, on_cgroup=None):
     can send "start"; the caller closes it. With plan.cgroup set,
     on_cgroup(pid) must put the process into it."""
     preload(plan.process, plan.cfg, plan.container)
+    # read before any namespace is joined: a rootless runtime's own view
+    from berth.sys.rootless import in_user_namespace
+    plan.in_userns = in_user_namespace()
     parent, child = Channel.pair()
     pid1 = os.fork()
     if pid1 == 0:

@@ -73,12 +73,11 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
     if subreaper:
         from berth.sys import libc as L
         L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
-    from berth.runtime.cgroups import open_cgroup
-    cg = open_cgroup(linux.get("cgroupsPath"), cid)
+    cg = _cgroup_for(linux, cid)
     c = Container(ctx.root, cid)
     c.make_dir()
     c.data = {"id": cid, "bundle": bundle, "rootfs": rootfs, "created": now_rfc3339(),
-              "pid": 0, "config": cfg, "cgroup": cg.to_dict()}
+              "pid": 0, "config": cfg, "cgroup": cg.to_dict() if cg else None}
     dirfd = None
     try:
         c.save()  # the cgroup is on record before it exists: delete can always find it
@@ -160,3 +159,15 @@ def _fifo_for_userns_root(c, linux):
         return
     os.chown(c.fifo, uid if uid is not None else -1, gid if gid is not None else -1)
     os.chmod(c.dir, 0o711)
+
+
+def _cgroup_for(linux, cid):
+    """None for a rootless container that asks for no cgroup: a runtime in
+    an unprivileged user namespace may not write the host's cgroupfs, and
+    without limits there is nothing to put in one (runc --rootless does
+    the same). The container's pid namespace still holds its processes."""
+    from berth.sys.rootless import in_user_namespace
+    if in_user_namespace() and not linux.get("cgroupsPath") and not linux.get("resources"):
+        return None
+    from berth.runtime.cgroups import open_cgroup
+    return open_cgroup(linux.get("cgroupsPath"), cid)

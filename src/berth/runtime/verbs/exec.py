@@ -89,7 +89,7 @@ def exec_(ctx, cid, opts, args):
                 cgroup=cg, wait_fifo=False, console_fd=console_fd,
                 preserve_fds=preserve_count(opts), caps=caps, seccomp=seccomp)
     try:
-        pid, chan = parent.spawn(plan, on_cgroup=cg.add)
+        pid, chan = parent.spawn(plan, on_cgroup=cg.add if cg is not None else None)
     finally:
         if console_fd is not None:
             os.close(console_fd)

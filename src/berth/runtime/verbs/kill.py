@@ -37,8 +37,7 @@ def kill(ctx, cid, sig, all_procs=False):
         raise Conflict(f"container {cid} is not running")
     pids = [c.pid]
     if all_procs:
-        cg = c.cgroup()
-        pids = cg.pids() if cg is not None else pids
+        pids = c.pids() or pids
     for pid in pids:
         try:
             os.kill(pid, sig)

@@ -8,7 +8,11 @@ def _cgroup(ctx, cid, want):
     st = c.status()
     if st not in want:
         raise Conflict(f"container {cid} is {st}, not {' or '.join(want)}")
-    return c.cgroup()
+    cg = c.cgroup()
+    if cg is None:
+        raise Conflict(f"container {cid} has no cgroup (rootless without cgroup "
+                       "delegation), so it cannot be frozen")
+    return cg
 
 
 def pause(ctx, opts, args):

@@ -11,7 +11,7 @@ def main(ctx, opts, args):
     c = Container.load(ctx.root, args[0])
     if c.status() in ("stopped", "creating"):
         raise Conflict(f"container {args[0]} is not running")
-    pids = c.cgroup().pids()
+    pids = c.pids()
     if opts.get("format") == "json":
         os.write(1, (jsonio.dumps(pids) + "\n").encode())
         return 0
