@@ -15,7 +15,7 @@ from cgroup_walk import walk_cgroups  # noqa: F401 - used below and by tests
 SESSION_TOKEN = secrets.token_hex(3)
 ID_PREFIX = "berth-test-"
 CGROUP_ROOT = "/sys/fs/cgroup"
-STATE_GLOBS = ("/run/berth*", "/var/lib/berth*")
+STATE_GLOBS = ("/run/berth*", "/var/lib/berth*", "/tmp/berth-run-*", "/tmp/berth-rootless-*")
 # daemons the tests start (dockerd, registries) may drop state elsewhere:
 # any new top-level entry of these is a leftover too
 WATCHED_DIRS = ("/run", "/var/lib", "/etc")
@@ -105,6 +105,19 @@ def _sysctls():
     return out
 
 
+def _accounts():
+    """The rootless test adds a user and subordinate ranges, then puts the
+    files back byte for byte."""
+    out = set()
+    for path in ("/etc/passwd", "/etc/group", "/etc/subuid", "/etc/subgid"):
+        try:
+            with open(path) as f:
+                out |= {f"{path}: {line.strip()}" for line in f if line.strip()}
+        except OSError:
+            pass
+    return out
+
+
 def take_snapshot():
     return {
         "mounts": _mounts(),
@@ -116,6 +129,7 @@ def take_snapshot():
         "nft tables": _nft_tables(),
         "bridges": _bridges(),
         "sysctls": _sysctls(),
+        "accounts": _accounts(),
     }
 
 

@@ -8,18 +8,21 @@
 """
 import argparse
 import os
+import pwd
 import signal
 import sys
 
 from berth.errors import BerthError, ConfigError
+from berth.sys import rootless
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="berthd", description="berth's container engine daemon")
     p.add_argument("-H", "--host", action="append", default=[])
-    p.add_argument("--data-root", default="/var/lib/berth")
-    p.add_argument("--exec-root", default="/run/berth")
-    p.add_argument("--config-dir", default="/etc/berth")
+    # rootless: XDG dirs of the user (berth.rootless.default_dirs)
+    p.add_argument("--data-root", default=None, help="default /var/lib/berth")
+    p.add_argument("--exec-root", default=None, help="default /run/berth")
+    p.add_argument("--config-dir", default=None, help="default /etc/berth")
     p.add_argument("--group", default="berth")
     p.add_argument("--default-runtime", default="berth")
     p.add_argument("--add-runtime", action="append", default=[])
@@ -51,6 +54,8 @@ def parse_args(argv):
                    help="the embedded resolver answers container names only (NXDOMAIN otherwise)")
     p.add_argument("--loopback-registries-only", action="store_true",
                    help="refuse pulls and pushes to registries not on loopback")
+    p.add_argument("--rootless-host-loopback", action="store_true",
+                   help="rootless: let containers reach the host's 127.0.0.1 as 10.0.2.2")
     p.add_argument("--cgroup-parent", default="/berth",
                    help="cgroup under which containers go (HostConfig.CgroupParent overrides)")
     return p.parse_args(argv)
@@ -67,6 +72,19 @@ def _userns_remap(text):
         raise ConfigError(f"--userns-remap {text!r}: expected auto or UID:GID:SIZE "
                           "(a non-root range)")
     return tuple(int(p) for p in parts)
+
+
+def _fill_dirs(args, rootless_mode):
+    if rootless_mode:
+        uid, _ = rootless.outer_ids()
+        home = os.environ.get("HOME") or pwd.getpwuid(uid).pw_dir
+        data, run, conf = rootless.default_dirs(uid, home)
+        args.group = None
+    else:
+        data, run, conf = "/var/lib/berth", "/run/berth", "/etc/berth"
+    args.data_root = args.data_root or data
+    args.exec_root = args.exec_root or run
+    args.config_dir = args.config_dir or conf
 
 
 def build(args):
@@ -90,6 +108,10 @@ def build(args):
             raise ConfigError(f"--log-opt {item!r}: known options are max-size and max-file")
         log[k] = v
     paths = Paths(args.data_root, args.exec_root, args.config_dir)
+    rootless_mode = rootless.active()
+    if rootless_mode and args.userns_remap:
+        raise ConfigError("--userns-remap: a rootless daemon already runs in a user "
+                          "namespace of its own; there is no range left to remap into")
     # the policy applies from the moment the file exists (no restart needed)
     if args.trust_policy and not os.path.exists(args.trust_policy):
         raise ConfigError(f"--trust-policy {args.trust_policy}: no such file")
@@ -98,7 +120,8 @@ def build(args):
                  storage_driver=args.storage_driver,
                  log_max_size=parse_size(log["max-size"], "--log-opt max-size"),
                  log_max_files=int(log["max-file"]), trust_policy=trust,
-                 init_path=args.init_path, cgroup_parent=args.cgroup_parent)
+                 init_path=args.init_path, cgroup_parent=args.cgroup_parent,
+                 rootless=rootless_mode, run_root=paths.run)
     if cfg.default_runtime not in cfg.runtimes:
         raise ConfigError(f"--default-runtime {cfg.default_runtime!r}: unknown runtime")
     cfg.loopback_registries_only = args.loopback_registries_only
@@ -110,6 +133,7 @@ def build(args):
     cfg.ip_masq = args.ip_masq == "true"
     cfg.mtu = args.mtu
     cfg.bip, cfg.fixed_cidr, cfg.bridge_name = args.bip, args.fixed_cidr, args.bridge
+    cfg.host_loopback = args.rootless_host_loopback
     engine = Engine(paths, cfg)
     policy = authz.load(args.authz_policy or paths.authz_policy,
                         required=args.authz_policy is not None)
@@ -156,10 +180,11 @@ def _listen(hosts, args, app, out):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if os.geteuid() != 0:
-        print("berthd: must run as root (rootless mode is not there yet)", file=sys.stderr)
-        return 1
     try:
+        if os.geteuid() != 0:
+            _fill_dirs(args, True)
+            return rootless.reexec(os.path.abspath(args.exec_root))
+        _fill_dirs(args, rootless.active())
         engine, app, paths = build(args)
         srvs = listeners(args, app, paths)
     except BerthError as e:
@@ -184,7 +209,10 @@ def main(argv=None):
         serve_all(srvs)
     finally:
         # containers keep running: their shims hold them (live restore)
+        running = any(c.running for c in engine.containers.list(all=True))
         engine.close()
+        if engine.config.rootless and not running:
+            rootless.release_keeper(paths.run)
         close_all(srvs)
         try:
             os.unlink(paths.pidfile)

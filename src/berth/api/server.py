@@ -74,12 +74,16 @@ def unix_server(path, app, group="berth"):
         srv = UnixServer(path, Handler)
     finally:
         os.umask(old)
-    try:
-        gid = grp.getgrnam(group).gr_gid
-    except KeyError:
-        gid = 0
-    os.chown(path, 0, gid)
-    os.chmod(path, 0o660)
+    if group is None:
+        # rootless: the socket is the user's alone
+        os.chmod(path, 0o600)
+    else:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            gid = 0
+        os.chown(path, 0, gid)
+        os.chmod(path, 0o660)
     srv.app = app
     return srv
 

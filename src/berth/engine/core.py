@@ -1,6 +1,7 @@
 """The engine as one object the API layer is handed (no global state)."""
 import os
 import shutil
+import sys
 
 from berth.engine.events import Events
 from berth.engine.images.store import Store
@@ -15,22 +16,47 @@ def _binary(name):
     return local if os.access(local, os.X_OK) else (shutil.which(name) or name)
 
 
+def _own_launchers(run_root):
+    """Rootless: launchers for the runtime and the shim that use this
+    daemon's interpreter and package (the repo's bin/ may point at a
+    python the user cannot run). -> {tool: path}"""
+    d = os.path.join(run_root, "bin")
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    pkg = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = {}
+    for tool, mod in (("berth-runtime", "runtime"), ("berth-shim", "shim")):
+        path = os.path.join(d, tool)
+        text = (f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {pkg!r})\n"
+                f"from berth.cli.{mod} import main\nsys.exit(main())\n")
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.chmod(path + ".tmp", 0o700)
+        os.rename(path + ".tmp", path)
+        out[tool] = path
+    return out
+
+
 class Config:
     """Daemon options that reach the engine."""
 
     def __init__(self, runtimes=None, default_runtime="berth", storage_driver=None,
                  log_max_size=0, log_max_files=1, trust_policy=None, shim=None,
-                 init_path=None, cgroup_parent="/berth", userns_remap=None):
-        self.runtimes = {"berth": _binary("berth-runtime"), "runc": "runc", "crun": "crun"}
+                 init_path=None, cgroup_parent="/berth", userns_remap=None,
+                 rootless=False, run_root=None):
+        self.rootless = rootless
+        own = _own_launchers(run_root) if rootless and run_root else {}
+        self.runtimes = {"berth": own.get("berth-runtime") or _binary("berth-runtime"),
+                         "runc": "runc", "crun": "crun"}
         self.runtimes.update(runtimes or {})
         self.default_runtime = default_runtime
         self.storage_driver = storage_driver
         self.log_max_size = log_max_size
         self.log_max_files = log_max_files
         self.trust_policy = trust_policy
-        self.shim = shim or _binary("berth-shim")
+        self.shim = shim or own.get("berth-shim") or _binary("berth-shim")
         self.init_path = init_path
-        self.cgroup_parent = cgroup_parent
+        # rootless: no cgroup is delegated to the user, none is written
+        self.cgroup_parent = None if rootless else cgroup_parent
         # None | "auto" (a range per container) | (uid, gid, size) for all
         self.userns_remap = userns_remap
 
@@ -58,6 +84,9 @@ class NoNetwork:
 
 
 def _network_driver(engine):
+    if engine.config.rootless:
+        from berth.engine.network.slirp import SlirpDriver
+        return SlirpDriver(engine)
     try:
         from berth.engine.network.driver import Driver
     except ImportError:

@@ -15,7 +15,7 @@ from berth.api.http import Response, empty, json_response, writer_stream
 from berth.engine.storage import export as E
 from berth.engine.storage.unpack import extract
 from berth.errors import BerthError, NotFound
-from berth.sys import libc
+from berth.sys import libc, rootless
 
 _MAX_UPLOAD = 8 << 30
 
@@ -198,7 +198,7 @@ def _changes(upper, lowers, mounts):
                 out.append({"Path": path, "Kind": 2})
                 continue
             try:
-                opaque = os.getxattr(full, "trusted.overlay.opaque", follow_symlinks=False)
+                opaque = os.getxattr(full, rootless.opaque_xattr(), follow_symlinks=False)
             except OSError:
                 opaque = b""
             below = any(os.path.lexists(os.path.join(lo, path.lstrip("/"))) for lo in lowers)

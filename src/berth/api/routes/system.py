@@ -105,6 +105,12 @@ def system_info(engine):
     except (ValueError, OSError):
         mem = 0
     cfg = engine.config
+    limits = not cfg.rootless   # no cgroup is delegated to a rootless daemon here
+    warnings = []
+    if cfg.rootless:
+        sec.append("name=rootless")
+        warnings.append("WARNING: rootless mode: no cgroup delegation on this host, so no "
+                        "memory, cpu or pids limits")
     return {
         "ID": _machine_id(), "Containers": len(cs), "ContainersRunning": running,
         "ContainersPaused": paused, "ContainersStopped": len(cs) - running - paused,
@@ -112,8 +118,9 @@ def system_info(engine):
         "DriverStatus": [["Backing Filesystem", "extfs"]],
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"],
                     "Log": ["json-file"]},
-        "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True,
-        "CPUShares": True, "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True,
+        "MemoryLimit": limits, "SwapLimit": limits, "CpuCfsPeriod": limits,
+        "CpuCfsQuota": limits, "CPUShares": limits, "CPUSet": limits, "PidsLimit": limits,
+        "IPv4Forwarding": True,
         "Debug": False, "NFd": len(os.listdir("/proc/self/fd")),
         "NGoroutines": 0, "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": cgv,
@@ -126,7 +133,7 @@ def system_info(engine):
         "Runtimes": {name: {"path": path} for name, path in sorted(cfg.runtimes.items())},
         "DefaultRuntime": cfg.default_runtime, "Swarm": {"LocalNodeState": "inactive"},
         "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": cfg.init_path or "",
-        "SecurityOptions": sec, "Warnings": [],
+        "SecurityOptions": sec, "Warnings": warnings,
     }
 
 

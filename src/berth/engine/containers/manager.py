@@ -17,7 +17,7 @@ import threading
 import time
 
 from berth.errors import BerthError, ConfigError, Conflict, NotFound
-from berth.engine.containers import files, names, shimctl
+from berth.engine.containers import files, names, rootless, shimctl
 from berth.engine.containers.options import run_options
 from berth.engine.containers.record import Container, new_state, now_rfc3339
 from berth.engine.specgen import generate
@@ -121,6 +121,8 @@ class Containers:
         if not isinstance(host, dict):
             raise ConfigError("HostConfig: must be an object")
         _check_log_config(host.get("LogConfig"))
+        if self.e.config.rootless:
+            rootless.check(host)
         ref = body.get("Image")
         if not isinstance(ref, str) or not ref:
             raise ConfigError("Config.Image: an image is required")
@@ -200,6 +202,8 @@ class Containers:
                        "HostsPath": etc.get("/etc/hosts", ""),
                        "ResolvConfPath": etc.get("/etc/resolv.conf", "")})
         spec = generate(image_cfg, opts, rootfs)
+        if self.e.config.rootless:
+            rootless.adjust(spec)
         _show_hardening(c.host_config, spec)
         c.data["Path"] = spec["process"]["args"][0]
         c.data["Args"] = spec["process"]["args"][1:]

@@ -10,6 +10,7 @@ import time
 from berth.engine.images import names
 from berth.engine.images.archive import layer_media_kind, put_layer
 from berth.oci import jsonio
+from berth.sys import rootless
 
 # the engine's own mount points, empty files in the upper dir, not changes
 ENGINE_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
@@ -17,7 +18,7 @@ ENGINE_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 
 def _opaque(path):
     try:
-        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+        return os.getxattr(path, rootless.opaque_xattr(), follow_symlinks=False) == b"y"
     except OSError:
         return False
 

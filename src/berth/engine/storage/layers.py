@@ -77,7 +77,8 @@ def _unpack_one(store, driver, image_id, blob, chain, parents, max_bytes):
     try:
         with store.open_blob(blob) as raw:
             f = _Hashing(raw)
-            extract(f, path, whiteout=driver.whiteout, max_bytes=max_bytes)
+            extract(f, path, whiteout=driver.whiteout, max_bytes=max_bytes,
+                    rootless=driver.rootless)
             got = f.drain()
         if got != blob:
             raise BerthError(f"layer {blob} of image {image_id}: content on disk is {got}",

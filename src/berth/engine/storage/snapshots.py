@@ -25,7 +25,7 @@ import os
 
 from berth.errors import BerthError, Conflict, NotFound, SysError
 from berth.oci import jsonio
-from berth.sys import libc
+from berth.sys import libc, rootless
 from berth.sys.mountinfo import unescape
 
 _ID_BAD = frozenset("/\0:,\\")
@@ -93,6 +93,8 @@ class Driver:
 
     def __init__(self, root):
         self.root = os.path.abspath(root)
+        # in a user namespace: no device nodes, user.* overlay xattrs
+        self.rootless = rootless.in_user_namespace()
         if any(c in self.root for c in ":,"):
             raise BerthError(f"storage root {self.root}: ':' and ',' are not allowed "
                              "(they separate overlay mount options)")
@@ -245,7 +247,7 @@ class OverlayDriver(Driver):
             mapped = [os.path.join(cdir, "idmapped", str(i)) for i in range(len(lowers))]
             rec["idmapped"] = mapped
         opts = (f"lowerdir={':'.join(mapped if idmap else lowers)},upperdir={cdir}/upper,"
-                f"workdir={cdir}/work")
+                f"workdir={cdir}/work" + (",userxattr" if self.rootless else ""))
         if len(opts) > _MAX_OPTS:
             raise BerthError(f"container {container_id}: {len(layer_ids)} layers make the "
                              f"overlay options {len(opts)} bytes, over the kernel's page",
@@ -366,7 +368,8 @@ def overlay_works(root):
         try:
             libc.mount("overlay", dirs["merged"], "overlay", 0,
                        f"lowerdir={dirs['lower']},upperdir={dirs['upper']},"
-                       f"workdir={dirs['work']}")
+                       f"workdir={dirs['work']}"
+                       + (",userxattr" if rootless.in_user_namespace() else ""))
         except (SysError, OSError):
             return False
         try:
