@@ -93,6 +93,15 @@ class User:
             assert p.returncode == 0, f"docker {' '.join(args)}: {p.returncode}\n{p.stderr}"
         return p
 
+    def berth(self, *args):
+        """berth's own CLI with no DOCKER_HOST: it finds the user's daemon."""
+        code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+                "from berth.cli.berth import main; sys.exit(main())")
+        env = {k: v for k, v in self.env.items() if k != "DOCKER_HOST"}
+        return subprocess.run([PYTHON, "-I", "-c", code, str(self.home / "src"), *args],
+                              user=self.uid, group=self.uid, extra_groups=[], env=env,
+                              cwd=self.home, capture_output=True, text=True, timeout=60)
+
     def start(self, *args):
         code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
                 "from berth.cli.berthd import main; sys.exit(main())")
@@ -215,6 +224,8 @@ def test_run_exec_rm_as_an_ordinary_user(daemon):
     assert out.stdout.startswith("from-exec")
     first = out.stdout.split("\n")[1].split()
     assert first[:2] == ["0", str(u.uid)], out.stdout
+    listed = u.berth("ps", "--format", "{{.Names}}")
+    assert listed.returncode == 0 and listed.stdout.split() == ["sleeper"], listed
     u.docker("rm", "-f", "sleeper")
     assert not os.path.exists(f"/proc/{pid}")
     assert u.docker("ps", "-aq").stdout.strip() == ""

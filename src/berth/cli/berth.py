@@ -44,7 +44,8 @@ Commands:
 
 Global Options:
   -H, --host string      Daemon socket to connect to (default $BERTH_HOST,
-                         $DOCKER_HOST or unix:///run/berth/berth.sock)
+                         $DOCKER_HOST, your rootless daemon or
+                         unix:///run/berth/berth.sock)
       --tls, --tlsverify, --tlscacert, --tlscert, --tlskey
 """
 

@@ -13,6 +13,18 @@ import socket
 
 API_VERSION = "1.43"
 DEFAULT_HOST = "unix:///run/berth/berth.sock"
+
+
+def default_host(env):
+    """root: the system daemon; anyone else: their rootless daemon's socket
+    when one is there (berthd's XDG_RUNTIME_DIR or /tmp fallback)."""
+    uid = os.geteuid()
+    if uid == 0:
+        return DEFAULT_HOST
+    for run in (env.get("XDG_RUNTIME_DIR"), f"/tmp/berth-run-{uid}"):
+        if run and os.path.exists(os.path.join(run, "berth", "berth.sock")):
+            return "unix://" + os.path.join(run, "berth", "berth.sock")
+    return DEFAULT_HOST
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
 
 
@@ -216,7 +228,7 @@ def demux(chunks):
 class Client:
     def __init__(self, host=None, tls=False, tlsverify=False, cacert=None, cert=None, key=None):
         env = os.environ
-        self.host = host or env.get("BERTH_HOST") or env.get("DOCKER_HOST") or DEFAULT_HOST
+        self.host = host or env.get("BERTH_HOST") or env.get("DOCKER_HOST") or default_host(env)
         self.tls = tls or tlsverify
         self.tlsverify = tlsverify
         self.cacert, self.cert, self.key = cacert, cert, key
