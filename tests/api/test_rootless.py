@@ -12,6 +12,7 @@ run, exec, a published port reached from the host's loopback, egress to a
 namespace the test made, rm, and that nothing is left running as the user."""
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -224,6 +225,8 @@ def test_run_exec_rm_as_an_ordinary_user(daemon):
     assert out.stdout.startswith("from-exec")
     first = out.stdout.split("\n")[1].split()
     assert first[:2] == ["0", str(u.uid)], out.stdout
+    audit = u.berth("audit")
+    assert re.search(r"2\.8 +PASS +daemon +rootless", audit.stdout), audit.stdout + audit.stderr
     listed = u.berth("ps", "--format", "{{.Names}}")
     assert listed.returncode == 0 and listed.stdout.split() == ["sleeper"], listed
     u.docker("rm", "-f", "sleeper")

@@ -257,6 +257,9 @@ def check_icc(engine):
 def check_userns(config):
     t, title = "2.8", "User namespace remapping"
     remap = getattr(config, "userns_remap", None)
+    if getattr(config, "rootless", False):
+        return check(t, title, "daemon", "rootless", PASS,
+                     "rootless daemon: root in its user namespace is an ordinary user on the host")
     if remap:
         what = "a range per container" if remap == "auto" else "root maps to %s:%s (%s ids)" % tuple(remap)
         return check(t, title, "daemon", "--userns-remap", PASS, what)
@@ -403,7 +406,7 @@ def _namespace_modes(c, spec):
     return modes
 
 
-def container_checks(c, spec=None, extra_sockets=()):
+def container_checks(c, spec=None, extra_sockets=(), rootless=False):
     name = c.name.lstrip("/") or c.id[:12]
     hc = c.host_config or {}
     cfg = c.config or {}
@@ -554,7 +557,7 @@ def container_checks(c, spec=None, extra_sockets=()):
     mapped = bool(lx.get("uidMappings")) or bool(c.data.get("IdMap"))
     if user != 0:
         add("B.3", "Container does not run as root", PASS, f"user {cfg.get('User') or user}")
-    elif mapped:
+    elif mapped or rootless:
         add("B.3", "Container does not run as root", PASS,
             "root inside a user namespace (not root on the host)")
     else:
@@ -620,5 +623,6 @@ def run(engine, opts=None, scan_images=True, all_containers=False, scan_cache=No
     for c in engine.containers.list(all=True):
         if not (all_containers or c.running):
             continue
-        checks.extend(container_checks(c, _bundle_spec(c), sockets))
+        checks.extend(container_checks(c, _bundle_spec(c), sockets,
+                                       rootless=getattr(engine.config, "rootless", False)))
     return {"Score": score(checks), "Summary": summary(checks), "Checks": checks}
