@@ -5,15 +5,20 @@ container's monitor.
 berth-shim --id ID --bundle DIR --runtime BIN --runtime-root DIR
            --state-dir DIR --log-path FILE [--log-max-size BYTES]
            [--log-max-files N] [--tty] [--open-stdin] [--stdin-once] [--no-start]
+           [--runtime-in-process]
 
 --no-start: report after `create` and run `start` on the control op
-{"op":"start"}, so berthd can connect attach clients first."""
+{"op":"start"}, so berthd can connect attach clients first.
+
+--runtime-in-process: the runtime is berth-runtime; run its verbs in a fork
+of this interpreter (berth.cli.runtime.main) instead of exec'ing a fresh
+one, ~10 ms less per verb."""
 import os
 import sys
 
 VALUES = {"id", "bundle", "runtime", "runtime-root", "state-dir", "log-path",
           "log-max-size", "log-max-files"}
-FLAGS = {"tty", "open-stdin", "stdin-once", "no-start"}
+FLAGS = {"tty", "open-stdin", "stdin-once", "no-start", "runtime-in-process"}
 REQUIRED = ("id", "bundle", "runtime", "runtime-root", "state-dir", "log-path")
 INTS = ("log-max-size", "log-max-files")
 
@@ -64,6 +69,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--zygote"] and len(argv) == 2:
         from berth.shim.zygote import serve
+        _import_runtime()   # once, shared by every shim the zygote forks
         return serve(argv[1], main)
     try:
         kw = parse(argv)
@@ -73,4 +79,14 @@ def main(argv=None):
         os.write(1, f'{{"error":"berth-shim: {msg}"}}\n'.encode())
         return 2
     from berth.shim.main import Options, run
+    if kw.pop("runtime_in_process", False):
+        kw["runtime_main"] = _import_runtime()
     return run(Options(**kw))
+
+
+def _import_runtime():
+    """berth-runtime's entry point and the modules `create` needs."""
+    from berth.cli.runtime import main as runtime_main
+    from berth.runtime.process import init, parent  # noqa: F401
+    from berth.runtime.verbs import create, delete, start  # noqa: F401
+    return runtime_main

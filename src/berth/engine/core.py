@@ -45,8 +45,10 @@ class Config:
                  rootless=False, run_root=None):
         self.rootless = rootless
         own = _own_launchers(run_root) if rootless and run_root else {}
-        self.runtimes = {"berth": own.get("berth-runtime") or _binary("berth-runtime"),
-                         "runc": "runc", "crun": "crun"}
+        # berth's own runtime: the shim may run it in its own forked
+        # interpreter instead of exec'ing a new one per verb
+        self.builtin_runtime = own.get("berth-runtime") or _binary("berth-runtime")
+        self.runtimes = {"berth": self.builtin_runtime, "runc": "runc", "crun": "crun"}
         self.runtimes.update(runtimes or {})
         self.default_runtime = default_runtime
         self.storage_driver = storage_driver

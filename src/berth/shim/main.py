@@ -121,6 +121,9 @@ def log(msg):
 
 
 def spawn(opts, args, stdin, stdout, stderr):
+    if getattr(opts, "runtime_main", None) is not None:
+        return _fork_runtime(opts.runtime_main, ["--root", opts.runtime_root, *args],
+                             stdin, stdout, stderr)
     argv = [opts.runtime, "--root", opts.runtime_root, *args]
     fa = [(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1),
           (os.POSIX_SPAWN_DUP2, stderr, 2)]
@@ -130,6 +133,41 @@ def spawn(opts, args, stdin, stdout, stderr):
                   setsigdef=_SIGNALS, setsigmask=())
     except OSError as e:
         raise ShimError(f"cannot run runtime {opts.runtime}: {e.strerror}") from None
+
+
+def _fork_runtime(runtime_main, argv, stdin, stdout, stderr):
+    """berth-runtime ARGV in a fork of this interpreter: the same process
+    tree and stdio as exec'ing it, without a new interpreter's start-up."""
+    import signal
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        for i, fd in enumerate((stdin, stdout, stderr)):
+            os.dup2(fd, i)
+        # the shim's fds (the ready-report pipe, sockets, the other pipe
+        # ends) must not live on in the container's init until it execs:
+        # berthd waits for EOF on some. Each becomes a close-on-exec
+        # /dev/null, so the shim's objects that still name the numbers
+        # can never close one of the runtime's own.
+        null = os.open(DEVNULL, os.O_RDWR | os.O_CLOEXEC)
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2 and fd != null:
+                try:
+                    os.dup2(null, fd, inheritable=False)
+                except OSError:
+                    pass
+        for s in _SIGNALS:
+            signal.signal(s, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        code = runtime_main(argv)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException as e:  # noqa: BLE001 - the exit status is the answer
+        os.write(2, f"berth-runtime: {e}\n".encode(errors="replace"))
+    os._exit(code if isinstance(code, int) else 1)
 
 
 def wait_pid(pid, timeout, on_ready=None, extra=()):

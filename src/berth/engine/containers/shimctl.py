@@ -73,6 +73,8 @@ def launch(cfg, runtime, runtime_root, cid, bundle, shim_dir, log_path, tty, ope
         argv.append("--open-stdin")
     if stdin_once:
         argv.append("--stdin-once")
+    if runtime == getattr(cfg, "builtin_runtime", None):
+        argv.append("--runtime-in-process")
     lines = zygote.launch(argv[1:]) if zygote is not None else None
     if lines is not None:
         try:
