@@ -19,8 +19,8 @@ the alpine-3.20 fixture loaded with `docker load`, every container with
 Podman runs the same scenarios with `podman` in place of `docker` (its
 `rm -f` with `-t 0`, which is what `docker rm -f` does: SIGKILL at once), its
 conmon in place of the shim; it has no daemon (n/a) and no API socket (no
-phases). It is kept off the host's state as tests/runtime/test_dropin_podman.py
-does: --root/--runroot/--tmpdir, containers.conf and storage.conf under the
+phases). bench/podman_isolation.py keeps it off the host's state (as it does
+for tests/runtime/test_dropin_podman.py): --root/--runroot/--tmpdir, containers.conf and storage.conf under the
 temp dir, cgroupfs with --cgroup-parent /berth-bench-podman, CNI backend, no
 events, file locks, `podman load` in a private mount namespace with a tmpfs
 over /var/lib/containers; whatever still appears on the host is removed at the
@@ -54,6 +54,7 @@ PYTHON = REPO / ".venv" / "bin" / "python"
 BERTHD = REPO / "bin" / "berthd"
 sys.path[:0] = [str(HERE), str(REPO / "tests")]
 from image_load import Dockerd, install_docker  # noqa: E402
+import podman_isolation  # noqa: E402
 from shared_dir import FIXTURES  # noqa: E402
 from stats import percentile  # noqa: E402
 
@@ -71,6 +72,7 @@ PODMAN_HOST_PATHS = ("/run/libpod", "/run/containers", "/var/lib/containers", "/
 # where the OCI runtimes keep their state: conmon's exit command (`podman
 # container cleanup`) gets no runtime flags, so podman 4.3 leaves the default
 PODMAN_RUNTIME_ROOTS = ("/run/crun", "/run/runc")
+PODMAN_ENGINE_CONF = 'runtime = "runc"  # crun 1.8 refuses hybrid cgroups ("drop all controllers")\n'
 GOALS = {"run": 0.25, "shim PSS": 0.25}  # the issue's: berth at most 0.25x docker
 LABEL = "berth-bench=1"
 
@@ -298,10 +300,13 @@ class Engine:
 
 
 class BerthEngine(Engine):
+    """A berthd of our own under `work` (also bench/net.py's, with its own
+    cgroup parent)."""
     name = "berth"
 
-    def __init__(self, work):
+    def __init__(self, work, cgroup_parent=BERTH_CGROUP):
         self.work = Path(work)
+        self.cgroup_parent = cgroup_parent
         self.sock = self.work / "berth.sock"
         self.log = self.work / "berthd.log"
         self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.sock}",
@@ -315,7 +320,7 @@ class BerthEngine(Engine):
             (self.work / d).mkdir(parents=True, exist_ok=True)
         argv = [str(BERTHD), "-H", f"unix://{self.sock}", "--data-root", str(self.work / "lib"),
                 "--exec-root", str(self.work / "run"), "--config-dir", str(self.work / "etc"),
-                "--group", "root", "--cgroup-parent", BERTH_CGROUP]
+                "--group", "root", "--cgroup-parent", self.cgroup_parent]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -411,18 +416,6 @@ class DockerEngine(Engine):
         self.d.stop()
 
 
-def _fs_type(path):
-    """The file system type of the mount holding path."""
-    best, fstype = "", ""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            mp = fields[4]
-            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
-                best, fstype = mp, fields[fields.index("-") + 1]
-    return fstype
-
-
 def _tree_entries(path):
     """Every path under `path` (itself included), or an empty set."""
     if not os.path.lexists(path):
@@ -455,29 +448,6 @@ class PodmanEngine(Engine):
                 return f"{tool} is not installed (make deps installs podman and conmon)"
         return None
 
-    def _conf(self):
-        w = self.work
-        return f"""[containers]
-netns = "none"
-# podman asks for nofile and nproc 1048576, which the host does not grant
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-
-[engine]
-runtime = "runc"  # crun 1.8 refuses hybrid cgroups ("drop all controllers")
-cgroup_manager = "cgroupfs"
-events_logger = "none"
-lock_type = "file"
-tmp_dir = "{w}/tmp"
-static_dir = "{w}/root/libpod"
-volume_path = "{w}/root/volumes"
-image_copy_tmp_dir = "{w}/tmpdir"
-
-[network]
-network_backend = "cni"
-network_config_dir = "{w}/etc/networks"
-cni_plugin_dirs = ["{w}/cni-plugins"]
-"""
-
     def start(self):
         # what exists on the host before podman runs: only what appears
         # afterwards is ours to remove
@@ -485,24 +455,8 @@ cni_plugin_dirs = ["{w}/cni-plugins"]
             self.host_before[p] = _tree_entries(p)
         for p in PODMAN_RUNTIME_ROOTS:
             self.runtime_before[p] = os.path.lexists(p)
-        w = self.work
-        for d in ("etc", "tmp", "tmpdir", "root", "runroot", "cni-plugins", "etc/networks"):
-            (w / d).mkdir(parents=True, exist_ok=True)
-        # overlay layers cannot sit on an overlay file system: vfs there
-        self.driver = "vfs" if _fs_type(str(w)) == "overlay" else "overlay"
-        (w / "etc" / "containers.conf").write_text(self._conf())
-        (w / "etc" / "storage.conf").write_text(
-            f'[storage]\ndriver = "{self.driver}"\nrunroot = "{w}/runroot"\n'
-            f'graphroot = "{w}/root"\n')
-        (w / "auth.json").write_text('{"auths": {}}\n')
-        self.env = dict(os.environ,
-                        CONTAINERS_CONF=str(w / "etc" / "containers.conf"),
-                        CONTAINERS_STORAGE_CONF=str(w / "etc" / "storage.conf"),
-                        REGISTRY_AUTH_FILE=str(w / "auth.json"),
-                        TMPDIR=str(w / "tmpdir"))
-        self.base = [self.cli, "--root", str(w / "root"), "--runroot", str(w / "runroot"),
-                     "--tmpdir", str(w / "tmp"), "--storage-driver", self.driver,
-                     "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
+        self.driver, self.env, self.base = podman_isolation.setup(
+            self.work, engine_conf=PODMAN_ENGINE_CONF, cli=self.cli)
 
     def docker_argv(self, *args):
         """The docker command line the scenarios give, as podman's: --cgroup-parent
@@ -514,13 +468,8 @@ cni_plugin_dirs = ["{w}/cni-plugins"]
         elif args[:1] == ["rm"] and "-f" in args:
             args[1:1] = ["-t", "0"]
         elif args[:1] == ["load"]:
-            # containers/image writes its blob-info cache to
-            # /var/lib/containers/cache whatever --root says: a tmpfs there,
-            # in a mount namespace of this one process
-            target = "/var/lib/containers" if os.path.isdir("/var/lib/containers") else "/var/lib"
-            return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                    'mount -t tmpfs -o size=64m podman-blob-cache "$0" && exec "$@"', target,
-                    *self.base, *args]
+            # in a mount namespace with a tmpfs for containers/image's cache
+            return [*podman_isolation.load_prefix(), *self.base, *args]
         return [*self.base, *args]
 
     def docker(self, *args, **kw):

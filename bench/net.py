@@ -44,13 +44,11 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 RESULTS = HERE / "results"
-BERTHD = REPO / "bin" / "berthd"
 sys.path[:0] = [str(HERE)]
 from image_load import Dockerd, _read_ip_forward, _IP_FORWARD  # noqa: E402
-from engine import (api, remove_cgroup, all_pids, cmdline, is_zombie, kill_pids,  # noqa: E402
-                    unmount_under)
+from engine import (BerthEngine, remove_cgroup, all_pids, cmdline, is_zombie,  # noqa: E402
+                    kill_pids, unmount_under)
 
 IMAGE = "bench-iperf3:latest"
 PORT = 5201
@@ -148,71 +146,30 @@ class Engine:
 
 
 class Berth(Engine):
+    """bench/engine.py's berthd (in our cgroup parent), driven as this bench's
+    Engine; stop() also checks that its bridge and nft tables are gone."""
     name = "berth"
 
     def __init__(self, work):
-        self.work = Path(work)
-        self.sock = self.work / "berth.sock"
-        self.log = self.work / "berthd.log"
-        self.data_root = self.work / "lib"
-        self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.sock}",
-                        DOCKER_CONFIG=str(self.work / "cli"))
-        for k in ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
-            self.env.pop(k, None)
-        self.proc = None
-        self.tag = hashlib.sha256(os.path.abspath(str(self.data_root)).encode()).hexdigest()[:6]
+        self.d = BerthEngine(work, cgroup_parent=BERTH_CGROUP)
+        self.env = self.d.env
+        data_root = self.d.work / "lib"   # berthd's --data-root
+        self.tag = hashlib.sha256(os.path.abspath(str(data_root)).encode()).hexdigest()[:6]
         self.bridge = f"berth0-{self.tag}"
         self.table = f"berth_{self.tag}"
 
-    def start(self, timeout=30):
-        for d in ("etc", "cli"):
-            (self.work / d).mkdir(parents=True, exist_ok=True)
-        argv = [str(BERTHD), "-H", f"unix://{self.sock}", "--data-root", str(self.data_root),
-                "--exec-root", str(self.work / "run"), "--config-dir", str(self.work / "etc"),
-                "--group", "root", "--cgroup-parent", BERTH_CGROUP]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"berthd exited with {self.proc.returncode}: {self.log_tail()}")
-            try:
-                if api(self.sock, "GET", "/_ping", timeout=2)[0] == 200:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"berthd did not answer in {timeout}s: {self.log_tail()}")
-            time.sleep(0.05)
-
-    def log_tail(self):
-        try:
-            return " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-3:])[-600:]
-        except OSError:
-            return "(no log)"
+    def start(self):
+        self.d.start()
 
     def version(self):
         return self.docker("version", "--format", "{{.Server.Version}}").stdout.strip()
 
-    def shim_pids(self):
-        run = str(self.work / "run") + "/"
-        return [pid for pid in all_pids()
-                if any(a.endswith("berth-shim") for a in cmdline(pid)[:3])
-                and any(a.startswith(run) for a in cmdline(pid)) and not is_zombie(pid)]
-
     def stop(self):
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.remove_containers()
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            self.proc = None
-        kill_pids(self.shim_pids())
+        if self.d.proc is not None and self.d.proc.poll() is None:
+            self.remove_containers()
+        self.d.stop()
+        # berthd is gone: every berth-shim under its exec root is left over
+        kill_pids(self.d.shim_pids())
         # what berthd's close() removes when no container is left: check it did
         if self.bridge in links():
             sh("ip", "link", "del", self.bridge)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+import registry_proc
 from shared_dir import FIXTURES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -259,73 +260,11 @@ def fixture_image():
     return path
 
 
-REGISTRY_BIN = "/usr/bin/docker-registry"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Registry:
-    def __init__(self, port, proc):
-        self.port = port
-        self.proc = proc
-        self.host = f"127.0.0.1:{port}"
-
-    def raw(self, method, path):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request(method, path)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
-
-
 @pytest.fixture
 def registry(tmp_path):
     """Debian's docker-registry on 127.0.0.1 (plain http is allowed on
     loopback only), storage under tmp_path, killed in teardown."""
-    if not os.access(REGISTRY_BIN, os.X_OK):
+    if not registry_proc.installed():
         pytest.skip("docker-registry is not installed")
-    port = free_port()
-    root = tmp_path / "registry"
-    root.mkdir()
-    cfg = tmp_path / "registry.yml"
-    cfg.write_text(f"""version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: {root}
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:{port}
-""")
-    log = open(tmp_path / "registry.log", "wb")
-    proc = subprocess.Popen([REGISTRY_BIN, "serve", str(cfg)], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL)
-    try:
-        r = Registry(port, proc)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if r.raw("GET", "/v2/")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("docker-registry did not come up: "
-                                   + (tmp_path / "registry.log").read_text())
-            time.sleep(0.02)
+    with registry_proc.running(tmp_path) as r:
         yield r
-    finally:
-        proc.kill()
-        proc.wait()
-        log.close()
-

@@ -9,9 +9,7 @@ import http.server
 import os
 import re
 import socket
-import subprocess
 import threading
-import time
 import uuid
 
 import pytest
@@ -20,25 +18,19 @@ from berth.engine.images import archive, registry
 from berth.engine.images.store import Store
 from berth.errors import BerthError, NotFound
 from berth.oci import jsonio
+import registry_proc
 from shared_dir import FIXTURES
 
-REGISTRY_BIN = "/usr/bin/docker-registry"
 BUSYBOX_TAR = FIXTURES / "images" / "busybox-1.38.tar"
 BUSYBOX = "sha256:c6348fa86ba0fb2108c9334f5fe913ddc6d853313e655891f133a0127c30099f"
 
 pytestmark = pytest.mark.skipif(not BUSYBOX_TAR.exists(), reason="image fixtures missing")
-need_registry = pytest.mark.skipif(not os.access(REGISTRY_BIN, os.X_OK),
+need_registry = pytest.mark.skipif(not registry_proc.installed(),
                                    reason="docker-registry is not installed")
 
 
 def sha(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def empty(store):
@@ -60,21 +52,9 @@ def fresh_store(tmp_path):
     return Store(str(tmp_path / "dst-store"))
 
 
-class Registry:
-    def __init__(self, root, port, proc):
-        self.root = root
-        self.port = port
-        self.proc = proc
-        self.host = f"127.0.0.1:{port}"
-
-    def raw(self, method, path, body=None, headers=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, dict(resp.getheaders()), resp.read()
-        finally:
-            conn.close()
+class Registry(registry_proc.Registry):
+    """The registry with helpers to put blobs and manifests and find a blob's
+    file in its storage."""
 
     def put_blob(self, repo, data):
         digest = sha(data)
@@ -102,44 +82,8 @@ class Registry:
 
 @pytest.fixture
 def reg(tmp_path):
-    port = free_port()
-    root = tmp_path / "registry"
-    root.mkdir()
-    cfg = tmp_path / "registry.yml"
-    cfg.write_text(f"""version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: {root}
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:{port}
-""")
-    log = open(tmp_path / "registry.log", "wb")
-    proc = subprocess.Popen([REGISTRY_BIN, "serve", str(cfg)], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL)
-    try:
-        r = Registry(str(root), port, proc)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if r.raw("GET", "/v2/")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("docker-registry did not come up: "
-                                   + (tmp_path / "registry.log").read_text())
-            time.sleep(0.02)
+    with registry_proc.running(tmp_path, cls=Registry) as r:
         yield r
-    finally:
-        proc.kill()
-        proc.wait()
-        log.close()
 
 
 def layer_of(store, image_id):

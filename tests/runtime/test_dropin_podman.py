@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +31,10 @@ from cgroup_cleanup import remove_cgroups
 from shared_dir import FIXTURES
 
 REPO = Path(__file__).resolve().parents[2]
+# the podman set-up is bench/engine.py's too: bench/podman_isolation.py
+# (appended, so nothing in bench/ shadows a test module)
+sys.path.append(str(REPO / "bench"))
+import podman_isolation  # noqa: E402
 BERTH = os.environ.get("BERTH_RUNTIME") or str(REPO / "bin" / "berth-runtime")
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 RUNTIMES = {"berth": BERTH, "runc": RUNC}
@@ -38,6 +43,9 @@ RUNTIME_ROOTS = {"berth": "/run/berth-runtime", "runc": "/run/runc"}
 IMAGE = "docker.io/library/busybox:latest"
 STATUS = "grep -E '^(CapEff|CapBnd|Seccomp|NoNewPrivs):' /proc/self/status; id"
 CGROUP_ROOT = "/sys/fs/cgroup"
+# containers.conf's [engine] has this too: podman hands runc (and now
+# berth-runtime) --log-format=json --log FILE and reads the error from that file
+ENGINE_CONF = 'runtime_supports_json = ["crun", "runc", "berth-runtime"]\n'
 # host paths podman (or the runtimes under it) would write to by default;
 # any that appears during the test is removed again
 HOST_PATHS = ("/run/libpod", "/run/containers", "/var/lib/containers", "/etc/containers",
@@ -47,33 +55,6 @@ HOST_PATHS = ("/run/libpod", "/run/containers", "/var/lib/containers", "/etc/con
 pytestmark = pytest.mark.skipif(
     shutil.which("podman") is None or shutil.which("conmon") is None,
     reason="podman comes with make deps (podman, conmon)")
-
-
-def _containers_conf(work):
-    # rlimits: podman asks for nofile and nproc 1048576, which neither
-    # runtime can set without CAP_SYS_RESOURCE (not granted on this host);
-    # low fixed values keep both runtimes on the same spec
-    return f"""[containers]
-netns = "none"
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-
-[engine]
-# podman hands runc (and now berth-runtime) --log-format=json --log FILE
-# and reads the error from that file
-runtime_supports_json = ["crun", "runc", "berth-runtime"]
-cgroup_manager = "cgroupfs"
-events_logger = "none"
-lock_type = "file"
-tmp_dir = "{work}/tmp"
-static_dir = "{work}/root/libpod"
-volume_path = "{work}/root/volumes"
-image_copy_tmp_dir = "{work}/tmpdir"
-
-[network]
-network_backend = "cni"
-network_config_dir = "{work}/etc/networks"
-cni_plugin_dirs = ["{work}/cni-plugins"]
-"""
 
 
 def _kill_pids(pids):
@@ -99,18 +80,6 @@ def _processes_mentioning(text):
     return found
 
 
-def _fs_type(path):
-    """The file system type of the mount holding path."""
-    best, fstype = "", ""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            mp = fields[4]
-            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
-                best, fstype = mp, fields[fields.index("-") + 1]
-    return fstype
-
-
 def _mounts_under(path):
     with open("/proc/self/mountinfo") as f:
         mps = [line.split()[4] for line in f]
@@ -122,23 +91,8 @@ class Podman:
         self.work = work
         self.cgroup_name = f"berth-test-{token}-podman"
         self.cgroup_parent = "/" + self.cgroup_name
-        # overlay layers cannot sit on an overlay file system: vfs there
-        self.driver = "vfs" if _fs_type(str(work)) == "overlay" else "overlay"
-        for d in ("etc", "tmp", "tmpdir", "root", "runroot", "cni-plugins"):
-            (work / d).mkdir(parents=True, exist_ok=True)
-        (work / "etc" / "containers.conf").write_text(_containers_conf(work))
-        (work / "etc" / "storage.conf").write_text(
-            f'[storage]\ndriver = "{self.driver}"\nrunroot = "{work}/runroot"\n'
-            f'graphroot = "{work}/root"\n')
-        (work / "auth.json").write_text('{"auths": {}}\n')
-        self.env = dict(os.environ,
-                        CONTAINERS_CONF=str(work / "etc" / "containers.conf"),
-                        CONTAINERS_STORAGE_CONF=str(work / "etc" / "storage.conf"),
-                        REGISTRY_AUTH_FILE=str(work / "auth.json"),
-                        TMPDIR=str(work / "tmpdir"))
-        self.base = ["podman", "--root", str(work / "root"), "--runroot", str(work / "runroot"),
-                     "--tmpdir", str(work / "tmp"), "--storage-driver", self.driver,
-                     "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
+        self.driver, self.env, self.base = podman_isolation.setup(
+            work, engine_conf=ENGINE_CONF)
         self.existed = {p: os.path.lexists(p) for p in HOST_PATHS}
         self.ids = set()
 
@@ -153,12 +107,8 @@ class Podman:
                     "--cgroup-parent", self.cgroup_parent, *args, timeout=timeout)
 
     def load(self, tar):
-        # containers/image puts its blob-info cache in /var/lib/containers/cache
-        # whatever --root says: give this one process a tmpfs there
-        target = "/var/lib/containers" if os.path.isdir("/var/lib/containers") else "/var/lib"
-        return self("load", "-i", tar, prefix=(
-            "unshare", "--mount", "--propagation", "private", "sh", "-c",
-            'mount -t tmpfs -o size=64m podman-blob-cache "$0" && exec "$@"', target))
+        # in a mount namespace with a tmpfs for containers/image's cache
+        return self("load", "-i", tar, prefix=podman_isolation.load_prefix())
 
     def note_ids(self):
         r = self("ps", "-a", "-q", "--no-trunc")
