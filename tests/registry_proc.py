@@ -9,9 +9,10 @@ and tests/engine/test_registry.py's `reg`.
 import contextlib
 import http.client
 import os
-import socket
 import subprocess
 import time
+
+from netutil import free_port
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 START_TIMEOUT = 10
@@ -20,11 +21,6 @@ START_TIMEOUT = 10
 def installed():
     return os.access(REGISTRY_BIN, os.X_OK)
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Registry:

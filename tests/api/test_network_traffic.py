@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from netutil import free_port
+
 need_docker = pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
 
 pytestmark = [need_docker,
@@ -149,12 +151,6 @@ def test_published_fixed_port_and_conflict(net):
     assert r.returncode != 0 and "already allocated" in r.stderr
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def test_user_network_by_name_and_alias(net):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from netutil import free_port
 from shared_dir import FIXTURES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -246,17 +247,11 @@ def _serve_once(port_in_container):
     return ["sh", "-c", f"echo hello-from-rootless | nc -l -p {port_in_container}"]
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_published_port_reaches_the_container(daemon):
     u = daemon
-    port = _free_port()
+    port = free_port()
     u.docker("run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:8080", "alpine",
              *_serve_once(8080))
     shown = u.docker("port", "web").stdout

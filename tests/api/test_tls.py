@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from netutil import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 BERTHD = ROOT / "bin" / "berthd"
 
@@ -113,11 +115,6 @@ def pki(tmp_path_factory):
 
 
 # -- daemons --------------------------------------------------------------------
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Daemon:

@@ -22,6 +22,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from netutil import free_port
+
 from berth.errors import BerthError, ConfigError, Conflict
 from berth.engine.network import ports as portsmod
 from berth.engine.network import slirp
@@ -70,12 +72,6 @@ def _slirps_of(cid):
     return out
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Procs:
@@ -310,7 +306,7 @@ def test_host_mode_does_nothing(driver, make_container):
 # -- 2. published ports -------------------------------------------------------------
 
 def test_published_port_reaches_the_container(driver, make_container, procs):
-    hp = _free_port()
+    hp = free_port()
     c = make_container({"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1",
                                                      "HostPort": str(hp)}]}},
                        {"ExposedPorts": {"80/tcp": {}}})
@@ -421,7 +417,7 @@ def test_privileged_port_as_unprivileged_user_names_the_sysctl():
 # -- 5. teardown, restore -------------------------------------------------------------
 
 def test_teardown_leaves_nothing_and_twice_is_fine(driver, make_container):
-    hp = _free_port()
+    hp = free_port()
     c = make_container({"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1",
                                                      "HostPort": str(hp)}]}})
     driver.setup(c, c.state["Pid"])
@@ -459,7 +455,7 @@ def test_teardown_never_kills_a_process_that_reused_the_pid(driver, make_contain
 
 def test_slirp_outlives_the_daemon_and_restore_takes_it_back(engine, driver, make_container,
                                                              procs):
-    hp = _free_port()
+    hp = free_port()
     c = make_container({"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1",
                                                      "HostPort": str(hp)}]}})
     gone = make_container()
@@ -505,7 +501,7 @@ time.sleep(600)
 def test_slirp_survives_a_killed_daemon(engine, driver, make_container, procs):
     """berthd is SIGKILLed after setup: the container keeps its network
     (published port included) and a new daemon can tear it down."""
-    hp = _free_port()
+    hp = free_port()
     c = make_container({"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1",
                                                      "HostPort": str(hp)}]}})
     src = str(Path(slirp.__file__).resolve().parents[3])

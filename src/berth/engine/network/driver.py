@@ -28,7 +28,7 @@ import threading
 
 from berth.errors import BerthError, ConfigError
 from berth.oci import jsonio
-from berth.engine.network import dns, hosts, ipam, netlink, nft, ports
+from berth.engine.network import dns, hosts, ipam, netlink, nft, ports, settings
 
 DEFAULT_ROOT = "/var/lib/berth"
 FORWARD_DIR = "/run/berth-net"
@@ -463,25 +463,7 @@ class Driver:
                 self._apply()
                 self._refresh_hosts()
                 self._gc_bridges()
-        with c.cond:
-            ns = c.data.get("NetworkSettings")
-            if not ns:
-                return
-            changed = False
-            for ep in (ns.get("Networks") or {}).values():
-                for k, v in (("IPAddress", ""), ("IPPrefixLen", 0), ("Gateway", ""),
-                             ("MacAddress", ""), ("EndpointID", "")):
-                    if ep.get(k) != v:
-                        ep[k] = v
-                        changed = True
-            for k, v in (("IPAddress", ""), ("IPPrefixLen", 0), ("Gateway", ""),
-                         ("MacAddress", ""), ("EndpointID", ""), ("SandboxKey", ""),
-                         ("Ports", {}), ("Bridge", ""), ("SandboxID", "")):
-                if k in ns and ns[k] != v:
-                    ns[k] = v
-                    changed = True
-            if changed:
-                c.save()
+        settings.clear(c)
 
     def _release(self, cid):
         """Remove a container's veths and then its record (its leases)."""

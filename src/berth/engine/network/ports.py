@@ -3,6 +3,7 @@ of mappings {"proto", "host_ip", "host_port", "port"}; the kernel does the
 forwarding (nftables DNAT), no proxy copies bytes."""
 import errno
 import ipaddress
+import os
 import socket
 
 from berth.errors import BerthError, ConfigError, Conflict
@@ -25,26 +26,33 @@ def _split(key):
     return p, proto
 
 
-def _bindable(host_ip, port, proto):
-    """Nobody on the host holds host_ip:port (checked by binding it)."""
-    if proto == "sctp":
-        return True
+def bind_errno(host_ip, port, proto):
+    """None if this process can bind host_ip:port now, else the errno."""
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     s = socket.socket(socket.AF_INET, kind)
     try:
         if proto == "tcp":
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((host_ip, port))
-        return True
+        return None
     except OSError as e:
-        if e.errno in (errno.EADDRINUSE, errno.EACCES):
-            return False
-        if e.errno == errno.EADDRNOTAVAIL:
-            raise BerthError(f"cannot publish on {host_ip}:{port}: the host has no such "
-                             "address") from None
-        raise
+        return e.errno
     finally:
         s.close()
+
+
+def _bindable(host_ip, port, proto):
+    """Nobody on the host holds host_ip:port (checked by binding it)."""
+    if proto == "sctp":
+        return True
+    err = bind_errno(host_ip, port, proto)
+    if err in (errno.EADDRINUSE, errno.EACCES):
+        return False
+    if err == errno.EADDRNOTAVAIL:
+        raise BerthError(f"cannot publish on {host_ip}:{port}: the host has no such address")
+    if err is not None:
+        raise OSError(err, os.strerror(err))
+    return True
 
 
 def _clash(a_ip, b_ip):

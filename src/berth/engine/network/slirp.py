@@ -31,7 +31,7 @@ import threading
 
 from berth.errors import BerthError, ConfigError, Conflict
 from berth.oci import jsonio
-from berth.engine.network import hosts, ipam, ports
+from berth.engine.network import hosts, ipam, ports, settings
 from berth.sys import libc
 
 SLIRP = "slirp4netns"
@@ -97,19 +97,6 @@ def _is_slirp(pid, sock):
             and f"--api-socket={os.path.basename(sock)}".encode() in argv)
 
 
-def _bind_errno(ip, port, proto):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
-    try:
-        if proto == "tcp":
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((ip, port))
-        return None
-    except OSError as e:
-        return e.errno
-    finally:
-        s.close()
-
-
 def _unprivileged_start():
     try:
         with open(UNPRIVILEGED_PORT_START) as f:
@@ -122,7 +109,7 @@ def _refusal(ip, port, proto, detail=""):
     """Why the host port cannot be had: slirp4netns's own error says only
     "slirp_add_hostfwd failed", so ask the kernel the same question."""
     where = f"cannot publish {ip}:{port}/{proto}"
-    err = _bind_errno(ip, port, proto)
+    err = ports.bind_errno(ip, port, proto)
     if err == errno.EACCES:
         start = _unprivileged_start()
         return BerthError(f"{where}: ports below {start} need privileges a rootless "
@@ -308,7 +295,7 @@ class SlirpDriver:
             except Conflict as e:
                 # plan reports a port it may not bind as "allocated"
                 for m in self._wanted(c.host_config):
-                    if _bind_errno(*m) == errno.EACCES:
+                    if ports.bind_errno(*m) == errno.EACCES:
                         raise _refusal(*m) from None
                 raise e from None
             old = self._read(c.id)
@@ -362,25 +349,7 @@ class SlirpDriver:
             if rec is not None:
                 self._stop(rec)
                 self._forget(c.id)
-        with c.cond:
-            ns = c.data.get("NetworkSettings")
-            if not ns:
-                return
-            changed = False
-            for ep in (ns.get("Networks") or {}).values():
-                for k, v in (("IPAddress", ""), ("IPPrefixLen", 0), ("Gateway", ""),
-                             ("MacAddress", ""), ("EndpointID", "")):
-                    if ep.get(k) != v:
-                        ep[k] = v
-                        changed = True
-            for k, v in (("IPAddress", ""), ("IPPrefixLen", 0), ("Gateway", ""),
-                         ("MacAddress", ""), ("EndpointID", ""), ("SandboxKey", ""),
-                         ("Ports", {}), ("Bridge", ""), ("SandboxID", "")):
-                if k in ns and ns[k] != v:
-                    ns[k] = v
-                    changed = True
-            if changed:
-                c.save()
+        settings.clear(c)
 
     def restore(self, running):
         """After a daemon restart: the slirp4netns of a container that is
