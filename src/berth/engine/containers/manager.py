@@ -17,7 +17,7 @@ import threading
 import time
 
 from berth.errors import BerthError, ConfigError, Conflict, NotFound
-from berth.engine.containers import files, names, rootless, shimctl
+from berth.engine.containers import cgwarm, files, names, rootless, shimctl
 from berth.engine.containers.options import run_options
 from berth.engine.containers.record import Container, new_state, now_rfc3339
 from berth.engine.specgen import generate
@@ -112,6 +112,7 @@ class Containers:
 
     # -- create -------------------------------------------------------
     def create(self, body, name=None):
+        self._warm_cgroups()
         if not isinstance(body, dict):
             raise ConfigError("request body: expected a JSON object")
         unknown = sorted(set(body) - _CONFIG_FIELDS)
@@ -230,7 +231,13 @@ class Containers:
                     threading.Thread(target=self._auto_remove, args=(c,), daemon=True).start()
                 raise
 
+    def _warm_cgroups(self):
+        z = getattr(self.e, "zygote", None)
+        if z is not None and z.proc is not None and not self.e.config.rootless:
+            cgwarm.start(z.proc.pid)
+
     def _start(self, c):
+        self._warm_cgroups()
         name, runtime = self._runtime(c)
         shim_dir = self.paths.shim(c.id)
         if os.path.isdir(shim_dir):
