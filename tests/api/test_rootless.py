@@ -369,3 +369,31 @@ def test_containers_outlive_a_daemon_restart(daemon):
     while _user_pids(u.uid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [_comm(p) for p in _user_pids(u.uid)] == []
+
+
+def test_volumes_binds_and_logs(daemon):
+    """A named volume keeps data across containers; a bind of the user's
+    own dir is writable as root inside and the file is the user's outside;
+    logs and a graceful stop work."""
+    u = daemon
+    u.docker("volume", "create", "data")
+    u.docker("run", "--rm", "-v", "data:/data", "alpine", "sh", "-c", "echo kept > /data/f")
+    out = u.docker("run", "--rm", "-v", "data:/data", "alpine", "cat", "/data/f").stdout
+    assert out.strip() == "kept"
+    shared = u.home / "shared"
+    shared.mkdir()
+    os.chown(shared, u.uid, u.uid)
+    u.docker("run", "--rm", "-v", f"{shared}:/mnt", "alpine", "sh", "-c", "echo hi > /mnt/made")
+    assert (shared / "made").read_text() == "hi\n"
+    assert (shared / "made").stat().st_uid == u.uid
+    u.docker("run", "-d", "--name", "talker", "alpine", "sh", "-c",
+             "echo said-this; trap 'exit 3' TERM; sleep 300 & wait")
+    deadline = time.monotonic() + 10
+    while "said-this" not in u.docker("logs", "talker").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    u.docker("stop", "-t", "5", "talker")
+    code = u.docker("inspect", "-f", "{{.State.ExitCode}}", "talker").stdout.strip()
+    assert code == "3"
+    u.docker("rm", "talker")
+    u.docker("volume", "rm", "data")
