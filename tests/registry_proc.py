@@ -22,6 +22,13 @@ def installed():
     return os.access(REGISTRY_BIN, os.X_OK)
 
 
+def _htpasswd(path, user, password):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt   # bcrypt through glibc's libcrypt, as htpasswd -B writes
+    path.write_text(f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+
 
 class Registry:
     def __init__(self, root, port, proc):
@@ -42,9 +49,10 @@ class Registry:
 
 
 @contextlib.contextmanager
-def running(tmp_path, cls=Registry):
+def running(tmp_path, cls=Registry, login=None):
     """A docker-registry serving from tmp_path/registry until the block ends;
-    raises RuntimeError (with its log) if it does not answer /v2/ in time."""
+    raises RuntimeError (with its log) if it does not answer /v2/ in time.
+    login=(user, password): basic auth (htpasswd) in front of everything."""
     port = free_port()
     root = tmp_path / "registry"
     root.mkdir()
@@ -62,6 +70,10 @@ storage:
 http:
   addr: 127.0.0.1:{port}
 """)
+    if login:
+        _htpasswd(tmp_path / "htpasswd", *login)
+        with open(cfg, "a") as f:
+            f.write(f"auth:\n  htpasswd:\n    realm: berth-test\n    path: {tmp_path / 'htpasswd'}\n")
     log = open(tmp_path / "registry.log", "wb")
     proc = subprocess.Popen([REGISTRY_BIN, "serve", str(cfg)], stdout=log, stderr=log,
                             stdin=subprocess.DEVNULL)
@@ -70,7 +82,7 @@ http:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
-                if r.raw("GET", "/v2/")[0] == 200:
+                if r.raw("GET", "/v2/")[0] in (200, 401):
                     break
             except OSError:
                 pass

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import registry_proc
+
 REPO = Path(__file__).resolve().parents[2]
 BERTH = str(REPO / "bin" / "berth")
 
@@ -219,43 +221,8 @@ def test_image_sign_and_verify(berth, fixture_image, tmp_path):
     assert r.returncode == 125 and "--key is required" in r.stderr
 
 
-@pytest.fixture
-def registry(tmp_path):
-    """Debian's docker-registry on a free 127.0.0.1 port, killed by PID."""
-    import shutil
-    import socket
-    exe = shutil.which("docker-registry") or "/usr/bin/docker-registry"
-    if not os.access(exe, os.X_OK):
-        pytest.skip("docker-registry is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    root = tmp_path / "registry"
-    root.mkdir()
-    cfg = tmp_path / "registry.yml"
-    cfg.write_text(f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
-                   f"storage:\n  filesystem:\n    rootdirectory: {root}\nhttp:\n  addr: 127.0.0.1:{port}\n")
-    log = open(tmp_path / "registry.log", "wb")
-    proc = subprocess.Popen([exe, "serve", str(cfg)], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
-
-
 def test_push_pull_and_run_pulls_a_missing_image(berth, fixture_image, registry):
+    registry = registry.host   # the conftest fixture's docker-registry
     berth.ok("load", "-i", fixture_image("busybox-1.38"))
     ref = f"{registry}/bb:1"
     berth.ok("tag", "busybox", ref)
@@ -271,6 +238,29 @@ def test_push_pull_and_run_pulls_a_missing_image(berth, fixture_image, registry)
     assert r.stderr.startswith(f"Unable to find image '{ref}' locally\n")
     r = berth("pull", f"{registry}/nothing:here")
     assert r.returncode == 1 and r.stderr.startswith("berth: ")
+
+
+def test_login_push_pull_logout(berth, fixture_image, tmp_path):
+    """berth login keeps credentials in the docker CLI's config.json (the
+    fixture's private DOCKER_CONFIG) and sends them with push and pull."""
+    if not registry_proc.installed():
+        pytest.skip("docker-registry is not installed")
+    d = tmp_path / "locked"
+    d.mkdir()
+    with registry_proc.running(d, login=("ann", "s3cret")) as reg:
+        r = berth("login", "-u", "ann", "--password-stdin", reg.host, input="wrong\n")
+        assert r.returncode == 1 and "401 Unauthorized" in r.stderr, r.stderr
+        assert berth.ok("login", "-u", "ann", "--password-stdin", reg.host,
+                        input="s3cret\n") == "Login Succeeded\n"
+        berth.ok("load", "-i", fixture_image("busybox-1.38"))
+        ref = f"{reg.host}/bb:1"
+        berth.ok("tag", "busybox", ref)
+        berth.ok("push", ref)
+        berth.ok("rmi", ref)
+        berth.ok("pull", ref)
+        assert berth.ok("logout", reg.host) == f"Removing login credentials for {reg.host}\n"
+        r = berth("pull", ref)
+        assert r.returncode == 1 and "wants credentials" in r.stderr, r.stderr
 
 
 def _pki(d):

@@ -254,6 +254,24 @@ def _changes(lines):
 
 
 def register(router, engine):
+    def auth_login(req):
+        """POST /auth (docker login): the daemon checks the credentials
+        against the registry; it keeps nothing, the client stores them."""
+        body = req.json() if req.body else {}
+        if not isinstance(body, dict):
+            raise BadRequest("/auth: expected a JSON object")
+        server = str(body.get("serveraddress") or names.DEFAULT_REGISTRY)
+        host = server.split("://", 1)[-1].split("/", 1)[0]
+        if host in ("index.docker.io", "registry-1.docker.io"):
+            host = names.DEFAULT_REGISTRY
+        _reachable(engine, names.Ref(host, "login"))
+        creds = {k: body[k] for k in ("username", "password") if body.get(k)}
+        try:
+            registry.login(host, creds or None)
+        except registry.LoginRefused as e:
+            raise HTTPError(401, str(e)) from None
+        return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
+
     store = engine.store
 
     # -- list / inspect / history -------------------------------------
@@ -537,6 +555,7 @@ def register(router, engine):
         raise HTTPError(501, "image search is not supported by berth",
                         hint="browse the registry's web page, or pull the image by name")
 
+    router.add("POST", "/auth", auth_login)
     router.add("GET", "/images/json", list_)
     router.add("POST", "/images/load", load)
     router.add("GET", "/images/get", save_many)

@@ -3,13 +3,13 @@ inspect/prune/sign/verify."""
 import os
 import sys
 
+from berth.client import creds
 from berth.client.args import UsageError
 from berth.client.commands import Exit, filters
 
 IMAGES_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
 IMAGES_HEADERS = {"ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
                   "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "Size": "SIZE"}
-NO_AUTH = {"X-Registry-Auth": "e30="}  # base64 of {}: anonymous / token access
 
 
 def split_ref(ref):
@@ -93,7 +93,7 @@ def pull(ctx, ref, quiet=False, all_tags=False, out=None):
         if not quiet:
             (out or ctx.out).write("Using default tag: latest\n")
     resp = ctx.client.request("POST", "/images/create", {"fromImage": name, "tag": tag or None},
-                              headers=NO_AUTH)
+                              headers=creds.header_for(name))
     _progress(ctx, resp, quiet, out)
     return full_name(f"{name}:{tag}" if tag and not tag.startswith("sha256:") else
                      f"{name}@{tag}" if tag else name)
@@ -112,7 +112,8 @@ def cmd_push(ctx, argv):
     if not tag and not o["all_tags"]:
         ctx.out.write("Using default tag: latest\n")
         tag = "latest"
-    resp = ctx.client.request("POST", f"/images/{name}/push", {"tag": tag or None}, headers=NO_AUTH)
+    resp = ctx.client.request("POST", f"/images/{name}/push", {"tag": tag or None},
+                              headers=creds.header_for(name))
     _progress(ctx, resp, o["quiet"])
 
 

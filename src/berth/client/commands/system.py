@@ -1,5 +1,5 @@
 """version, info, inspect (any object), events, system df, system prune,
-login/logout (unsupported)."""
+login, logout."""
 import os
 import sys
 
@@ -250,10 +250,38 @@ def cmd_prune(ctx, argv):
     prune_report(ctx, "", [], total)
 
 
-def _unsupported(ctx, argv):
-    ctx.fail(f"{ctx.command} is not supported: berth keeps no registry credentials; "
-             "pull and push use anonymous or token access")
-    raise Exit(1)
+def cmd_login(ctx, argv):
+    o, args = ctx.parse(argv, "u/username= p/password= password-stdin",
+                        "login [OPTIONS] [SERVER]", max_args=1)
+    from berth.client import creds
+    server = args[0] if args else creds.DOCKER_HUB
+    user, password = o["username"], o["password"]
+    if o["password_stdin"]:
+        if password:
+            ctx.fail("--password and --password-stdin are mutually exclusive")
+            raise Exit(1)
+        password = sys.stdin.readline().rstrip("\n")
+    elif password:
+        ctx.warn("Using --password via the CLI is insecure. Use --password-stdin.")
+    if not user and sys.stdin.isatty():
+        user = input("Username: ").strip()
+    if not password and sys.stdin.isatty():
+        import getpass
+        password = getpass.getpass("Password: ")
+    if not user or not password:
+        ctx.fail("login needs a user name and a password (-u, -p or --password-stdin)")
+        raise Exit(1)
+    r = ctx.client.post("/auth", body={"username": user, "password": password,
+                                       "serveraddress": server})
+    creds.store(server, user, password)
+    ctx.out.write(f"{(r or {}).get('Status') or 'Login Succeeded'}\n")
 
 
-cmd_login = cmd_logout = _unsupported
+def cmd_logout(ctx, argv):
+    _, args = ctx.parse(argv, "", "logout [SERVER]", max_args=1)
+    from berth.client import creds
+    server = args[0] if args else creds.DOCKER_HUB
+    if creds.forget(server):
+        ctx.out.write(f"Removing login credentials for {creds.server_key(server)}\n")
+    else:
+        ctx.out.write(f"Not logged in to {creds.server_key(server)}\n")

@@ -494,6 +494,43 @@ def _progress(progress, **event):
         progress(event)
 
 
+# login
+
+class LoginRefused(BerthError):
+    """The registry said 401 to these credentials."""
+
+
+def login(registry, auth, insecure_loopback_ok=True):
+    """Checks credentials the way `docker login` does: /v2/ answered 200
+    with them (basic auth, or a token the registry's token server gives
+    for them without a scope). Raises LoginRefused when they are not."""
+    from berth.engine.images.names import Ref
+    c = _Client(Ref(registry, "login"), auth, "", insecure_loopback_ok)
+    resp = c._send("GET", c.url("/v2/"), {})
+    challenge = resp.getheader("WWW-Authenticate")
+    _drain(resp)
+    if resp.status == 200:
+        return
+    if resp.status != 401 or not challenge:
+        raise BerthError(f"login to {registry}: /v2/ answered {resp.status} {resp.reason}")
+    scheme, params = parse_www_authenticate(challenge)
+    refused = f"login attempt to {c.base}/v2/ failed with status: 401 Unauthorized"
+    if c.basic is None:
+        raise LoginRefused(refused, hint="give a user name and password")
+    if scheme == "bearer" and params.get("realm"):
+        url = with_query(params["realm"], **({"service": params["service"]}
+                                             if params.get("service") else {}))
+        resp = c._send("GET", url, {"Authorization": c.basic, "Accept": "application/json"})
+        _drain(resp)
+        if resp.status == 200:
+            return
+        raise LoginRefused(refused)
+    resp = c._send("GET", c.url("/v2/"), {"Authorization": c.basic})
+    _drain(resp)
+    if resp.status != 200:
+        raise LoginRefused(refused)
+
+
 # pull
 
 def pull(store, ref, *, auth=None, progress=None, insecure_loopback_ok=True):
