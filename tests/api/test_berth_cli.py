@@ -79,7 +79,7 @@ def test_images_volumes_networks_and_system(berth, fixture_image):
     assert "Images: 1" in berth.ok("info")
     assert berth.ok("system", "df").splitlines()[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
     r = berth("login")
-    assert r.returncode == 1 and "not supported" in r.stderr
+    assert r.returncode == 1 and "needs a user name and a password" in r.stderr
     r = berth("frobnicate")
     assert r.returncode == 1 and "is not a berth command" in r.stderr
     r = berth("ps", "--bogus")

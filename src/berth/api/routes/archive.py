@@ -22,10 +22,11 @@ _MAX_UPLOAD = 8 << 30
 
 def _root(engine, ref):
     c = engine.containers.get(ref)
-    merged = c.data.get("GraphDriver", {}).get("Data", {}).get("MergedDir")
-    if not merged or not os.path.isdir(merged):
-        raise HTTPError(409, f"container {c.id[:12]}: its filesystem is not mounted")
-    return c, merged
+    try:
+        return c, engine.containers.rootfs(c)
+    except BerthError as e:
+        raise HTTPError(409, f"container {c.id[:12]}: its filesystem cannot be mounted: {e}") \
+            from None
 
 
 def _open_in(root, path, flags):

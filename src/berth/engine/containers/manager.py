@@ -236,8 +236,16 @@ class Containers:
         if z is not None and z.proc is not None and not self.e.config.rootless:
             cgwarm.start(z.proc.pid)
 
+    def rootfs(self, c):
+        """The container's filesystem, mounted again if it was unmounted
+        when the container stopped (docker cp, export and start need it)."""
+        idmap = tuple(c.data["IdMap"]) if c.data.get("IdMap") else None
+        return layers.container_rootfs(self.e.store, self.e.driver, c.image_id, c.id,
+                                       idmap=idmap)
+
     def _start(self, c):
         self._warm_cgroups()
+        self.rootfs(c)
         name, runtime = self._runtime(c)
         shim_dir = self.paths.shim(c.id)
         if os.path.isdir(shim_dir):
@@ -381,14 +389,27 @@ class Containers:
         # unless a restart has made a new shim there meanwhile
         starts = getattr(c, "starts", 0)
         shimctl.wait_gone(pid)
+        auto_remove = bool(c.host_config.get("AutoRemove"))
+        restart = not auto_remove and self._should_restart(c)
         with c.lifecycle:
             if getattr(c, "starts", 0) == starts and not shimctl.shim_alive(shim_dir):
                 _rmtree(shim_dir)
-        if c.host_config.get("AutoRemove"):
+                if not auto_remove and not restart and not c.data.get("_removed"):
+                    # as Docker: a stopped container's filesystem is not
+                    # left mounted; start (or docker cp) mounts it again
+                    self._unmount_stopped(c)
+        if auto_remove:
             threading.Thread(target=self._auto_remove, args=(c,), daemon=True).start()
             return
-        if self._should_restart(c):
+        if restart:
             threading.Thread(target=self._restart_later, args=(c,), daemon=True).start()
+
+    def _unmount_stopped(self, c):
+        try:
+            self.e.driver.unmount(c.id, keep_record=True)
+        except BerthError as e:
+            import sys
+            print(f"berthd: unmount of stopped {c.id[:12]}: {e}", file=sys.stderr, flush=True)
 
     def _auto_remove(self, c):
         try:

@@ -276,8 +276,16 @@ class OverlayDriver(Driver):
         for d in ("upper", "work"):
             os.chown(os.path.join(cdir, d), uid, gid)
 
-    def unmount(self, container_id):
-        self._cleanup_one(container_id)
+    def unmount(self, container_id, keep_record=False):
+        """keep_record: a stopped container's unmount; the record (its
+        layers, in use until rm) stays and mount() brings it back."""
+        if not keep_record:
+            self._cleanup_one(container_id)
+            return
+        rec = self._read_record(container_id) or {}
+        self._umount(rec.get("target") or os.path.join(self.container_path(container_id), "merged"))
+        for d in rec.get("idmapped", ()):
+            self._umount(d)
 
     @staticmethod
     def _umount(target):
@@ -338,7 +346,7 @@ class VfsDriver(Driver):
         self._write_record(container_id, dict(base, state="ready"))
         return rootfs
 
-    def unmount(self, container_id):
+    def unmount(self, container_id, keep_record=False):
         pass   # nothing is mounted; the copy is the container's filesystem
 
     def _cleanup_one(self, cid):
