@@ -14,10 +14,12 @@ resource limits are refused with a clear error instead of being ignored.
 The outer process stays as the user's handle on the daemon: it forwards
 SIGTERM/SIGINT/SIGHUP and exits with the daemon's status."""
 import os
-import signal
 import sys
 
 from berth.errors import ConfigError
+
+# signal (and the enum module it pulls in, ~4 ms) is imported where it is
+# used: the runtime imports this module on its hot path
 
 ENV = "BERTH_ROOTLESS"        # "uid:gid" of the user, set for the inner daemon
 FULL_MAP = "0 0 4294967295"
@@ -136,7 +138,7 @@ def release_keeper(run_dir):
     """Daemon stop with no container left: nothing needs the namespaces."""
     pid = live_keeper(run_dir)
     if pid:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, 9)
     try:
         os.unlink(os.path.join(run_dir, KEEPER))
     except FileNotFoundError:
@@ -187,6 +189,7 @@ def reexec(run_dir):
     previous daemon left (containers still running in it), else a new one.
     Returns the exit status to leave with (this process is the outer
     handle)."""
+    import signal
     import subprocess
     from berth.sys import libc
     os.makedirs(run_dir, mode=0o700, exist_ok=True)
