@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from procutil import alive as _alive
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 import bundle as bundles  # noqa: E402  (tests/runtime/bundle.py)
 from cgroup_cleanup import remove_cgroups  # noqa: E402
@@ -30,13 +32,6 @@ SHIM = REPO / "bin" / "berth-shim"
 RUNTIME = REPO / "bin" / "berth-runtime"
 TIMEOUT = 30
 
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _cmdline(pid):

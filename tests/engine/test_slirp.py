@@ -23,6 +23,7 @@ from types import SimpleNamespace
 import pytest
 
 from netutil import free_port
+from procutil import alive as _alive
 
 from berth.errors import BerthError, ConfigError, Conflict
 from berth.engine.network import ports as portsmod
@@ -39,13 +40,6 @@ OUT_HOST = "10.201.77.1"
 OUT_NS = "10.201.77.2"
 TIMEOUT = 10
 
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _gone(pid, timeout=TIMEOUT):
