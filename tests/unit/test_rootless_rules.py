@@ -1,6 +1,8 @@
 """Rootless mode's plain rules: where the subordinate ids come from, where
 a rootless daemon keeps things, what it refuses and what it changes in a
 spec (the e2e test is tests/api/test_rootless.py)."""
+import os
+
 import pytest
 
 from berth.engine.containers import rootless as rules
@@ -54,3 +56,16 @@ def test_adjust_drops_cgroup_parts_and_narrows_ping_range():
     lo, hi = spec["linux"]["sysctl"]["net.ipv4.ping_group_range"].split()
     # the highest gid this process's namespace maps (65536 under a rootless berthd)
     assert lo == "0" and int(hi) == rules._mapped_gids() - 1
+
+
+def test_keeper_is_trusted_only_with_its_start_time(tmp_path):
+    me = os.getpid()
+    start = rootless._start_time(me)
+    f = tmp_path / rootless.KEEPER
+    assert rootless.live_keeper(str(tmp_path)) is None            # no file
+    f.write_text(f"{me} {start}\n")
+    assert rootless.live_keeper(str(tmp_path)) == me
+    f.write_text(f"{me} {int(start) + 1}\n")                       # a reused pid
+    assert rootless.live_keeper(str(tmp_path)) is None
+    f.write_text("garbage")
+    assert rootless.live_keeper(str(tmp_path)) is None
