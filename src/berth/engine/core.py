@@ -122,6 +122,10 @@ class Engine:
         """After a (crash-)restart: find containers, reattach their shims,
         repair what a crash left half-done."""
         self.containers.restore()
+        # build contexts of builds a crash cut short (api/routes/build.py)
+        import glob
+        for d in glob.glob(os.path.join(self.paths.root, "build-*")):
+            shutil.rmtree(d, ignore_errors=True)
 
     def close(self):
         self.containers.close()

@@ -2,6 +2,6 @@
 
 
 def register_all(router, engine):
-    from berth.api.routes import containers, df, execs, images, security, system, trust, volumes, networks
-    for mod in (system, containers, execs, images, volumes, networks, df, trust, security):
+    from berth.api.routes import build, containers, df, execs, images, security, system, trust, volumes, networks
+    for mod in (system, containers, execs, images, volumes, networks, df, trust, security, build):
         mod.register(router, engine)

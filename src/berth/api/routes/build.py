@@ -1,0 +1,122 @@
+"""POST /build: the legacy builder (engine/images/build.py does the work).
+
+The body, a tar (plain or gzip) of the build context, goes through the
+hardened unpacker into a temp dir under the data root, removed when the
+response ends. A bad request (no Dockerfile, an unknown instruction, bad
+JSON in buildargs) is a 400 before the stream starts; a step that fails is
+an error line in the stream ({"errorDetail": ..., "error": ...}), which the
+docker CLI shows and turns into a non-zero exit.
+
+Query parameters: t (repeatable), dockerfile, buildargs, labels, q; rm,
+forcerm and nocache are accepted (berth always removes the build's
+containers and never caches); pull=1 is refused: the builder never
+contacts a registry. remote (a URL context) is refused too. The
+X-Registry-Config header is ignored."""
+import os
+import shutil
+import tempfile
+
+from berth.api.errors import BadRequest
+from berth.api.http import Response, json_stream
+from berth.engine.images import build as B
+from berth.engine.images import names
+from berth.engine.storage.unpack import extract
+from berth.errors import BerthError
+
+_MAX_CONTEXT = 8 << 30
+
+
+def _error_line(e):
+    msg = str(e)
+    return {"errorDetail": {"message": msg}, "error": msg}
+
+
+class _Stream:
+    """The build's lines; close() (the HTTP layer calls it at the end, also
+    when the client went away) stops the build and removes the context."""
+
+    def __init__(self, gen, tmp):
+        self.gen = gen
+        self.tmp = tmp
+        self.it = json_stream(self._lines())
+
+    def _lines(self):
+        try:
+            yield from self.gen
+        except BerthError as e:
+            yield _error_line(e)
+        except Exception as e:  # noqa: BLE001 - the stream is under way: report in it
+            yield _error_line(f"build: internal error: {type(e).__name__}: {e}")
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.it)
+
+    def close(self):
+        try:
+            self.it.close()
+            self.gen.close()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __del__(self):
+        if os.path.exists(self.tmp):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _dict_param(req, name):
+    v = req.qjson(name, {})
+    if not isinstance(v, dict):
+        raise BadRequest(f"query parameter {name}: expected a JSON object")
+    out = {}
+    for k, val in v.items():
+        if val is None:
+            continue
+        if not isinstance(val, str):
+            raise BadRequest(f"query parameter {name}: {k}: expected a string value")
+        out[k] = val
+    return out
+
+
+def register(router, engine):
+    def build(req):
+        if req.qbool("pull"):
+            raise BadRequest("build: pull is not supported: berth's builder never contacts a "
+                             "registry; pull or load the base image first")
+        if req.q("remote"):
+            raise BadRequest("build: remote contexts are not supported: send the context as "
+                             "the request body")
+        tags = []
+        for t in req.query.get("t", []):
+            if not t:
+                continue
+            try:
+                tags.append(str(names.parse(t)))
+            except BerthError as e:
+                raise BadRequest(f"invalid tag {t!r}: {e}") from None
+        buildargs = _dict_param(req, "buildargs")
+        labels = _dict_param(req, "labels")
+        tmp = tempfile.mkdtemp(prefix="build-", dir=engine.paths.root)
+        try:
+            ctx = os.path.join(tmp, "context")
+            os.mkdir(ctx, 0o700)
+            try:
+                extract(req.stream(), ctx, rootless=engine.config.rootless,
+                        max_bytes=_MAX_CONTEXT)
+            except BerthError as e:
+                raise BadRequest(f"build context: {e}") from None
+            try:
+                ins = B.parse_context(ctx, req.q("dockerfile") or "Dockerfile")
+            except BerthError as e:
+                raise BadRequest(str(e)) from None
+            b = B.Build(engine, ctx, ins, buildargs=buildargs, labels=labels, tags=tags,
+                        quiet=req.qbool("q"))
+            stream = _Stream(b.run(), tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return Response(200, stream)
+
+    router.add("POST", "/build", build)

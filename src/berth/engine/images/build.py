@@ -1,0 +1,558 @@
+"""The legacy image builder behind `POST /build` (DOCKER_BUILDKIT=0 docker
+build, docker-py's images.build, docker-compose v1's build:).
+
+One stage, no cache: every RUN runs and every COPY copies again (`nocache`
+is accepted and changes nothing), and no step ever contacts a registry:
+FROM takes an image already in the store (or `scratch`).
+
+Steps, on top of the engine's own container and commit code:
+  RUN          a container from the current image with the config so far
+               (Env plus the ARG values, WorkingDir, User), the command as
+               its Entrypoint-less Cmd, network mode "none" (so a RUN that
+               needs the network fails; the build never reaches out), is
+               started and waited for; its output goes into the build
+               stream; a non-zero exit fails the build the way Docker says
+               it; otherwise its upper dir becomes a new image (commit.py).
+  COPY, ADD    a container is created, never started; the sources, taken
+               only from the context (no absolute paths, no `..`, no
+               symlink out of it), go in as a tar unpacked by the hardened
+               unpacker into the destination, resolved inside the rootfs;
+               then commit. ADD of a URL is refused; ADD of a local tar is
+               copied as it is, not unpacked (it acts like COPY).
+  the others   change the config of the next image; a build that ends on
+               them gets a config-only image (no new layer).
+The build's containers are removed after each step, also on failure
+(`rm`/`forcerm` are accepted; berth always removes them), and the
+intermediate images are deleted at the end: only the final image stays,
+and a failed build leaves no image."""
+import glob
+import os
+import posixpath
+import tarfile
+import time
+
+from berth.engine.images import commit as C
+from berth.engine.images import dockerfile as D
+from berth.engine.images import names
+from berth.engine.storage.unpack import extract
+from berth.errors import BerthError, ConfigError, NotFound, SysError
+from berth.oci import jsonio
+from berth.sys import libc
+
+DEFAULT_SHELL = ["/bin/sh", "-c"]
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_MAX_COPY = 8 << 30
+
+
+class BuildError(BerthError):
+    """A step failed; the message is what the client shows."""
+
+
+def _line(text):
+    return {"stream": text}
+
+
+def _short(image_id):
+    return image_id.split(":", 1)[-1][:12]
+
+
+class Build:
+    def __init__(self, engine, context, instructions, *, buildargs=None, labels=None,
+                 tags=(), quiet=False):
+        self.e = engine
+        self.store = engine.store
+        self.context = os.path.realpath(context)
+        self.ins = instructions
+        self.buildargs = dict(buildargs or {})
+        self.labels = dict(labels or {})
+        self.tags = list(tags)
+        self.quiet = quiet
+        self.image_id = None
+        self.config = {}
+        self.args = {}          # ARG values in force in this stage
+        self.global_args = {}   # ARGs before FROM
+        self.used_args = set()
+        self.created = []       # images this build made, deleted unless final
+        self.dirty = False      # config changed since the last image
+        self.workdir_pending = False
+        self.containers = []
+
+    # -- the run ------------------------------------------------------
+    def run(self):
+        """Yields the stream's lines ({"stream": ...}, {"aux": ...}); raises
+        on failure after removing what the build made."""
+        final = None
+        try:
+            for line in self._steps():
+                # q=1: only the result (and errors, raised) reach the client
+                if not (self.quiet and line is not None and "stream" in line):
+                    yield line
+            final = self.image_id
+        finally:
+            for cid in self.containers:
+                self._remove(cid)
+            for image_id in self.created:
+                if image_id != final:
+                    try:
+                        self.store.remove(image_id, force=True)
+                    except BerthError:
+                        pass
+        yield {"aux": {"ID": final}}
+        if self.quiet:
+            yield _line(final + "\n")
+            return
+        yield _line(f"Successfully built {_short(final)}\n")
+        for t in self.tags:
+            yield _line(f"Successfully tagged {names.parse(t).familiar()}\n")
+
+    def _steps(self):
+        n = len(self.ins)
+        stage = 0
+        for i, ins in enumerate(self.ins, 1):
+            yield _line(f"Step {i}/{n} : {ins.original}\n")
+            if ins.cmd == "FROM":
+                stage += 1
+                if stage > 1:
+                    raise ins.error("multi-stage builds (a second FROM) are not supported "
+                                    "by berth's builder")
+                yield from self._from(ins)
+            elif self.image_id is None:
+                self._arg(ins, self.global_args)
+            else:
+                # ENV's handler is _env_: _env is the variable lookup
+                name = "_env_" if ins.cmd == "ENV" else "_" + ins.cmd.lower()
+                yield from getattr(self, name)(ins)
+        if self.workdir_pending:
+            yield from self._layer_step(None, "#(nop) WORKDIR " + self.config["WorkingDir"])
+        if self.labels:
+            labels = dict(self.config.get("Labels") or {})
+            labels.update(self.labels)
+            self.config["Labels"] = labels
+            self.dirty = True
+        if self.dirty:
+            self.image_id = self._config_only("#(nop) config")
+            yield _line(f" ---> {_short(self.image_id)}\n")
+        unused = sorted(set(self.buildargs) - self.used_args)
+        if unused:
+            yield _line(f"[Warning] One or more build-args [{' '.join(unused)}] were not "
+                        "consumed\n")
+        for t in self.tags:
+            self.store.tag(self.image_id, t)
+
+    def _env(self):
+        """What $VAR means at this step: ARG values under ENV values."""
+        env = {k: v for k, v in self.args.items() if v is not None}
+        for item in self.config.get("Env") or ():
+            k, _, v = item.partition("=")
+            env[k] = v
+        return env
+
+    # -- instructions ---------------------------------------------------
+    def _from(self, ins):
+        if "platform" in ins.flags:
+            pass  # one platform: the host's
+        parts = D.words(ins.args, dict(self.global_args), ins)
+        if len(parts) == 3 and parts[1].lower() == "as":
+            parts = parts[:1]
+        if len(parts) != 1:
+            raise ins.error("FROM takes an image and an optional AS name")
+        ref = parts[0]
+        if ref == "scratch":
+            self.image_id = self._scratch()
+            self.created.append(self.image_id)
+        else:
+            try:
+                self.image_id = self.store.resolve(ref)
+            except NotFound:
+                raise BuildError(f"pull access denied for {ref}: berth's builder never pulls; "
+                                 f"the image must be in the store (docker pull or docker load "
+                                 "it first)") from None
+        self.config = dict(self.store.config(self.image_id).get("config") or {})
+        self.config.setdefault("Env", [DEFAULT_PATH] if ref == "scratch" else [])
+        yield _line(f" ---> {_short(self.image_id)}\n")
+
+    def _arg(self, ins, into=None):
+        into = self.args if into is None else into
+        for k, v in D.key_values(ins, self._env() if into is self.args else dict(into),
+                                 legacy=False):
+            if k in self.buildargs:
+                v = self.buildargs[k]
+                self.used_args.add(k)
+            elif v is None and into is self.args and k in self.global_args:
+                v = self.global_args[k]
+            into[k] = v   # None: declared without a value, not set
+        return iter(())
+
+    def _env_(self, ins):
+        pairs = D.key_values(ins, self._env())
+        env = list(self.config.get("Env") or [])
+        for k, v in pairs:
+            env = [e for e in env if e.partition("=")[0] != k] + [f"{k}={v}"]
+        self.config["Env"] = env
+        self.dirty = True
+        return iter(())
+
+    def _label(self, ins):
+        labels = dict(self.config.get("Labels") or {})
+        labels.update(D.key_values(ins, self._env()))
+        self.config["Labels"] = labels
+        self.dirty = True
+        return iter(())
+
+    def _maintainer(self, ins):
+        return iter(())
+
+    def _workdir(self, ins):
+        path = D.expand(ins.args, self._env(), ins)
+        base = self.config.get("WorkingDir") or "/"
+        self.config["WorkingDir"] = posixpath.normpath(posixpath.join(base, path))
+        self.dirty = True
+        self.workdir_pending = True
+        return iter(())
+
+    def _user(self, ins):
+        self.config["User"] = D.expand(ins.args, self._env(), ins)
+        self.dirty = True
+        return iter(())
+
+    def _cmd(self, ins):
+        self.config["Cmd"] = D.command(ins, self.config.get("Shell") or DEFAULT_SHELL)
+        self.dirty = True
+        return iter(())
+
+    def _entrypoint(self, ins):
+        self.config["Entrypoint"] = D.command(ins, self.config.get("Shell") or DEFAULT_SHELL)
+        self.dirty = True
+        return iter(())
+
+    def _shell(self, ins):
+        argv = ins.exec_form()
+        if not argv:
+            raise ins.error("SHELL requires the JSON form, such as [\"/bin/bash\", \"-c\"]")
+        self.config["Shell"] = argv
+        self.dirty = True
+        return iter(())
+
+    def _expose(self, ins):
+        ports = dict(self.config.get("ExposedPorts") or {})
+        for p in D.words(ins.args, self._env(), ins):
+            num, _, proto = p.partition("/")
+            if not num.replace("-", "").isdigit() or (proto or "tcp") not in ("tcp", "udp", "sctp"):
+                raise ins.error(f"invalid port {p!r}")
+            ports[f"{num}/{proto or 'tcp'}"] = {}
+        self.config["ExposedPorts"] = ports
+        self.dirty = True
+        return iter(())
+
+    def _volume(self, ins):
+        argv = ins.exec_form()
+        paths = [D.expand(a, self._env(), ins) for a in argv] if argv is not None \
+            else D.words(ins.args, self._env(), ins)
+        vols = dict(self.config.get("Volumes") or {})
+        for p in paths:
+            if not p:
+                raise ins.error("VOLUME specified can not be an empty string")
+            vols[p] = {}
+        self.config["Volumes"] = vols
+        self.dirty = True
+        return iter(())
+
+    def _stopsignal(self, ins):
+        self.config["StopSignal"] = D.expand(ins.args, self._env(), ins)
+        self.dirty = True
+        return iter(())
+
+    def _healthcheck(self, ins):
+        self.config["Healthcheck"] = D.healthcheck(ins, self.config.get("Shell") or DEFAULT_SHELL)
+        self.dirty = True
+        return iter(())
+
+    def _onbuild(self, ins):
+        raise ins.error("ONBUILD is not supported by berth's builder")
+
+    def _run(self, ins):
+        argv = D.command(ins, self.config.get("Shell") or DEFAULT_SHELL)
+        return self._layer_step(argv, None, ins)
+
+    def _copy(self, ins):
+        return self._layer_step(None, f"#(nop) {ins.original}", ins)
+
+    _add = _copy
+
+    # -- steps with a container ---------------------------------------
+    def _container(self, argv):
+        env = list(self.config.get("Env") or [])
+        names = {e.partition("=")[0] for e in env}
+        env += [f"{k}={v}" for k, v in sorted(self.args.items())
+                if k not in names and v is not None]
+        body = {"Image": self.image_id, "Cmd": argv, "Entrypoint": [""], "Env": env,
+                "WorkingDir": self.config.get("WorkingDir") or "",
+                "User": self.config.get("User") or "",
+                "Labels": {"berth.build": "intermediate"},
+                "HostConfig": {"NetworkMode": "none"}}
+        c = self.e.containers.create(body)
+        self.containers.append(c.id)
+        root = self.e.containers.rootfs(c)
+        if self.workdir_pending:
+            fd = _mkdirs(root, self.config["WorkingDir"])
+            os.close(fd)
+            self.workdir_pending = False
+        return c, root
+
+    def _layer_step(self, argv, nop, ins=None):
+        """RUN (argv) or COPY/ADD/WORKDIR (nop: a placeholder command, the
+        container is never started)."""
+        c, root = self._container(argv or DEFAULT_SHELL + [nop])
+        yield _line(f" ---> Running in {c.id[:12]}\n")
+        if argv is not None:
+            yield from self._start_and_wait(c, argv)
+        elif ins is not None:
+            self._copy_files(ins, root)
+        upper = c.data.get("GraphDriver", {}).get("Data", {}).get("UpperDir")
+        if not upper:
+            raise BuildError("build: only the overlay storage driver keeps a container's "
+                             "changes apart, and the builder commits them")
+        cfg = dict(self.config)
+        new_id = C.commit(self.store, self.image_id, upper, {}, container_id=c.id,
+                          changes=cfg)
+        self.created.append(new_id)
+        self._remove(c.id)
+        self.containers.remove(c.id)
+        yield _line(f"Removing intermediate container {c.id[:12]}\n")
+        self.image_id = new_id
+        self.dirty = False
+        yield _line(f" ---> {_short(new_id)}\n")
+
+    def _start_and_wait(self, c, argv):
+        from berth.engine.containers import logs
+        wait = self.e.containers.waiter(c.id, "next-exit")
+        self.e.containers.start(c.id)
+        for chunk in logs.read(c.data["LogPath"], tty=True, follow=True,
+                               running=lambda: c.running):
+            # None: an empty chunk, so the HTTP layer notices a client that left
+            yield _line(chunk.decode("utf-8", "replace")) if chunk else None
+        res = wait()
+        code = res.get("StatusCode")
+        if code:
+            raise BuildError(f"The command '{' '.join(argv)}' returned a non-zero code: {code}")
+        if res.get("Error"):
+            raise BuildError(f"The command '{' '.join(argv)}' failed: {res['Error']['Message']}")
+
+    def _remove(self, cid):
+        try:
+            self.e.containers.remove(cid, force=True, volumes=True)
+        except NotFound:
+            pass
+        except BerthError:
+            pass
+
+    # -- COPY / ADD ---------------------------------------------------
+    def _copy_files(self, ins, root):
+        if "from" in ins.flags:
+            raise ins.error("COPY --from needs a multi-stage build, which berth's builder "
+                            "does not support")
+        env = self._env()
+        sources, dest = D.source_paths(ins, env)
+        found = []
+        for src in sources:
+            if "://" in src or src.startswith("git@"):
+                if ins.cmd == "ADD":
+                    raise ins.error(f"ADD of a URL ({src}) is refused: berth's builder never "
+                                    "downloads; fetch the file into the context and COPY it")
+                raise ins.error(f"source can't be a URL for COPY: {src}")
+            found += self._sources(ins, src)
+        if not dest:
+            raise ins.error("the destination is empty")
+        many = len(found) > 1 or any(any(ch in s for ch in "*?[") for s in sources)
+        if not dest.startswith("/"):
+            dest = posixpath.join(self.config.get("WorkingDir") or "/", dest)
+        as_dir = dest.endswith("/") or dest.endswith("/.") or many
+        if many and not (dest.endswith("/") or _is_dir_in(root, dest)):
+            raise ins.error(f"When using {ins.cmd} with more than one source file, the "
+                            "destination must be a directory and end with a /")
+        dest = posixpath.normpath(dest)
+        uid, gid = self._chown(ins, root)
+        mode = None
+        if "chmod" in ins.flags:
+            try:
+                mode = int(ins.flags["chmod"], 8)
+            except ValueError:
+                raise ins.error(f"--chmod: {ins.flags['chmod']!r} is not an octal mode") from None
+
+        def own(ti):
+            ti.uid, ti.gid, ti.uname, ti.gname = uid, gid, "", ""
+            if mode is not None and not ti.issym():
+                ti.mode = mode
+            return ti
+
+        if len(found) == 1 and not os.path.isdir(found[0][1]) and not as_dir \
+                and not _is_dir_in(root, dest):
+            dest_dir, single = posixpath.dirname(dest) or "/", posixpath.basename(dest)
+        else:
+            dest_dir, single = dest, None
+        tmp = os.path.join(os.path.dirname(self.context), f"copy-{time.time_ns()}.tar")
+        try:
+            with open(tmp, "w+b") as f:
+                with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                    for rel, real in found:
+                        if os.path.isdir(real):
+                            for child in sorted(os.listdir(real)):
+                                tar.add(os.path.join(real, child), arcname=child, filter=own)
+                        else:
+                            tar.add(real, arcname=single or posixpath.basename(rel),
+                                    filter=own, recursive=False)
+                f.seek(0)
+                fd = _mkdirs(root, dest_dir, uid, gid)
+                try:
+                    target = os.readlink(f"/proc/self/fd/{fd}")
+                    if not (target == root or target.startswith(root.rstrip("/") + "/")):
+                        raise ins.error(f"{dest_dir} resolves outside the image")
+                    extract(f, target, rootless=self.e.config.rootless, max_bytes=_MAX_COPY)
+                finally:
+                    os.close(fd)
+        finally:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+
+    def _sources(self, ins, src):
+        """A source -> [(its path in the context, its real path)]."""
+        if src.startswith("/"):
+            raise ins.error(f"forbidden path outside the build context: {src} (a source is "
+                            "a path inside the context, not an absolute path)")
+        rel = posixpath.normpath(src)
+        if rel == ".." or rel.startswith("../"):
+            raise ins.error(f"forbidden path outside the build context: {src}")
+        if any(ch in rel for ch in "*?["):
+            rels = sorted(glob.glob(rel, root_dir=self.context, include_hidden=True))
+            if not rels:
+                raise ins.error(f"no source files were specified: {src} matches nothing")
+        else:
+            rels = [rel]
+        out = []
+        for r in rels:
+            path = os.path.join(self.context, r)
+            if not os.path.lexists(path):
+                raise ins.error(f"file not found in build context or excluded by "
+                                f".dockerignore: stat {src}: file does not exist")
+            real = os.path.realpath(path)
+            if real != self.context and not real.startswith(self.context + "/"):
+                raise ins.error(f"forbidden path outside the build context: {src} "
+                                "(a symlink leads out of it)")
+            out.append((r if r != "." else "", real))
+        return out
+
+    def _chown(self, ins, root):
+        spec = ins.flags.get("chown")
+        if not spec:
+            return 0, 0
+        from berth.engine.specgen import process
+        spec = D.expand(spec, self._env(), ins)
+        group = spec.partition(":")[2]
+        try:
+            ids, _ = process.user(spec, root)
+        except BerthError as e:
+            raise ins.error(f"--chown: {e}") from None
+        uid = ids["uid"]
+        gid = ids["gid"] if group else uid
+        return uid, gid
+
+    # -- images without a container ----------------------------------
+    def _config_only(self, created_by):
+        """The current image with self.config, no new layer."""
+        store = self.store
+        base = store.config(self.image_id)
+        rec = store.record(self.image_id)
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        doc = dict(base)
+        doc.update({"created": created, "config": dict(self.config),
+                    "history": list(base.get("history") or []) + [
+                        {"created": created, "created_by": created_by, "empty_layer": True}]})
+        with store:
+            raw = jsonio.dumps(doc).encode()
+            digest = store.put_bytes(raw)
+            try:
+                store.record(digest)
+                existed = True
+            except (BerthError, OSError):
+                existed = False
+            manifest = dict(rec["manifest"])
+            manifest["config"] = dict(manifest["config"], size=len(raw), digest=digest)
+            new_id = store.add_image(digest, list(rec["layers"]), manifest,
+                                     diff_sizes=rec.get("diff_sizes"))
+        if not existed:
+            self.created.append(new_id)
+        self.dirty = False
+        return new_id
+
+    def _scratch(self):
+        """An image of one empty layer, for FROM scratch."""
+        import io
+        from berth.engine.images import importer
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w"):
+            pass
+        buf.seek(0)
+        return importer.import_rootfs(self.store, buf, None, config={"Env": [DEFAULT_PATH]},
+                                      message="FROM scratch")
+
+
+def _is_dir_in(root, path):
+    top = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = libc.openat2(top, path.lstrip("/") or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
+                          libc.RESOLVE_IN_ROOT | libc.RESOLVE_NO_MAGICLINKS)
+    except BerthError:
+        return False
+    finally:
+        os.close(top)
+    os.close(fd)
+    return True
+
+
+def _mkdirs(root, path, uid=0, gid=0):
+    """mkdir -p of path inside root, every component resolved inside it
+    (symlinks of the image stay in the image). -> an O_PATH fd of the dir."""
+    import errno
+    path = posixpath.normpath("/" + path).lstrip("/")
+    flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+    how = libc.RESOLVE_IN_ROOT | libc.RESOLVE_NO_MAGICLINKS
+    top = os.open(root, flags)
+    try:
+        cur = ""
+        for part in [p for p in path.split("/") if p]:
+            nxt = f"{cur}/{part}" if cur else part
+            try:
+                os.close(libc.openat2(top, nxt, flags, how))
+            except SysError as e:
+                if e.errno != errno.ENOENT:
+                    raise ConfigError(f"build: {nxt} in the image is not a directory",
+                                      errno=e.errno) from None
+                pfd = libc.openat2(top, cur or ".", flags, how)
+                try:
+                    os.mkdir(part, 0o755, dir_fd=pfd)
+                    if uid or gid:
+                        os.chown(part, uid, gid, dir_fd=pfd, follow_symlinks=False)
+                except FileExistsError:
+                    pass
+                finally:
+                    os.close(pfd)
+            cur = nxt
+        return libc.openat2(top, cur or ".", flags, how)
+    finally:
+        os.close(top)
+
+
+def parse_context(path, dockerfile):
+    """The Dockerfile inside the unpacked context -> [Instruction]."""
+    rel = posixpath.normpath(dockerfile or "Dockerfile")
+    if rel.startswith("/") or rel == ".." or rel.startswith("../"):
+        raise ConfigError(f"the Dockerfile ({dockerfile}) must be within the build context")
+    full = os.path.join(path, rel)
+    real = os.path.realpath(full)
+    ctx = os.path.realpath(path)
+    if not real.startswith(ctx + "/") or not os.path.isfile(real):
+        raise ConfigError(f"Cannot locate specified Dockerfile: {dockerfile or 'Dockerfile'}")
+    with open(real, "rb") as f:
+        return D.parse(f.read(4 << 20))
