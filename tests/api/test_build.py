@@ -1,19 +1,20 @@
 """POST /build, the legacy builder, driven by the real docker CLI with
 DOCKER_BUILDKIT=0 (and by docker-py when Debian's python3-docker is
 there). Every build runs offline on a private berthd: FROM takes the
-fixture alpine, RUN steps get network mode none."""
+fixture alpine; RUN steps get the default network unless --network says
+otherwise (nothing in them sends traffic)."""
 import io
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 import textwrap
 
 import pytest
 
-from conftest import DOCKER, need_docker
-
-pytestmark = [need_docker,
+DOCKER = shutil.which("docker")
+pytestmark = [pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed"),
               pytest.mark.skipif(os.geteuid() != 0, reason="berthd runs as root")]
 
 
@@ -310,3 +311,20 @@ def test_client_leaving_stops_the_build(berthd):
     assert _containers(berthd) == []
     assert berthd.docker("image", "inspect", "gone:1").returncode != 0
     assert not [n for n in os.listdir(berthd.data_root) if n.startswith("build-")]
+
+
+def test_run_steps_get_the_network_asked_for(berthd, tmp_path):
+    berthd.load("alpine-3.20")
+    ctx = _context(tmp_path, """\
+        FROM alpine
+        RUN ls /sys/class/net | sort | tr '\\n' ' ' > /nets
+        CMD ["cat", "/nets"]
+        """)
+    r = _build(berthd, ctx, "-t", "net:default")
+    assert r.returncode == 0, r.stderr
+    r = _build(berthd, ctx, "--network", "none", "-t", "net:none")
+    assert r.returncode == 0, r.stderr
+    seen = {tag: berthd.docker("run", "--rm", "--network", "none", f"net:{tag}",
+                               check=True).stdout.split()
+            for tag in ("default", "none")}
+    assert seen["default"] == ["eth0", "lo"] and seen["none"] == ["lo"], seen

@@ -112,7 +112,7 @@ def register(router, engine):
             except BerthError as e:
                 raise BadRequest(str(e)) from None
             b = B.Build(engine, ctx, ins, buildargs=buildargs, labels=labels, tags=tags,
-                        quiet=req.qbool("q"))
+                        quiet=req.qbool("q"), network=req.q("networkmode") or "default")
             stream = _Stream(b.run(), tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -8,8 +8,8 @@ FROM takes an image already in the store (or `scratch`).
 Steps, on top of the engine's own container and commit code:
   RUN          a container from the current image with the config so far
                (Env plus the ARG values, WorkingDir, User), the command as
-               its Entrypoint-less Cmd, network mode "none" (so a RUN that
-               needs the network fails; the build never reaches out), is
+               its Entrypoint-less Cmd, the request's network mode (Docker's
+               default network unless `networkmode` says otherwise), is
                started and waited for; its output goes into the build
                stream; a non-zero exit fails the build the way Docker says
                it; otherwise its upper dir becomes a new image (commit.py).
@@ -58,7 +58,7 @@ def _short(image_id):
 
 class Build:
     def __init__(self, engine, context, instructions, *, buildargs=None, labels=None,
-                 tags=(), quiet=False):
+                 tags=(), quiet=False, network="default"):
         self.e = engine
         self.store = engine.store
         self.context = os.path.realpath(context)
@@ -67,6 +67,7 @@ class Build:
         self.labels = dict(labels or {})
         self.tags = list(tags)
         self.quiet = quiet
+        self.network = network or "default"
         self.image_id = None
         self.config = {}
         self.args = {}          # ARG values in force in this stage
@@ -289,7 +290,7 @@ class Build:
                 "WorkingDir": self.config.get("WorkingDir") or "",
                 "User": self.config.get("User") or "",
                 "Labels": {"berth.build": "intermediate"},
-                "HostConfig": {"NetworkMode": "none"}}
+                "HostConfig": {"NetworkMode": self.network}}
         c = self.e.containers.create(body)
         self.containers.append(c.id)
         root = self.e.containers.rootfs(c)
