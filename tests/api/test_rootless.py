@@ -397,3 +397,31 @@ def test_volumes_binds_and_logs(daemon):
     assert code == "3"
     u.docker("rm", "talker")
     u.docker("volume", "rm", "data")
+
+
+def test_build_and_commit_as_the_user(daemon):
+    """The builder's RUN and COPY steps commit overlay upper dirs made in
+    the user namespace (user.* overlay xattrs, ids in the user's range)."""
+    u = daemon
+    ctx = u.home / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM alpine\nCOPY note /note\n"
+                                    "RUN rm /etc/motd && mkdir -p /d && echo ran > /d/f && "
+                                    "chown 1000:1000 /d/f\nCMD [\"cat\", \"/note\", \"/d/f\"]\n")
+    (ctx / "note").write_text("copied\n")
+    for p in (ctx, ctx / "Dockerfile", ctx / "note"):
+        os.chown(p, u.uid, u.uid)
+    env = dict(u.env, DOCKER_BUILDKIT="0")
+    p = subprocess.run([DOCKER, "build", "-t", "built:1", str(ctx)], user=u.uid, group=u.uid,
+                       extra_groups=[], env=env, cwd=u.home, capture_output=True, text=True,
+                       timeout=180)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = u.docker("run", "--rm", "built:1").stdout
+    assert out == "copied\nran\n"
+    check = u.docker("run", "--rm", "built:1", "sh", "-c",
+                     "test ! -e /etc/motd && stat -c %u /d/f").stdout
+    assert check.strip() == "1000"
+    u.docker("run", "--name", "tocommit", "alpine", "sh", "-c", "echo c > /committed")
+    u.docker("commit", "tocommit", "committed:1")
+    u.docker("rm", "tocommit")
+    assert u.docker("run", "--rm", "committed:1", "cat", "/committed").stdout == "c\n"
