@@ -292,3 +292,26 @@ def test_two_daemons_bring_up_a_project_each(berthd, second_berthd, tmp_path):
     finally:
         for p in reversed(projects):
             p.down()
+
+
+def test_compose_build_builds_with_the_legacy_builder(alpine, tmp_path):
+    """`build:` in a compose file goes through docker-py's images.build,
+    i.e. POST /build."""
+    name = "bb" + uuid.uuid4().hex[:10]
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "Dockerfile").write_text("FROM alpine\nARG WHO=nobody\n"
+                                     "RUN echo \"built for $WHO\" > /built\n"
+                                     "CMD [\"cat\", \"/built\"]\n")
+    (proj / "docker-compose.yml").write_text(
+        'version: "2.4"\nservices:\n  app:\n    build:\n      context: .\n'
+        '      args:\n        WHO: compose\n    image: ' + name + ':1\n    network_mode: none\n')
+    env = {k: v for k, v in alpine.env.items() if not k.startswith("COMPOSE_")}
+    argv = [COMPOSE, "--ansi", "never", "-p", name, "--project-directory", str(proj),
+            "-f", str(proj / "docker-compose.yml")]
+    r = subprocess.run(argv + ["build"], env=env, capture_output=True, text=True, timeout=240,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = alpine.docker("run", "--rm", "--network", "none", f"{name}:1", check=True).stdout
+    assert out == "built for compose\n"
+    alpine.docker("rmi", f"{name}:1", check=True)
