@@ -3,15 +3,15 @@ DOCKER_BUILDKIT=0 (and by docker-py when Debian's python3-docker is
 there). Every build runs offline on a private berthd: FROM takes the
 fixture alpine; RUN steps get the default network unless --network says
 otherwise (nothing in them sends traffic)."""
-import io
 import json
 import os
 import shutil
 import subprocess
-import tarfile
 import textwrap
 
 import pytest
+
+from tarutil import tar_of as _tar
 
 DOCKER = shutil.which("docker")
 pytestmark = [pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed"),
@@ -143,15 +143,6 @@ def test_unknown_instruction_names_the_line(berthd, tmp_path):
     out = r.stdout + r.stderr
     assert "line 4" in out and "FROBNICATE now" in out, out
 
-
-def _tar(files):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tar.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def test_raw_api_errors_and_stream(berthd):

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from tarutil import tar_of as _tar
+
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
 
 
@@ -94,17 +96,6 @@ def test_cp_in_and_out_stays_inside_the_container(alpine, tmp_path):
     assert status == 400, body
     assert not host_marker.exists()
 
-
-def _tar(files):
-    import io
-    import tarfile
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:
-        for name, data in files.items():
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            t.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def test_events_stats_top_and_diff(alpine):
