@@ -87,6 +87,12 @@ def main(argv=None):
 def _import_runtime():
     """berth-runtime's entry point and the modules `create` needs."""
     from berth.cli.runtime import main as runtime_main
-    from berth.runtime.process import init, parent  # noqa: F401
+    from berth.runtime import (container, context, hooks, mounts, rootfs,  # noqa: F401
+                               teardown, trampoline, tty, warmup)
+    from berth.runtime.cgroups import manager  # noqa: F401
+    from berth.runtime.process import init, parent, setup, sync  # noqa: F401
+    from berth.runtime.security import caps, seccomp  # noqa: F401
     from berth.runtime.verbs import create, delete, start  # noqa: F401
+    from berth.sys import caps as _caps, mountinfo, rootless  # noqa: F401
+    import fcntl, resource  # noqa: F401,E401
     return runtime_main
