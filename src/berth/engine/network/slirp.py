@@ -52,24 +52,30 @@ IFF_UP = 0x1
 
 
 def lo_up(pid):
-    """Bring up lo in /proc/<pid>/ns/net: this thread enters the namespace
-    only to make a socket there (a socket keeps the namespace it was made
-    in) and goes straight back; the ioctls then run from home."""
+    """Bring up lo in /proc/<pid>/ns/net. setns changes only the calling
+    thread, and berthd has many: a thread of its own enters the namespace,
+    makes a socket there (a socket keeps the namespace it was made in) and
+    ends, so no thread of the daemon is ever left in a container's."""
     try:
         fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
         raise BerthError(f"network namespace of pid {pid}", errno=e.errno) from None
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        libc.setns(fd, libc.CLONE_NEWNET, f"network namespace of pid {pid}")
+    out = {}
+
+    def enter():
         try:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        finally:
-            libc.setns(own, libc.CLONE_NEWNET, "berthd's own network namespace")
-    finally:
-        os.close(fd)
-        os.close(own)
-    with sock as s:
+            libc.setns(fd, libc.CLONE_NEWNET, f"network namespace of pid {pid}")
+            out["sock"] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            out["error"] = e
+
+    t = threading.Thread(target=enter, name=f"lo-up-{pid}")
+    t.start()
+    t.join()
+    os.close(fd)
+    if "error" in out:
+        raise out["error"]
+    with out["sock"] as s:
         ifr = fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sH22x", b"lo", 0))
         flags = struct.unpack("16sH", ifr[:18])[1]
         fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | IFF_UP))
