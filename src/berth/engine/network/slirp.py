@@ -55,7 +55,9 @@ def lo_up(pid):
     """Bring up lo in /proc/<pid>/ns/net. setns changes only the calling
     thread, and berthd has many: a thread of its own enters the namespace,
     makes a socket there (a socket keeps the namespace it was made in) and
-    ends, so no thread of the daemon is ever left in a container's."""
+    ends, so no thread of the daemon is ever left in a container's. (It
+    could not come back: a rootless daemon may not setns into the host's
+    network namespace, which its own user namespace does not own.)"""
     try:
         fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
