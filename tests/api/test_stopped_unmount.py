@@ -3,7 +3,8 @@ export, diff and a new start mount it again (tests the overlay driver)."""
 import io
 import json
 import tarfile
-import time
+
+from procutil import wait_until
 
 
 def ok(r):
@@ -19,12 +20,7 @@ def mounted(path):
 def unmounted_soon(path, timeout=10):
     """berthd unmounts once the shim has finished the runtime's delete,
     a moment after the client saw the exit."""
-    deadline = time.monotonic() + timeout
-    while mounted(path):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return wait_until(lambda: not mounted(path), timeout)
 
 
 def test_stopped_container_is_unmounted_and_mounted_again_on_demand(berthd):

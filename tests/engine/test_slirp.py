@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import pytest
 
 from netutil import free_port
-from procutil import alive as _alive
+from procutil import alive as _alive, wait_until
 
 from berth.errors import BerthError, ConfigError, Conflict
 from berth.engine.network import ports as portsmod
@@ -43,12 +43,7 @@ TIMEOUT = 10
 
 
 def _gone(pid, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return wait_until(lambda: not _alive(pid), timeout)
 
 
 def _slirps_of(cid):
