@@ -153,11 +153,9 @@ def test_raw_api_errors_and_stream(berthd):
     status, _, body = berthd.api("POST", "/build?pull=1", _tar({"Dockerfile": b"FROM alpine\n"}),
                                  hdr)
     assert status == 400 and b"registry" in body
-    status, _, body = berthd.api("POST", "/build", _tar({
-        "Dockerfile": b"FROM alpine\nFROM alpine\n"}), hdr)
-    assert status == 200
-    lines = [json.loads(x) for x in body.splitlines()]
-    assert "multi-stage" in lines[-1]["error"] and "line 2" in lines[-1]["error"]
+    status, _, body = berthd.api("POST", "/build?target=nosuch", _tar({
+        "Dockerfile": b"FROM alpine AS one\nFROM alpine\n"}), hdr)
+    assert status == 400 and b"failed to reach build target nosuch" in body, body
     status, _, body = berthd.api("POST", "/build", _tar({
         "Dockerfile": b"FROM alpine\nADD http://example.invalid/x /x\n"}), hdr)
     lines = [json.loads(x) for x in body.splitlines()]
@@ -319,3 +317,106 @@ def test_run_steps_get_the_network_asked_for(berthd, tmp_path):
                                check=True).stdout.split()
             for tag in ("default", "none")}
     assert seen["default"] == ["eth0", "lo"] and seen["none"] == ["lo"], seen
+
+
+def test_multi_stage_copy_from_and_target(berthd, tmp_path):
+    berthd.load("alpine-3.20")
+    before = _images(berthd)
+    ctx = _context(tmp_path, """\
+        ARG BASE=alpine
+        FROM $BASE AS builder
+        ARG MSG=made-in-builder
+        RUN mkdir -p /out && echo "$MSG" > /out/result.txt && ln -s /etc/passwd /out/link
+        ENV ONLY_IN_BUILDER=1
+        FROM ${BASE}
+        COPY --from=builder /out/result.txt /app/result.txt
+        COPY --from=0 --chown=7:8 /out/ /copied/
+        CMD cat /app/result.txt; stat -c '%u:%g' /copied/result.txt; \\
+            echo env=$ONLY_IN_BUILDER; readlink /copied/link
+        """)
+    r = _build(berthd, ctx, "-t", "multi:1")
+    assert r.returncode == 0, (r.stdout, r.stderr, berthd.log())
+    assert "Step 6/9 : FROM ${BASE}" in r.stdout
+    run = berthd.docker("run", "--rm", "--network", "none", "multi:1")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["made-in-builder", "7:8", "env=", "/etc/passwd"]
+    assert _containers(berthd) == []
+    # only the final image stays, besides alpine: the builder stage's images are gone
+    after = _images(berthd)
+    assert len(after) == len(before) + 1 == 2
+    final = json.loads(berthd.docker("inspect", "multi:1", check=True).stdout)[0]
+    assert not any(e.startswith("ONLY_IN_BUILDER") for e in final["Config"]["Env"])
+
+    # --target builder: stage 1 only
+    r = _build(berthd, ctx, "--target", "builder", "-t", "multi:builder")
+    assert r.returncode == 0, (r.stdout, r.stderr, berthd.log())
+    assert "Step 5/5" in r.stdout and "Step 6/" not in r.stdout
+    run = berthd.docker("run", "--rm", "--network", "none", "multi:builder", "sh", "-c",
+                        "cat /out/result.txt; echo $ONLY_IN_BUILDER")
+    assert run.stdout.splitlines() == ["made-in-builder", "1"], run.stderr
+    assert len(_images(berthd)) == 3
+    assert _containers(berthd) == []
+
+
+def test_copy_from_unknown_stage_names_the_line(berthd, tmp_path):
+    berthd.load("alpine-3.20")
+    before = _images(berthd)
+    ctx = _context(tmp_path, """\
+        FROM alpine AS builder
+        RUN echo x > /x
+        FROM alpine
+        COPY --from=nosuch /x /x
+        """)
+    r = _build(berthd, ctx, "-t", "nosuch:1")
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "line 4" in out and "COPY --from=nosuch /x /x" in out and "nosuch" in out, out
+    assert _containers(berthd) == []
+    assert _images(berthd) == before
+    assert berthd.docker("image", "inspect", "nosuch:1").returncode != 0
+
+
+def test_copy_from_stays_inside_the_stage(berthd):
+    berthd.load("alpine-3.20")
+    hdr = {"Content-Type": "application/x-tar"}
+    df = b"""FROM alpine AS a
+RUN echo inside > /inside && ln -s /../../../../inside /esc && ln -s ../../.. /up
+FROM alpine
+COPY --from=a /esc /got1
+COPY --from=a /up/../../inside /got2
+COPY --from=a ../../../inside /got3
+RUN cat /got1 /got2 /got3
+"""
+    status, _, body = berthd.api("POST", "/build?t=inside:1", _tar({"Dockerfile": df}), hdr)
+    assert status == 200, body
+    text = "".join(json.loads(x).get("stream", "") for x in body.splitlines())
+    assert "inside\ninside\ninside\n" in text, body
+    assert _containers(berthd) == []
+
+
+def test_copy_from_image_from_stage_and_late_failure(berthd):
+    berthd.load("alpine-3.20")
+    hdr = {"Content-Type": "application/x-tar"}
+    before = _images(berthd)
+    df = b"""FROM alpine AS base
+RUN echo base > /base
+FROM base AS second
+COPY --from=alpine /etc/alpine-release /rel
+RUN cat /base && test -s /rel && echo ok-second
+"""
+    status, _, body = berthd.api("POST", "/build?t=chain:1", _tar({"Dockerfile": df}), hdr)
+    assert status == 200, body
+    text = "".join(json.loads(x).get("stream", "") for x in body.splitlines())
+    assert "base\nok-second\n" in text and "Successfully tagged chain:1" in text, body
+    assert len(_images(berthd)) == len(before) + 1
+    berthd.docker("rmi", "chain:1", check=True)
+    # a later stage fails: the earlier stage's images go too; --from a later stage is refused
+    for df, msg in ((b"FROM alpine AS a\nRUN echo a > /a\nFROM alpine\nRUN false\n",
+                     "returned a non-zero code: 1"),
+                    (b"FROM alpine AS a\nRUN echo a > /a\nFROM alpine\nCOPY --from=1 /a /a\n",
+                     "line 4")):
+        status, _, body = berthd.api("POST", "/build?t=late:1", _tar({"Dockerfile": df}), hdr)
+        lines = [json.loads(x) for x in body.splitlines()]
+        assert status == 200 and msg in lines[-1]["error"], body
+        assert _images(berthd) == before
+        assert _containers(berthd) == []

@@ -103,3 +103,28 @@ def test_expansion_errors_name_the_line():
         D.key_values(ins[1], {})
     with pytest.raises(D.DockerfileError, match="line 3"):
         D.expand(ins[2].args, {}, ins[2])
+
+
+def test_from_as_stages():
+    ins = D.parse("ARG BASE=alpine\n"
+                  "FROM $BASE AS Builder\n"
+                  "RUN make\n"
+                  "from alpine as final\n"
+                  "COPY --from=builder /out /out\n"
+                  "FROM scratch\n")
+    assert [i.stage for i in ins if i.cmd == "FROM"] == ["builder", "final", None]
+    assert D.stages(ins) == [("builder", 1), ("final", 3), (None, 5)]
+    assert D.from_image(ins[1], {"BASE": "alpine:3.20"}) == "alpine:3.20"
+    assert ins[4].flags == {"from": "builder"}
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("FROM a AS x\nFROM b AS X\n", "duplicate name"),
+    ("FROM a AS 1x\n", "invalid name for build stage"),
+    ("FROM a b\n", "FROM takes an image and an optional AS name"),
+    ("FROM a AS x y\n", "FROM takes an image and an optional AS name"),
+])
+def test_from_as_errors_name_the_line(text, msg):
+    with pytest.raises(D.DockerfileError) as e:
+        D.parse(text)
+    assert msg in str(e.value) and "line" in str(e.value)

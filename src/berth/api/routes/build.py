@@ -7,7 +7,8 @@ JSON in buildargs) is a 400 before the stream starts; a step that fails is
 an error line in the stream ({"errorDetail": ..., "error": ...}), which the
 docker CLI shows and turns into a non-zero exit.
 
-Query parameters: t (repeatable), dockerfile, buildargs, labels, q; rm,
+Query parameters: t (repeatable), dockerfile, buildargs, labels, q, target
+(the stage, by name, to build up to: a multi-stage Dockerfile); rm,
 forcerm and nocache are accepted (berth always removes the build's
 containers and never caches); pull=1 is refused: the builder never
 contacts a registry. remote (a URL context) is refused too. The
@@ -111,8 +112,12 @@ def register(router, engine):
                 ins = B.parse_context(ctx, req.q("dockerfile") or "Dockerfile")
             except BerthError as e:
                 raise BadRequest(str(e)) from None
-            b = B.Build(engine, ctx, ins, buildargs=buildargs, labels=labels, tags=tags,
-                        quiet=req.qbool("q"), network=req.q("networkmode") or "default")
+            try:
+                b = B.Build(engine, ctx, ins, buildargs=buildargs, labels=labels, tags=tags,
+                            quiet=req.qbool("q"), network=req.q("networkmode") or "default",
+                            target=req.q("target") or None)
+            except BerthError as e:
+                raise BadRequest(str(e)) from None
             stream = _Stream(b.run(), tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

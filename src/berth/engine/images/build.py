@@ -1,9 +1,18 @@
 """The legacy image builder behind `POST /build` (DOCKER_BUILDKIT=0 docker
 build, docker-py's images.build, docker-compose v1's build:).
 
-One stage, no cache: every RUN runs and every COPY copies again (`nocache`
-is accepted and changes nothing), and no step ever contacts a registry:
-FROM takes an image already in the store (or `scratch`).
+No cache: every RUN runs and every COPY copies again (`nocache` is
+accepted and changes nothing), and no step ever contacts a registry: FROM
+takes an image already in the store, an earlier stage, or `scratch`.
+
+Multi-stage: each FROM (optionally `AS name`) starts a stage with a fresh
+config and its own ARGs (the ARGs before the first FROM stay usable in
+FROM lines and by `ARG NAME` in a stage). `COPY --from=<stage name | stage
+index | image in the store>` reads its sources from that stage's final
+image (or the image), resolved inside its rootfs through a created, never
+started container, removed after the copy. `target` stops the build after
+the stage of that name. Only the last stage built is kept (and tagged);
+the other stages' images go with the intermediate images.
 
 Steps, on top of the engine's own container and commit code:
   RUN          a container from the current image with the config so far
@@ -58,11 +67,19 @@ def _short(image_id):
 
 class Build:
     def __init__(self, engine, context, instructions, *, buildargs=None, labels=None,
-                 tags=(), quiet=False, network="default"):
+                 tags=(), quiet=False, network="default", target=None):
         self.e = engine
         self.store = engine.store
         self.context = os.path.realpath(context)
-        self.ins = instructions
+        self.ins = list(instructions)
+        if target:
+            stages = D.stages(self.ins)
+            names_ = [name for name, _ in stages]
+            if target.lower() not in names_:
+                raise ConfigError(f"failed to reach build target {target} in Dockerfile")
+            k = names_.index(target.lower())
+            if k + 1 < len(stages):
+                self.ins = self.ins[:stages[k + 1][1]]
         self.buildargs = dict(buildargs or {})
         self.labels = dict(labels or {})
         self.tags = list(tags)
@@ -77,6 +94,8 @@ class Build:
         self.dirty = False      # config changed since the last image
         self.workdir_pending = False
         self.containers = []
+        self.stages = []        # [(name or None, image id)] of the finished stages
+        self.stage_name = None
 
     # -- the run ------------------------------------------------------
     def run(self):
@@ -112,12 +131,11 @@ class Build:
         for i, ins in enumerate(self.ins, 1):
             yield _line(f"Step {i}/{n} : {ins.original}\n")
             if ins.cmd == "FROM":
+                if stage:
+                    yield from self._end_stage()
                 stage += 1
-                if stage > 1:
-                    raise ins.error("multi-stage builds (a second FROM) are not supported "
-                                    "by berth's builder")
                 yield from self._from(ins)
-            elif self.image_id is None:
+            elif not stage:
                 self._arg(ins, self.global_args)
             else:
                 # ENV's handler is _env_: _env is the variable lookup
@@ -140,6 +158,25 @@ class Build:
         for t in self.tags:
             self.store.tag(self.image_id, t)
 
+    def _end_stage(self):
+        """A FROM after a stage: the stage's image is kept until the end of
+        the build, for FROM <stage> and COPY --from."""
+        if self.workdir_pending:
+            yield from self._layer_step(None, "#(nop) WORKDIR " + self.config["WorkingDir"])
+        if self.dirty:
+            self.image_id = self._config_only("#(nop) config")
+            yield _line(f" ---> {_short(self.image_id)}\n")
+        self.stages.append((self.stage_name, self.image_id))
+
+    def _stage_image(self, ref):
+        """A stage name or index (of a finished stage) -> its image id, or None."""
+        for name, image_id in self.stages:
+            if name is not None and name == ref.lower():
+                return image_id
+        if ref.isdigit() and int(ref) < len(self.stages):
+            return self.stages[int(ref)][1]
+        return None
+
     def _env(self):
         """What $VAR means at this step: ARG values under ENV values."""
         env = {k: v for k, v in self.args.items() if v is not None}
@@ -152,13 +189,22 @@ class Build:
     def _from(self, ins):
         if "platform" in ins.flags:
             pass  # one platform: the host's
-        parts = D.words(ins.args, dict(self.global_args), ins)
-        if len(parts) == 3 and parts[1].lower() == "as":
-            parts = parts[:1]
-        if len(parts) != 1:
-            raise ins.error("FROM takes an image and an optional AS name")
-        ref = parts[0]
-        if ref == "scratch":
+        # a fresh stage: its own config and ARGs
+        self.config = {}
+        self.args = {}
+        self.dirty = False
+        self.workdir_pending = False
+        self.stage_name = ins.stage
+        ref = D.from_image(ins, {k: v for k, v in self.global_args.items() if v is not None})
+        if not ref:
+            raise ins.error("FROM names no image (an ARG without a value?)")
+        earlier = None
+        for name, image_id in self.stages:
+            if name is not None and name == ref.lower():
+                earlier = image_id
+        if earlier is not None:
+            self.image_id = earlier
+        elif ref == "scratch":
             self.image_id = self._scratch()
             self.created.append(self.image_id)
         else:
@@ -349,9 +395,32 @@ class Build:
 
     # -- COPY / ADD ---------------------------------------------------
     def _copy_files(self, ins, root):
-        if "from" in ins.flags:
-            raise ins.error("COPY --from needs a multi-stage build, which berth's builder "
-                            "does not support")
+        if "from" not in ins.flags:
+            return self._copy_found(ins, root, self._sources)
+        ref = D.expand(ins.flags["from"], self._env(), ins)
+        if not ref:
+            raise ins.error("--from names no stage or image")
+        image_id = self._stage_image(ref)
+        if image_id is None:
+            try:
+                image_id = self.store.resolve(ref)
+            except BerthError:
+                raise ins.error(f"invalid from flag value {ref}: no build stage of that name "
+                                "(an earlier stage's name or index) and no such image in the "
+                                "store (berth's builder never pulls)") from None
+        c = self.e.containers.create({
+            "Image": image_id, "Cmd": ["true"], "Entrypoint": [""],
+            "Labels": {"berth.build": "intermediate"}, "HostConfig": {"NetworkMode": "none"}})
+        self.containers.append(c.id)
+        try:
+            src_root = os.path.realpath(self.e.containers.rootfs(c))
+            return self._copy_found(ins, root,
+                                    lambda i, src: self._image_sources(i, src, src_root))
+        finally:
+            self._remove(c.id)
+            self.containers.remove(c.id)
+
+    def _copy_found(self, ins, root, sources_of):
         env = self._env()
         sources, dest = D.source_paths(ins, env)
         found = []
@@ -361,7 +430,7 @@ class Build:
                     raise ins.error(f"ADD of a URL ({src}) is refused: berth's builder never "
                                     "downloads; fetch the file into the context and COPY it")
                 raise ins.error(f"source can't be a URL for COPY: {src}")
-            found += self._sources(ins, src)
+            found += sources_of(ins, src)
         if not dest:
             raise ins.error("the destination is empty")
         many = len(found) > 1 or any(any(ch in s for ch in "*?[") for s in sources)
@@ -442,6 +511,37 @@ class Build:
                 raise ins.error(f"forbidden path outside the build context: {src} "
                                 "(a symlink leads out of it)")
             out.append((r if r != "." else "", real))
+        return out
+
+    def _image_sources(self, ins, src, src_root):
+        """A COPY --from source -> [(its path in the image, its real path)],
+        each resolved inside the image's rootfs (symlinks and .. stay in it)."""
+        rel = posixpath.normpath("/" + src).lstrip("/")
+        if any(ch in rel for ch in "*?["):
+            rels = sorted(glob.glob(rel, root_dir=src_root, include_hidden=True))
+            if not rels:
+                raise ins.error(f"no source files were specified: {src} matches nothing")
+        else:
+            rels = [rel]
+        out = []
+        top = os.open(src_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for r in rels:
+                try:
+                    fd = libc.openat2(top, r or ".", os.O_PATH | os.O_CLOEXEC,
+                                      libc.RESOLVE_IN_ROOT | libc.RESOLVE_NO_MAGICLINKS)
+                except BerthError:
+                    raise ins.error(f"file not found in the --from image: stat {src}: file "
+                                    "does not exist") from None
+                try:
+                    real = os.readlink(f"/proc/self/fd/{fd}")
+                finally:
+                    os.close(fd)
+                if real != src_root and not real.startswith(src_root.rstrip("/") + "/"):
+                    raise ins.error(f"{src} resolves outside the --from image")
+                out.append((r, real))
+        finally:
+            os.close(top)
         return out
 
     def _chown(self, ins, root):

@@ -30,6 +30,7 @@ FLAGS = {"FROM": ("platform",), "COPY": ("chown", "chmod", "from"),
 
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*=\s*(.*?)\s*$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_STAGE = re.compile(r"^[a-z][a-z0-9_.-]*$")
 
 
 class DockerfileError(ConfigError):
@@ -49,6 +50,7 @@ class Instruction:
         self.args = args            # the text after the keyword and its flags
         self.original = original    # the joined source text, for messages and Step lines
         self.flags = flags or {}
+        self.stage = None           # FROM ... AS name: the stage's name (lower case)
 
     def __repr__(self):
         return f"Instruction({self.line}, {self.cmd!r}, {self.args!r}, flags={self.flags!r})"
@@ -157,7 +159,38 @@ def parse(text):
             raise ins.error("no FROM before this instruction (only ARG may come first)")
     if first.cmd != "FROM" and not any(i.cmd == "FROM" for i in out):
         raise first.error("the Dockerfile has no FROM")
+    seen = {}
+    for ins in out:
+        if ins.cmd != "FROM":
+            continue
+        try:
+            raw = _raw_words(ins.args)
+        except ConfigError as e:
+            raise ins.error(str(e)) from None
+        if len(raw) == 3 and raw[1].lower() == "as":
+            name = raw[2].lower()
+            if not _STAGE.match(name):
+                raise ins.error(f"invalid name for build stage: {raw[2]!r}, name can't start "
+                                "with a number or contain symbols")
+            if name in seen:
+                raise ins.error(f"duplicate name {raw[2]!r} for build stage (line "
+                                f"{seen[name]} names it too)")
+            seen[name] = ins.line
+            ins.stage = name
+        elif len(raw) != 1:
+            raise ins.error("FROM takes an image and an optional AS name")
     return out
+
+
+def stages(instructions):
+    """[Instruction] -> [(stage name or None, index of its FROM)], in order."""
+    return [(ins.stage, i) for i, ins in enumerate(instructions) if ins.cmd == "FROM"]
+
+
+def from_image(ins, env):
+    """FROM image [AS name] -> the image, expanded with the global ARGs."""
+    raw = _raw_words(ins.args)
+    return expand(raw[0], env, ins)
 
 
 # ---------------------------------------------------------------- words
