@@ -7,7 +7,7 @@ import pytest
 
 from berth.engine.containers import rootless as rules
 from berth.errors import ConfigError
-from berth.sys import rootless
+from berth.sys import procfs, rootless
 
 
 def test_subordinate_range_by_name_or_uid(tmp_path):
@@ -60,7 +60,7 @@ def test_adjust_drops_cgroup_parts_and_narrows_ping_range():
 
 def test_keeper_is_trusted_only_with_its_start_time(tmp_path):
     me = os.getpid()
-    start = rootless._start_time(me)
+    start = procfs.start_time(me)
     f = tmp_path / rootless.KEEPER
     assert rootless.live_keeper(str(tmp_path)) is None            # no file
     f.write_text(f"{me} {start}\n")

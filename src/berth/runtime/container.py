@@ -9,6 +9,7 @@ import time
 
 from berth.errors import BerthError, Conflict, NotFound
 from berth.oci import jsonio
+from berth.sys.procfs import start_time
 
 OCI_VERSION = "1.0.2-dev"
 STATE = "state.json"
@@ -30,18 +31,7 @@ def now_rfc3339():
         f".{ns % 1_000_000_000:09d}Z"
 
 
-def proc_start_time(pid):
-    """Field 22 of /proc/<pid>/stat, to tell a recycled pid from our init;
-    None if the process is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    rest = data[data.rindex(b")") + 2:].split()
-    if rest[0] in (b"Z", b"X"):
-        return None
-    return int(rest[19])
+
 
 
 class Container:
@@ -90,7 +80,7 @@ class Container:
 
     def alive(self):
         pid = self.pid
-        return bool(pid) and proc_start_time(pid) == self.data.get("pidStart")
+        return bool(pid) and start_time(pid) == self.data.get("pidStart")
 
     def status(self):
         if not self.pid:

@@ -15,6 +15,8 @@ that mutex: callers do their slow work (imports, security checks) before
 their mkdirs, so that only the mkdir waits out what is left."""
 import os
 
+from berth.sys.procfs import rewrite_own_cgroup
+
 
 def start():
     """Returns the child's pid (reaped by whoever waits on any child), or
@@ -26,28 +28,7 @@ def start():
     if pid:
         return pid
     try:
-        with open("/proc/self/cgroup") as f:
-            lines = f.read().splitlines()
-        for line in lines:
-            _, ctrls, path = line.split(":", 2)
-            if ctrls == "":
-                dirs = ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
-            elif ctrls.startswith("name="):
-                continue
-            else:
-                dirs = (f"/sys/fs/cgroup/{ctrls}",)
-            for d in dirs:
-                try:
-                    fd = os.open(f"{d}{path}/cgroup.procs", os.O_WRONLY)
-                except OSError:
-                    continue
-                try:
-                    os.write(fd, b"0")
-                    os._exit(0)
-                except OSError:
-                    pass
-                finally:
-                    os.close(fd)
+        rewrite_own_cgroup()
     except BaseException:  # noqa: B902 -- a forked child must never return
         pass
     os._exit(0)

@@ -17,6 +17,7 @@ import os
 import sys
 
 from berth.errors import ConfigError
+from berth.sys import procfs
 
 # signal (and the enum module it pulls in, ~4 ms) is imported where it is
 # used: the runtime imports this module on its hot path
@@ -111,14 +112,6 @@ def _plan():
 KEEPER = "rootless-ns.pid"
 
 
-def _start_time(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def live_keeper(run_dir):
     """The pid of the process holding a previous daemon's namespaces, if it
     still runs (same start time, same owner), else None."""
@@ -127,7 +120,7 @@ def live_keeper(run_dir):
             pid_text, start = f.read().split()
         pid = int(pid_text)
         # owner as this process sees it: the user outside, 0 inside
-        if _start_time(pid) == start and os.stat(f"/proc/{pid}").st_uid == os.getuid():
+        if str(procfs.start_time(pid)) == start and os.stat(f"/proc/{pid}").st_uid == os.getuid():
             return pid
     except (OSError, ValueError):
         pass
@@ -171,7 +164,7 @@ def _write_keeper(run_dir):
         pid = int(f.read())
     path = os.path.join(run_dir, KEEPER)
     with open(path + ".tmp", "w") as f:
-        f.write(f"{pid} {_start_time(pid)}\n")
+        f.write(f"{pid} {procfs.start_time(pid)}\n")
     os.rename(path + ".tmp", path)
 
 

@@ -7,8 +7,9 @@ import os
 from berth.errors import BerthError
 from berth.oci import spec
 from berth.runtime import hooks as H
-from berth.runtime.container import Container, now_rfc3339, proc_start_time
+from berth.runtime.container import Container, now_rfc3339
 from berth.runtime.teardown import destroy
+from berth.sys.procfs import start_time
 
 
 def checked_security(ctx, proc, linux):
@@ -91,7 +92,7 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
 
         def on_pid(pid):
             c.data["pid"] = pid
-            c.data["pidStart"] = proc_start_time(pid)
+            c.data["pidStart"] = start_time(pid)
             c.save()
 
         def on_cgroup(pid):
