@@ -87,10 +87,14 @@ class User:
         return subprocess.Popen(argv, user=self.uid, group=self.uid, extra_groups=[],
                                 env=self.env, cwd=self.home, **kw)
 
+    def run_as(self, argv, env=None, timeout=90):
+        """argv as the user, in its home; output captured as text."""
+        return subprocess.run(argv, user=self.uid, group=self.uid, extra_groups=[],
+                              env=self.env if env is None else env, cwd=self.home,
+                              capture_output=True, text=True, timeout=timeout)
+
     def docker(self, *args, timeout=90, check=True):
-        p = subprocess.run([DOCKER, *args], user=self.uid, group=self.uid, extra_groups=[],
-                           env=self.env, cwd=self.home, capture_output=True, text=True,
-                           timeout=timeout)
+        p = self.run_as([DOCKER, *args], timeout=timeout)
         if check:
             assert p.returncode == 0, f"docker {' '.join(args)}: {p.returncode}\n{p.stderr}"
         return p
@@ -100,9 +104,8 @@ class User:
         code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
                 "from berth.cli.berth import main; sys.exit(main())")
         env = {k: v for k, v in self.env.items() if k != "DOCKER_HOST"}
-        return subprocess.run([PYTHON, "-I", "-c", code, str(self.home / "src"), *args],
-                              user=self.uid, group=self.uid, extra_groups=[], env=env,
-                              cwd=self.home, capture_output=True, text=True, timeout=60)
+        return self.run_as([PYTHON, "-I", "-c", code, str(self.home / "src"), *args], env=env,
+                           timeout=60)
 
     def start(self, *args):
         code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
@@ -411,10 +414,8 @@ def test_build_and_commit_as_the_user(daemon):
     (ctx / "note").write_text("copied\n")
     for p in (ctx, ctx / "Dockerfile", ctx / "note"):
         os.chown(p, u.uid, u.uid)
-    env = dict(u.env, DOCKER_BUILDKIT="0")
-    p = subprocess.run([DOCKER, "build", "-t", "built:1", str(ctx)], user=u.uid, group=u.uid,
-                       extra_groups=[], env=env, cwd=u.home, capture_output=True, text=True,
-                       timeout=180)
+    p = u.run_as([DOCKER, "build", "-t", "built:1", str(ctx)],
+                 env=dict(u.env, DOCKER_BUILDKIT="0"), timeout=180)
     assert p.returncode == 0, p.stdout + p.stderr
     out = u.docker("run", "--rm", "built:1").stdout
     assert out == "copied\nran\n"
