@@ -364,13 +364,15 @@ class Cgroup:
         """Kills what is left, waits (bounded) for the cgroup to empty and
         removes the directories create made, children first, in every
         hierarchy. Gone already is fine; calling it twice is fine."""
-        self._kill_all()
+        gone = self._rmdir_leaves()
+        if not gone:
+            self._kill_all()
         errors = []
         for h in self.hierarchies:
             made = h["made"]
             leaf = h["dir"]
             try:
-                if leaf in made:
+                if leaf in made and not gone:
                     for d in fs.subdirs_bottom_up(leaf) + [leaf]:
                         _rmdir(d)
                 for d in reversed(made):
@@ -380,6 +382,23 @@ class Cgroup:
                 errors.append(str(e))
         if errors:
             raise BerthError("; ".join(errors))
+
+    def _rmdir_leaves(self):
+        """True if every leaf is the container's own and now removed. An
+        exited container's cgroups are empty, and an rmdir that succeeds
+        makes the scans for processes and subdirectories (~2 ms over a v1
+        host's dozen hierarchies) unnecessary; one that fails leaves them
+        to destroy()."""
+        if not all(h["dir"] in h["made"] for h in self.hierarchies):
+            return False
+        for h in self.hierarchies:
+            try:
+                os.rmdir(h["dir"])
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return False
+        return True
 
     def _kill_all(self):
         import time
