@@ -65,7 +65,8 @@ def parse(argv):
     return {k.replace("-", "_"): v for k, v in opts.items()}
 
 
-def main(argv=None):
+def main(argv=None, report_fd=None):
+    """report_fd: see berth.shim.main.run (the zygote's forks pass it)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--zygote"] and len(argv) == 2:
         from berth.shim.zygote import serve
@@ -81,7 +82,21 @@ def main(argv=None):
     from berth.shim.main import Options, run
     if kw.pop("runtime_in_process", False):
         kw["runtime_main"] = _import_runtime()
-    return run(Options(**kw))
+        kw["runtime_here"] = _runtime_here
+    return run(Options(**kw), report_fd)
+
+
+def _runtime_here(root, verb, cid):
+    """berth-runtime --root ROOT start CID, or delete -f CID, in this
+    process (berth.shim.main.run_verb); raises BerthError."""
+    from berth.runtime.context import Context
+    ctx = Context(root=root)
+    if verb == "start":
+        from berth.runtime.verbs.start import start
+        start(ctx, cid)
+    else:
+        from berth.runtime.verbs.delete import delete
+        delete(ctx, cid, force=True)
 
 
 def _import_runtime():
@@ -93,6 +108,11 @@ def _import_runtime():
     from berth.runtime.process import init, parent, setup, sync  # noqa: F401
     from berth.runtime.security import caps, seccomp  # noqa: F401
     from berth.runtime.verbs import create, delete, start  # noqa: F401
-    from berth.sys import caps as _caps, mountinfo, rootless  # noqa: F401
+    from berth.sys import caps as _caps, mountinfo, rootless, seccomp as _seccomp  # noqa: F401
+    _seccomp.preload()
     import fcntl, resource  # noqa: F401,E401
+    try:
+        import _sha256  # noqa: F401 (the seccomp cache key)
+    except ImportError:
+        pass
     return runtime_main

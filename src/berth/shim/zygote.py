@@ -7,8 +7,10 @@ modules stay shared between all shims (lower PSS each).
 
 Protocol on SOCK (unix stream, 0600): the client sends one JSON line
 {"argv": [berth-shim arguments]} and reads the shim's ready report (the
-line `berth-shim` prints) until EOF. The zygote dies with berthd
-(PR_SET_PDEATHSIG); the shims it forked do not, they have detached."""
+line `berth-shim` prints) until EOF. Each fork is the shim itself: it
+detaches (setsid) and sends its report on the connection. The zygote dies
+with berthd (PR_SET_PDEATHSIG); the shims it forked do not, and init
+adopts them then."""
 import os
 import socket
 
@@ -53,7 +55,7 @@ def serve(path, shim_main):
             os.dup2(conn.fileno(), 1)
             conn.close()
             try:
-                code = shim_main(argv)
+                code = shim_main(argv, report_fd=1)
             except BaseException as e:  # noqa: BLE001 - the report is the answer
                 os.write(1, (wire.dumps({"error": f"berth-shim: {e}"}) + "\n").encode())
                 code = 1

@@ -121,6 +121,15 @@ def _seccomp():
     return lib
 
 
+def preload():
+    """Loads libseccomp now, if it is there: a process that forks many
+    runtimes (the shim zygote) pays the ~1 ms dlopen once, not per container."""
+    try:
+        _seccomp()
+    except SysError:
+        pass
+
+
 def arch_resolve_name(name):
     """libseccomp token of an arch name such as "x86_64", or 0 if unknown."""
     return _seccomp().seccomp_arch_resolve_name(os.fsencode(name))
