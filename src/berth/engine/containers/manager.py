@@ -269,8 +269,7 @@ class Containers:
             # is empty, the moment to plug it in
             self.e.network.setup(c, ready["pid"])
         except BaseException as e:
-            subprocess.run(self.runtime_cmd(c, "delete", "-f", c.id), capture_output=True)
-            self._wait_shim_gone(shim_dir)
+            self._runtime_delete(c, shim_dir)
             self._net_teardown(c)
             self._start_failed(c, e)
             _rmtree(shim_dir)
@@ -286,13 +285,18 @@ class Containers:
         size = c.host_config.get("ConsoleSize")
         if cfg.get("Tty") and isinstance(size, list) and len(size) == 2 and all(size):
             shimctl.request(shim_dir, {"op": "resize", "height": size[0], "width": size[1]})
+        waiting = None
         try:
+            # the exit is asked for before the start: a container that ends
+            # at once gets its answer before the shim's clean-up, not after
+            waiting = shimctl.send(shim_dir, {"op": "wait"}, timeout=None)
             reply = shimctl.request(shim_dir, {"op": "start"})
             if "error" in reply:
                 raise BerthError(reply["error"])
         except (OSError, ValueError, BerthError) as e:
-            subprocess.run(self.runtime_cmd(c, "delete", "-f", c.id), capture_output=True)
-            self._wait_shim_gone(shim_dir)
+            if waiting is not None:
+                waiting.close()
+            self._runtime_delete(c, shim_dir)
             self._net_teardown(c)
             self._start_failed(c, e)
             _rmtree(shim_dir)
@@ -300,7 +304,7 @@ class Containers:
         c.data["_exit_seq"] = c.data.get("_exit_seq", 0)
         c.set_state(Status="running", Pid=ready["pid"], StartedAt=now_rfc3339(), Error="",
                     ExitCode=0, OOMKilled=False, FinishedAt=c.state["FinishedAt"])
-        self._watch(c)
+        self._watch(c, waiting)
         self.e.events.emit("container", "start", c.id, self._attrs(c))
         from berth.engine.containers import health
         health.start(self, c)
@@ -348,18 +352,23 @@ class Containers:
     def _wait_shim_gone(self, shim_dir, timeout=10):
         shimctl.wait_gone(shimctl.shim_alive(shim_dir), timeout)
 
-    def _watch(self, c):
-        t = threading.Thread(target=self._watcher, args=(c,), daemon=True,
+    def _watch(self, c, waiting=None):
+        """waiting: a wait request sent already (shimctl.send)."""
+        t = threading.Thread(target=self._watcher, args=(c, waiting), daemon=True,
                              name=f"watch-{c.id[:12]}")
         c.shim_watch = t
         t.start()
 
-    def _watcher(self, c):
+    def _watcher(self, c, waiting=None):
         shim_dir = self.paths.shim(c.id)
         ex = None
         while ex is None:
             try:
-                ex = shimctl.request(shim_dir, {"op": "wait"}, timeout=None)
+                if waiting is not None:
+                    s, waiting = waiting, None
+                    ex = shimctl.reply(s)
+                else:
+                    ex = shimctl.request(shim_dir, {"op": "wait"}, timeout=None)
             except (OSError, ValueError):
                 if self._closing:
                     return
@@ -388,8 +397,11 @@ class Containers:
         # the shim still runs the runtime's delete; its directory goes after,
         # unless a restart has made a new shim there meanwhile
         starts = getattr(c, "starts", 0)
-        shimctl.wait_gone(pid)
         auto_remove = bool(c.host_config.get("AutoRemove"))
+        if auto_remove:
+            # the removal does not wait for the shim to start with the storage
+            threading.Thread(target=self._auto_remove, args=(c,), daemon=True).start()
+        shimctl.wait_gone(pid)
         restart = not auto_remove and self._should_restart(c)
         with c.lifecycle:
             if getattr(c, "starts", 0) == starts and not shimctl.shim_alive(shim_dir):
@@ -398,9 +410,6 @@ class Containers:
                     # as Docker: a stopped container's filesystem is not
                     # left mounted; start (or docker cp) mounts it again
                     self._unmount_stopped(c)
-        if auto_remove:
-            threading.Thread(target=self._auto_remove, args=(c,), daemon=True).start()
-            return
         if restart:
             threading.Thread(target=self._restart_later, args=(c,), daemon=True).start()
 
@@ -624,16 +633,21 @@ class Containers:
     def _destroy(self, c, volumes):
         """Releases everything a container holds; safe to repeat."""
         shim_dir = self.paths.shim(c.id)
-        if shimctl.shim_alive(shim_dir):
-            subprocess.run(self.runtime_cmd(c, "delete", "-f", c.id), capture_output=True)
-            self._wait_shim_gone(shim_dir)
-        _rmtree(shim_dir)
+        pid = shimctl.shim_alive(shim_dir)
+        if pid and c.running:
+            self._runtime_delete(c, shim_dir)
+            pid = 0
+        # the shim of a container that has exited may still be deleting the
+        # runtime's container: the storage goes meanwhile, its directory after
         self._net_teardown(c)
         try:
             self.e.driver.unmount(c.id)
         except BerthError:
             pass
         self.e.driver.remove_container(c.id)
+        if pid and not shimctl.wait_gone(pid):
+            self._runtime_delete(c, shim_dir)
+        _rmtree(shim_dir)
         if volumes:
             for name in c.data.get("_anonymous_volumes", []):
                 try:
@@ -646,6 +660,10 @@ class Containers:
         with c.cond:
             c.data["_removed"] = True
             c.cond.notify_all()
+
+    def _runtime_delete(self, c, shim_dir):
+        subprocess.run(self.runtime_cmd(c, "delete", "-f", c.id), capture_output=True)
+        self._wait_shim_gone(shim_dir)
 
     def rename(self, ref, new):
         c = self.get(ref)

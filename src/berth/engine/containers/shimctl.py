@@ -109,9 +109,23 @@ def connect(shim_dir, name="control.sock", timeout=None):
 
 def request(shim_dir, req, timeout=30):
     """One JSON line out, one back. timeout=None blocks (wait)."""
+    return reply(send(shim_dir, req, timeout))
+
+
+def send(shim_dir, req, timeout=30):
+    """The request sent; reply(socket) reads the answer (later, elsewhere)."""
     s = connect(shim_dir, timeout=timeout)
     try:
         s.sendall(json.dumps(req).encode() + b"\n")
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+def reply(s):
+    """The answer to send()'s request; closes the connection."""
+    try:
         f = s.makefile("rb")
         line = f.readline()
         if not line:
@@ -130,12 +144,15 @@ def exit_record(shim_dir):
 
 
 def shim_alive(shim_dir):
+    """The shim's pid while it runs, else 0. An exited shim the zygote has
+    not reaped yet (its parent, while berthd runs) counts as gone."""
     try:
         with open(os.path.join(shim_dir, "shim.pid")) as f:
             pid = int(f.read().strip())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+        return 0 if state in (b"Z", b"X") else pid
+    except (OSError, ValueError, IndexError):
         return 0
 
 
