@@ -188,6 +188,7 @@ class Containers:
             opts.userns_map = idmap
             _own_new_volumes(shown, idmap)
         rootfs = layers.container_rootfs(self.e.store, self.e.driver, image_id, c.id, idmap=idmap)
+        c.mounted_rootfs = rootfs
         if idmap:
             _traversable(self.paths.root, os.path.dirname(rootfs), c.dir,
                          *[os.path.dirname(m["Source"]) for m in shown if m["Type"] == "volume"])
@@ -238,10 +239,15 @@ class Containers:
 
     def rootfs(self, c):
         """The container's filesystem, mounted again if it was unmounted
-        when the container stopped (docker cp, export and start need it)."""
+        when the container stopped (docker cp, export and start need it).
+        Mounted by this berthd and not unmounted since: no need to read
+        the image's records and the mount table again (~0.5 ms of start)."""
+        if c.mounted_rootfs:
+            return c.mounted_rootfs
         idmap = tuple(c.data["IdMap"]) if c.data.get("IdMap") else None
-        return layers.container_rootfs(self.e.store, self.e.driver, c.image_id, c.id,
-                                       idmap=idmap)
+        c.mounted_rootfs = layers.container_rootfs(self.e.store, self.e.driver, c.image_id,
+                                                   c.id, idmap=idmap)
+        return c.mounted_rootfs
 
     def _start(self, c):
         self._warm_cgroups()
@@ -414,6 +420,7 @@ class Containers:
             threading.Thread(target=self._restart_later, args=(c,), daemon=True).start()
 
     def _unmount_stopped(self, c):
+        c.mounted_rootfs = None
         try:
             self.e.driver.unmount(c.id, keep_record=True)
         except BerthError as e:
@@ -640,6 +647,7 @@ class Containers:
         # the shim of a container that has exited may still be deleting the
         # runtime's container: the storage goes meanwhile, its directory after
         self._net_teardown(c)
+        c.mounted_rootfs = None
         try:
             self.e.driver.unmount(c.id)
         except BerthError:

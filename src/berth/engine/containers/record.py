@@ -32,6 +32,8 @@ class Container:
         # which cond (taken by readers) must not be
         self.lifecycle = threading.RLock()
         self.shim_watch = None
+        # the rootfs path while this berthd knows it is mounted
+        self.mounted_rootfs = None
 
     @classmethod
     def load(cls, directory):
