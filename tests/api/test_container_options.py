@@ -66,6 +66,15 @@ def test_read_only_root_and_capabilities(alpine):
 def test_auto_remove_and_prune(alpine):
     ok(alpine.docker("run", "--rm", "--name", "gone", "alpine", "true"))
     assert alpine.docker("inspect", "gone").returncode != 0
+    # a container that ends at once: its output and exit status reach the
+    # client, and by the time `docker run` returns nothing of it is left
+    r = alpine.docker("run", "--rm", "--name", "quick", "alpine", "sh", "-c", "echo bye; exit 7")
+    assert r.returncode == 7 and r.stdout == "bye\n"
+    assert alpine.docker("ps", "-aq", "--filter", "name=quick").stdout.strip() == ""
+    for d in ("lib/containers", "lib/storage/overlay/containers", "run/shims"):
+        assert list((alpine.tmp / d).iterdir()) == [], d
+    import glob
+    assert glob.glob(f"/sys/fs/cgroup/*/{alpine.cgroup_parent.strip('/')}/*") == []
     ok(alpine.docker("create", "--name", "stale", "alpine"))
     out = ok(alpine.docker("container", "prune", "-f"))
     assert "Total reclaimed space" in out
