@@ -347,9 +347,10 @@ class BerthEngine(Engine):
         return [self.proc.pid] if self.proc else []
 
     def shim_pids(self):
-        """berth-shims of this daemon: they detach from berthd, so found by
-        a path under our exec root in their argv (forks of the shim zygote
-        keep its argv); the zygote itself, berthd's child, is not one."""
+        """berth-shims of this daemon: forks of the shim zygote (its
+        children while berthd runs, init's after), found by a path under our
+        exec root in their argv, which they keep from the zygote; the
+        zygote itself, berthd's child, is not one."""
         run = str(self.work / "run") + "/"
         out = []
         for pid in all_pids():
