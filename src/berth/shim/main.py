@@ -281,7 +281,6 @@ def _create(opts, io):
     console = None
     try:
         if opts.tty:
-            import _socket
             console_path = opts.path("console.sock")
             console = _listen(console_path)
             err_r, err_w = os.pipe()
