@@ -70,8 +70,8 @@ def main(argv=None, report_fd=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--zygote"] and len(argv) == 2:
         from berth.shim.zygote import serve
-        _import_runtime()   # once, shared by every shim the zygote forks
-        return serve(argv[1], main)
+        runtime_main = _import_runtime()   # once, shared by every fork
+        return serve(argv[1], main, runtime_main)
     try:
         kw = parse(argv)
     except UsageError as e:
@@ -107,7 +107,7 @@ def _import_runtime():
     from berth.runtime.cgroups import manager  # noqa: F401
     from berth.runtime.process import init, parent, setup, sync  # noqa: F401
     from berth.runtime.security import caps, seccomp  # noqa: F401
-    from berth.runtime.verbs import create, delete, start  # noqa: F401
+    from berth.runtime.verbs import create, delete, start, exec as _exec  # noqa: F401
     from berth.sys import caps as _caps, mountinfo, rootless, seccomp as _seccomp  # noqa: F401
     _seccomp.preload()
     import fcntl, resource  # noqa: F401,E401

@@ -142,23 +142,30 @@ def spawn(opts, args, stdin, stdout, stderr):
 def _fork_runtime(runtime_main, argv, stdin, stdout, stderr):
     """berth-runtime ARGV in a fork of this interpreter: the same process
     tree and stdio as exec'ing it, without a new interpreter's start-up."""
-    import signal
     pid = os.fork()
     if pid:
         return pid
+    os._exit(run_runtime(runtime_main, argv, stdin, stdout, stderr))
+
+
+def run_runtime(runtime_main, argv, stdin, stdout, stderr, keep=-1):
+    """In a fresh fork: berth-runtime ARGV with stdin, stdout and stderr as
+    its fds 0-2, every other fd but keep out of its way; returns its exit
+    status."""
+    import signal
     code = 1
     try:
         for i, fd in enumerate((stdin, stdout, stderr)):
             os.dup2(fd, i)
-        # the shim's fds (the ready-report pipe, sockets, the other pipe
+        # the caller's fds (the ready-report pipe, sockets, the other pipe
         # ends) must not live on in the container's init until it execs:
         # berthd waits for EOF on some. Each becomes a close-on-exec
-        # /dev/null, so the shim's objects that still name the numbers
+        # /dev/null, so the caller's objects that still name the numbers
         # can never close one of the runtime's own.
         null = os.open(DEVNULL, os.O_RDWR | os.O_CLOEXEC)
         for name in os.listdir("/proc/self/fd"):
             fd = int(name)
-            if fd > 2 and fd != null:
+            if fd > 2 and fd not in (null, keep):
                 try:
                     os.dup2(null, fd, inheritable=False)
                 except OSError:
@@ -171,7 +178,7 @@ def _fork_runtime(runtime_main, argv, stdin, stdout, stderr):
         code = e.code if isinstance(e.code, int) else 1
     except BaseException as e:  # noqa: BLE001 - the exit status is the answer
         os.write(2, f"berth-runtime: {e}\n".encode(errors="replace"))
-    os._exit(code if isinstance(code, int) else 1)
+    return code if isinstance(code, int) else 1
 
 
 def wait_pid(pid, timeout, on_ready=None, extra=()):

@@ -46,6 +46,24 @@ class Zygote:
             s.close()
         return data.decode(errors="replace").strip().splitlines()[-1:] or [""]
 
+    def run_runtime(self, argv, stdin, stdout, stderr):
+        """berth-runtime ARGV (no binary) in a fork of the zygote with the
+        given fds as its stdio: a RuntimeProc, or None where the zygote
+        cannot take it (the caller then runs the binary)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        s.settimeout(30)
+        try:
+            s.connect(self.path)
+            socket.send_fds(s, [(json.dumps({"runtime": argv}) + "\n").encode()],
+                            [stdin, stdout, stderr])
+            pid = int(json.loads(_line(s) or b"{}")["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            s.close()
+            return None
+        return RuntimeProc(s, pid)
+
     def close(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
@@ -57,6 +75,60 @@ class Zygote:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+
+class RuntimeProc:
+    """What subprocess.Popen gives for a runtime binary (pid, wait, kill,
+    returncode, stdin/stdout/stderr as the caller sets them), for a verb
+    running in a fork of the zygote: its exit status comes on the socket."""
+    stdin = stdout = stderr = None
+
+    def __init__(self, sock, pid):
+        self.pid = pid
+        self.returncode = None
+        self._sock = sock
+
+    def wait(self, timeout=None):
+        if self.returncode is None:
+            self._sock.settimeout(timeout)
+            try:
+                line = _line(self._sock)
+            except socket.timeout:
+                raise subprocess.TimeoutExpired("berth-runtime", timeout) from None
+            except OSError:
+                line = b""
+            try:
+                self.returncode = int(json.loads(line)["exit"])
+            except (ValueError, KeyError, TypeError):
+                self.returncode = 255   # the fork died without a word
+            self._sock.close()
+        return self.returncode
+
+    def poll(self):
+        if self.returncode is None:
+            import select
+            if not select.select([self._sock], [], [], 0)[0]:
+                return None
+        return self.wait()
+
+    def kill(self):
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, 9)
+            except ProcessLookupError:
+                pass
+
+
+def _line(sock, limit=4096):
+    """One short line, read a byte at a time: nothing after it is taken
+    from the socket, so select() still sees what comes next."""
+    out = b""
+    while not out.endswith(b"\n") and len(out) < limit:
+        b = sock.recv(1)
+        if not b:
+            break
+        out += b
+    return out
 
 
 def launch(cfg, runtime, runtime_root, cid, bundle, shim_dir, log_path, tty, open_stdin,
