@@ -76,6 +76,23 @@ def test_exec_tty_and_stdin(alpine):
     assert r.returncode == 9 and "20 70" in r.stdout
 
 
+def test_exec_detached_failing_and_under_runc(alpine):
+    ok(alpine.docker("run", "-d", "--name", "box", "alpine", "sleep", "1000"))
+    ok(alpine.docker("exec", "-d", "box", "sh", "-c", "echo later > /tmp/d"))
+    deadline = time.monotonic() + 10
+    while alpine.docker("exec", "box", "cat", "/tmp/d").stdout != "later\n":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    r = alpine.docker("exec", "box", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")
+    r = alpine.docker("exec", "box", "/no/such/program")
+    assert r.returncode != 0 and "/no/such/program" in r.stdout + r.stderr
+    # runc is exec'd as a binary, as before
+    ok(alpine.docker("run", "-d", "--name", "other", "--runtime", "runc", "alpine", "sleep", "1000"))
+    r = alpine.docker("exec", "other", "sh", "-c", "echo via-runc; exit 5")
+    assert (r.returncode, r.stdout) == (5, "via-runc\n")
+
+
 def test_cp_in_and_out_stays_inside_the_container(alpine, tmp_path):
     ok(alpine.docker("run", "-d", "--name", "box", "alpine", "sh", "-c",
                      "ln -s / /escape; ln -s /etc/shadow /tmp/shadow-link; exec sleep 1000"))
