@@ -25,14 +25,25 @@ class Zygote:
         except OSError:
             self.proc = None
 
-    def launch(self, argv):
-        """The ready report line, or None if the zygote could not be used."""
+    def _connect(self, timeout):
+        """A connection to the zygote, or None if it is not there."""
         if self.proc is None or self.proc.poll() is not None:
             return None
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        s.settimeout(120)
+        s.settimeout(timeout)
         try:
             s.connect(self.path)
+        except OSError:
+            s.close()
+            return None
+        return s
+
+    def launch(self, argv):
+        """The ready report line, or None if the zygote could not be used."""
+        s = self._connect(120)
+        if s is None:
+            return None
+        try:
             s.sendall((json.dumps({"argv": argv}) + "\n").encode())
             data = b""
             while True:
@@ -50,12 +61,10 @@ class Zygote:
         """berth-runtime ARGV (no binary) in a fork of the zygote with the
         given fds as its stdio: a RuntimeProc, or None where the zygote
         cannot take it (the caller then runs the binary)."""
-        if self.proc is None or self.proc.poll() is not None:
+        s = self._connect(30)
+        if s is None:
             return None
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        s.settimeout(30)
         try:
-            s.connect(self.path)
             socket.send_fds(s, [(json.dumps({"runtime": argv}) + "\n").encode()],
                             [stdin, stdout, stderr])
             pid = int(json.loads(_line(s) or b"{}")["pid"])
