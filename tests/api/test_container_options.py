@@ -53,6 +53,26 @@ def test_healthcheck_turns_healthy_and_unhealthy(alpine):
     assert "(unhealthy)" in ok(alpine.docker("ps", "--filter", "name=hc"))
 
 
+def test_healthcheck_output_and_timeout(alpine):
+    ok(alpine.docker("run", "-d", "--name", "talks", "--health-cmd",
+                     "echo to-out; echo to-err >&2; exit 1", "--health-interval", "200ms",
+                     "alpine", "sleep", "1000"))
+    ok(alpine.docker("run", "-d", "--name", "slow", "--health-cmd", "sleep 5",
+                     "--health-timeout", "300ms", "--health-interval", "200ms",
+                     "alpine", "sleep", "1000"))
+    logs = {}
+    deadline = time.monotonic() + 15
+    while len(logs) < 2 and time.monotonic() < deadline:
+        for name in ("talks", "slow"):
+            h = json.loads(ok(alpine.docker("inspect", name)))[0]["State"].get("Health", {})
+            if h.get("Log"):
+                logs[name] = h["Log"][-1]
+        time.sleep(0.1)
+    assert logs["talks"]["ExitCode"] == 1
+    assert "to-out" in logs["talks"]["Output"] and "to-err" in logs["talks"]["Output"]
+    assert logs["slow"]["ExitCode"] == -1 and "timeout" in logs["slow"]["Output"]
+
+
 def test_read_only_root_and_capabilities(alpine):
     r = alpine.docker("run", "--rm", "--read-only", "alpine", "touch", "/x")
     assert r.returncode != 0 and "Read-only" in r.stderr

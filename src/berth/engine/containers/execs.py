@@ -154,11 +154,14 @@ class Execs:
             pfile = os.path.join(work, "process.json")
             jsonio.write_atomic(pfile, proc)
             try:
-                p = subprocess.run(self.cs.runtime_cmd(c, "exec", "--process", pfile, c.id),
-                                   capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-                return p.returncode, (p.stdout + p.stderr).decode(errors="replace")[-4096:]
-            except subprocess.TimeoutExpired:
-                return -1, f"Health check exceeded timeout ({timeout}s)"
+                p = _popen(self.cs, self.cs.runtime_cmd(c, "exec", "--process", pfile, c.id),
+                           subprocess.DEVNULL, subprocess.PIPE, subprocess.STDOUT)
+                out = _read_all(p.stdout, timeout)
+                if out is None:
+                    p.kill()
+                    p.wait()
+                    return -1, f"Health check exceeded timeout ({timeout}s)"
+                return p.wait(), out.decode(errors="replace")[-4096:]
             finally:
                 _cleanup(work)
         finally:
@@ -261,15 +264,18 @@ class _Runner:
 
 def _popen(cs, argv, stdin, stdout, stderr):
     """subprocess.Popen(argv, stdin=, stdout=, stderr=) of a runtime, each
-    PIPE or DEVNULL. berth-runtime runs in a fork of the shim zygote
-    instead: the same stdio and exit status without a new interpreter's
-    start-up and imports (~15 ms of every docker exec)."""
+    PIPE or DEVNULL (stderr also STDOUT). berth-runtime runs in a fork of
+    the shim zygote instead: the same stdio and exit status without a new
+    interpreter's start-up and imports (~15 ms of every docker exec)."""
     z = getattr(cs.e, "zygote", None)
     if z is None or argv[0] != cs.e.config.builtin_runtime:
         return subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr)
     ours, theirs, files = [], [], []
     for spec, child_reads in ((stdin, True), (stdout, False), (stderr, False)):
-        if spec == subprocess.PIPE:
+        if spec == subprocess.STDOUT:
+            theirs.append(os.dup(theirs[1]))
+            files.append(None)
+        elif spec == subprocess.PIPE:
             r, w = os.pipe()
             theirs.append(r if child_reads else w)
             ours.append(w if child_reads else r)
@@ -288,6 +294,25 @@ def _popen(cs, argv, stdin, stdout, stderr):
         return subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr)
     p.stdin, p.stdout, p.stderr = (os.fdopen(*f) if f else None for f in files)
     return p
+
+
+def _read_all(f, timeout):
+    """Everything f gives until its end, or None once timeout seconds pass;
+    closes f."""
+    import select
+    import time
+    deadline = time.monotonic() + timeout
+    out = bytearray()
+    with f:
+        fd = f.fileno()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return bytes(out)
+            out += chunk
 
 
 def _winsize(fd, height, width):
