@@ -1,4 +1,5 @@
 """Process helpers the tests share (a plain module, like shared_dir)."""
+import os
 
 
 def alive(pid):
@@ -19,3 +20,17 @@ def wait_until(predicate, timeout, step=0.05):
             return False
         time.sleep(step)
     return True
+
+
+def ppid(pid):
+    """The parent of pid, 0 if pid is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def children(pid):
+    """The pids whose parent is pid."""
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and ppid(int(p)) == pid]

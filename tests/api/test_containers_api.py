@@ -4,9 +4,11 @@ import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
+from procutil import children
 from tarutil import tar_of as _tar
 
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
@@ -91,6 +93,20 @@ def test_exec_detached_failing_and_under_runc(alpine):
     ok(alpine.docker("run", "-d", "--name", "other", "--runtime", "runc", "alpine", "sleep", "1000"))
     r = alpine.docker("exec", "other", "sh", "-c", "echo via-runc; exit 5")
     assert (r.returncode, r.stdout) == (5, "via-runc\n")
+
+
+def test_run_and_exec_when_the_shim_zygote_is_gone(alpine):
+    # berthd forks shims and runs berth-runtime verbs from its zygote; if
+    # that dies, it execs berth-shim and berth-runtime instead
+    zygote = [p for p in children(alpine.proc.pid)
+              if b"--zygote" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert len(zygote) == 1
+    os.kill(zygote[0], 9)
+    ok(alpine.docker("run", "-d", "--name", "box", "alpine", "sleep", "1000"))
+    r = alpine.docker("exec", "box", "sh", "-c", "echo still; exit 4")
+    assert (r.returncode, r.stdout) == (4, "still\n")
+    r = alpine.docker("run", "--rm", "alpine", "sh", "-c", "echo fresh; exit 2")
+    assert (r.returncode, r.stdout) == (2, "fresh\n")
 
 
 def test_cp_in_and_out_stays_inside_the_container(alpine, tmp_path):
