@@ -95,7 +95,24 @@ def dispatch(ctx, verb, opts, args):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    """berth-runtime ARGV; returns the exit status. Called with no argv, as
+    the process's own entry point, it exits instead, skipping the
+    interpreter's finalization: with the runtime's modules loaded that
+    costs ~4.5 ms, a sixth of a whole `run`, and nothing needs it (output
+    goes through os.write or files closed on the spot; no threads, no
+    atexit)."""
+    if argv is not None:
+        return _main(argv)
+    code = _main(sys.argv[1:])
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0 if code is None else code if isinstance(code, int) else 1)
+
+
+def _main(argv):
     from berth.runtime.context import Context
     ctx = Context()
     try:
