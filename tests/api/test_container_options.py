@@ -73,6 +73,14 @@ def test_healthcheck_output_and_timeout(alpine):
     assert logs["slow"]["ExitCode"] == -1 and "timeout" in logs["slow"]["Output"]
 
 
+def test_update_of_a_created_container_holds_at_its_start(alpine):
+    ok(alpine.docker("create", "--name", "later", "alpine", "cat", "/sys/fs/cgroup/pids/pids.max"))
+    ok(alpine.docker("update", "--pids-limit", "42", "later"))
+    assert ok(alpine.docker("start", "-a", "later")).strip() == "42"
+    ok(alpine.docker("update", "--pids-limit", "43", "later"))
+    assert ok(alpine.docker("start", "-a", "later")).strip() == "43"
+
+
 def test_read_only_root_and_capabilities(alpine):
     r = alpine.docker("run", "--rm", "--read-only", "alpine", "touch", "/x")
     assert r.returncode != 0 and "Read-only" in r.stderr

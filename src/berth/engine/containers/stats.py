@@ -34,13 +34,18 @@ def update(cs, ref, body):
             hc[k] = body[k]
     if body.get("RestartPolicy"):
         hc["RestartPolicy"] = body["RestartPolicy"]
-    if c.running:
-        from berth.engine.specgen import Host, RunOptions, linux
-        kw = {opt: hc.get(k) for k, opt in _UPDATABLE.items() if hc.get(k) not in (None, "")}
-        if kw.get("pids_limit") == 0:
-            kw.pop("pids_limit")
-        res = linux.resources(RunOptions(**kw), Host())
-        res.pop("devices", None)
+    if cs.e.config.rootless:
+        from berth.engine.containers import rootless
+        rootless.check(hc)
+    from berth.engine.specgen import Host, RunOptions, linux
+    kw = {opt: hc.get(k) for k, opt in _UPDATABLE.items() if hc.get(k) not in (None, "")}
+    if kw.get("pids_limit") == 0:
+        kw.pop("pids_limit")
+    res = linux.resources(RunOptions(**kw), Host())
+    res.pop("devices", None)
+    if not c.running:
+        _update_bundle(c, res)
+    else:
         with tempfile.NamedTemporaryFile("w", dir=cs.paths.run, suffix=".json") as f:
             json.dump(res, f)
             f.flush()
@@ -53,6 +58,21 @@ def update(cs, ref, body):
         c.save()
     cs.e.events.emit("container", "update", c.id, cs._attrs(c))
     return []
+
+
+def _update_bundle(c, res):
+    """A container that is not running gets the new limits at its next
+    start, as with Docker: they go into its config.json."""
+    from berth.oci import jsonio
+    path = os.path.join(c.bundle, "config.json")
+    spec = jsonio.load_file(path)
+    cur = spec.setdefault("linux", {}).setdefault("resources", {})
+    for k, v in res.items():
+        if isinstance(v, dict) and isinstance(cur.get(k), dict):
+            cur[k].update(v)
+        else:
+            cur[k] = v
+    jsonio.write_atomic(path, spec)
 
 
 def top(cs, ref, ps_args):
