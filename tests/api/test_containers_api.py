@@ -88,7 +88,8 @@ def test_exec_detached_failing_and_under_runc(alpine):
     r = alpine.docker("exec", "box", "sh", "-c", "echo out; echo err >&2; exit 3")
     assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")
     r = alpine.docker("exec", "box", "/no/such/program")
-    assert r.returncode != 0 and "/no/such/program" in r.stdout + r.stderr
+    assert r.returncode == 126 and "/no/such/program" in r.stdout + r.stderr
+    assert alpine.docker("exec", "box", "false").returncode == 1
     # runc is exec'd as a binary, as before
     ok(alpine.docker("run", "-d", "--name", "other", "--runtime", "runc", "alpine", "sleep", "1000"))
     r = alpine.docker("exec", "other", "sh", "-c", "echo via-runc; exit 5")

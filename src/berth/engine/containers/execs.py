@@ -223,7 +223,7 @@ class _Runner:
         for f in (p.stdout, p.stderr):
             if f:
                 f.close()
-        return code
+        return self._status(code)
 
     def _tty(self, client, early):
         path = os.path.join(self.work, "console.sock")
@@ -259,6 +259,14 @@ class _Runner:
         code = p.wait()
         os.close(master)
         p.stderr.close()
+        return self._status(code)
+
+    def _status(self, code):
+        """Docker's 126 for an exec that never started (the runtime writes
+        the pid file once the process runs): a missing program, a bad
+        user or working directory."""
+        if code != 0 and not os.path.exists(os.path.join(self.work, "pid")):
+            return 126
         return code
 
 
