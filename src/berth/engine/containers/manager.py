@@ -182,7 +182,10 @@ class Containers:
         c.data["Mounts"] = shown
         anon = [m["Name"] for m in shown if m["Type"] == "volume" and len(m["Name"]) == 64]
         c.data["_anonymous_volumes"] = anon
-        c.save()
+        if anon:
+            # on record before anything else is made: restore after a crash
+            # removes them with the half-made container
+            c.save()
         idmap = tuple(c.data["IdMap"]) if c.data.get("IdMap") else None
         if idmap:
             opts.userns_map = idmap
