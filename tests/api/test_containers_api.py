@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from procutil import children
+from procutil import alive, children, wait_until
 from tarutil import tar_of as _tar
 
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
@@ -103,6 +103,7 @@ def test_run_and_exec_when_the_shim_zygote_is_gone(alpine):
               if b"--zygote" in Path(f"/proc/{p}/cmdline").read_bytes()]
     assert len(zygote) == 1
     os.kill(zygote[0], 9)
+    assert wait_until(lambda: not alive(zygote[0]), 10)
     ok(alpine.docker("run", "-d", "--name", "box", "alpine", "sleep", "1000"))
     r = alpine.docker("exec", "box", "sh", "-c", "echo still; exit 4")
     assert (r.returncode, r.stdout) == (4, "still\n")

@@ -39,7 +39,8 @@ class Zygote:
         return s
 
     def launch(self, argv):
-        """The ready report line, or None if the zygote could not be used."""
+        """The ready report line, or None if the zygote could not be used
+        (also when it died without a word: the shim is then exec'd)."""
         s = self._connect(120)
         if s is None:
             return None
@@ -55,6 +56,8 @@ class Zygote:
             return None
         finally:
             s.close()
+        if not data.strip() and self.proc.poll() is not None:
+            return None
         return data.decode(errors="replace").strip().splitlines()[-1:] or [""]
 
     def run_runtime(self, argv, stdin, stdout, stderr):
