@@ -25,6 +25,7 @@ class ShimError(Exception):
 
 class Options:
     tty = open_stdin = stdin_once = no_start = False
+    runtime_main = runtime_here = None   # berth-runtime in this process (cli.shim)
     log_max_size = 0
     log_max_files = 1
 
@@ -125,7 +126,7 @@ def log(msg):
 
 
 def spawn(opts, args, stdin, stdout, stderr):
-    if getattr(opts, "runtime_main", None) is not None:
+    if opts.runtime_main is not None:
         return _fork_runtime(opts.runtime_main, ["--root", opts.runtime_root, *args],
                              stdin, stdout, stderr)
     argv = [opts.runtime, "--root", opts.runtime_root, *args]
@@ -226,7 +227,7 @@ def one_line(err, verb, code):
 
 def run_verb(opts, args, timeout=DELETE_TIMEOUT):
     """Runs a runtime verb with no stdio but stderr; raises with its message."""
-    if getattr(opts, "runtime_here", None) is not None and args[0] in ("start", "delete"):
+    if opts.runtime_here is not None and args[0] in ("start", "delete"):
         return _verb_here(opts, args)
     null = os.open(DEVNULL, os.O_RDWR | os.O_CLOEXEC)
     r, w = os.pipe()

@@ -278,29 +278,28 @@ def _popen(cs, argv, stdin, stdout, stderr):
     z = getattr(cs.e, "zygote", None)
     if z is None or argv[0] != cs.e.config.builtin_runtime:
         return subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr)
-    ours, theirs, files = [], [], []
+    theirs, ours = [], []   # ours: (fd, mode) of our pipe end, or None
     for spec, child_reads in ((stdin, True), (stdout, False), (stderr, False)):
         if spec == subprocess.STDOUT:
             theirs.append(os.dup(theirs[1]))
-            files.append(None)
+            ours.append(None)
         elif spec == subprocess.PIPE:
             r, w = os.pipe()
             theirs.append(r if child_reads else w)
-            ours.append(w if child_reads else r)
-            files.append((w, "wb") if child_reads else (r, "rb"))
+            ours.append((w, "wb") if child_reads else (r, "rb"))
         else:
             theirs.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
-            files.append(None)
+            ours.append(None)
     try:
         p = z.run_runtime(argv[1:], *theirs)
     finally:
         for fd in theirs:
             os.close(fd)
     if p is None:
-        for fd in ours:
-            os.close(fd)
+        for end in filter(None, ours):
+            os.close(end[0])
         return subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr)
-    p.stdin, p.stdout, p.stderr = (os.fdopen(*f) if f else None for f in files)
+    p.stdin, p.stdout, p.stderr = (os.fdopen(*end) if end else None for end in ours)
     return p
 
 

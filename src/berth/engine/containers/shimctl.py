@@ -6,6 +6,7 @@ import socket
 import subprocess
 
 from berth.errors import BerthError
+from berth.sys.procfs import start_time
 
 
 class Zygote:
@@ -90,8 +91,8 @@ class Zygote:
 
 
 class RuntimeProc:
-    """What subprocess.Popen gives for a runtime binary (pid, wait, kill,
-    returncode, stdin/stdout/stderr as the caller sets them), for a verb
+    """The part of subprocess.Popen that execs.py uses (pid, wait, kill,
+    returncode; stdin/stdout/stderr as the caller sets them), for a verb
     running in a fork of the zygote: its exit status comes on the socket."""
     stdin = stdout = stderr = None
 
@@ -115,13 +116,6 @@ class RuntimeProc:
                 self.returncode = 255   # the fork died without a word
             self._sock.close()
         return self.returncode
-
-    def poll(self):
-        if self.returncode is None:
-            import select
-            if not select.select([self._sock], [], [], 0)[0]:
-                return None
-        return self.wait()
 
     def kill(self):
         if self.returncode is None:
@@ -233,11 +227,9 @@ def shim_alive(shim_dir):
     try:
         with open(os.path.join(shim_dir, "shim.pid")) as f:
             pid = int(f.read().strip())
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-        return 0 if state in (b"Z", b"X") else pid
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError):
         return 0
+    return pid if start_time(pid) is not None else 0
 
 
 def wait_gone(pid, timeout=10):
