@@ -4,19 +4,15 @@ notes where that cgroup is while the init lives and reads the counter
 when it dies, before the runtime's delete removes the cgroup."""
 import os
 
+from berth.sys.procfs import cgroups
+
 ROOT = "/sys/fs/cgroup"
 
 
 def counter_files(pid):
     """Paths of the counters for pid's memory cgroup (v1, v2 or both)."""
     out = []
-    try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return out
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
+    for controllers, path in cgroups(pid):
         if "memory" in controllers.split(","):
             out.append(os.path.join(ROOT, "memory", path.lstrip("/"), "memory.oom_control"))
         elif controllers == "":

@@ -16,21 +16,23 @@ def start_time(pid):
     return int(rest[19])
 
 
+def cgroups(pid="self"):
+    """[(controllers, path)] of /proc/<pid>/cgroup (controllers "" on the
+    cgroup2 line); [] if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    return [tuple(line.split(":", 2)[1:]) for line in lines if line.count(":") >= 2]
+
+
 def rewrite_own_cgroup(pid=None):
     """Writes pid (default: this process) into the cgroup it is already in,
     in the first hierarchy that takes it: nothing moves, but the kernel's
     cgroup-migration grace period starts now (runtime/warmup.py says why).
     -> True if a write went through. Never raises."""
-    who = "self" if pid is None else str(pid)
-    try:
-        with open(f"/proc/{who}/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return False
-    for line in lines:
-        if line.count(":") < 2:
-            continue
-        _, ctrls, path = line.split(":", 2)
+    for ctrls, path in cgroups("self" if pid is None else pid):
         if ctrls == "":
             dirs = ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
         elif ctrls.startswith("name="):
