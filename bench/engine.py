@@ -55,6 +55,7 @@ BERTHD = REPO / "bin" / "berthd"
 sys.path[:0] = [str(HERE), str(REPO / "tests")]
 from image_load import Dockerd, install_docker  # noqa: E402
 import podman_isolation  # noqa: E402
+from procutil import alive, children, ppid  # noqa: E402
 from shared_dir import FIXTURES  # noqa: E402
 from stats import percentile  # noqa: E402
 
@@ -143,14 +144,6 @@ def mem_sum(pids):
     return out
 
 
-def _ppid(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def cmdline(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -163,18 +156,6 @@ def all_pids():
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
 
-def children(pid):
-    """Direct children, from /proc/<pid>/task/*/children."""
-    out = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out += [int(c) for c in f.read().split()]
-    except OSError:
-        pass
-    return out
-
-
 def tree(pid):
     seen, todo = [], [pid]
     while todo:
@@ -184,17 +165,9 @@ def tree(pid):
     return seen
 
 
-def is_zombie(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] == "Z"
-    except OSError:
-        return True
-
-
 def kill_pids(pids, timeout=5):
     """SIGTERM, then SIGKILL what is left: only pids found as ours."""
-    pids = [p for p in pids if not is_zombie(p)]
+    pids = [p for p in pids if alive(p)]
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for p in pids:
             try:
@@ -203,7 +176,7 @@ def kill_pids(pids, timeout=5):
                 pass
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            pids = [p for p in pids if not is_zombie(p)]
+            pids = [p for p in pids if alive(p)]
             if not pids:
                 return
             time.sleep(0.05)
@@ -356,8 +329,8 @@ class BerthEngine(Engine):
         for pid in all_pids():
             argv = cmdline(pid)
             if any(a.endswith("berth-shim") for a in argv[:3]) and \
-                    any(a.startswith(run) for a in argv) and not is_zombie(pid) and \
-                    _ppid(pid) != (self.proc.pid if self.proc else None):
+                    any(a.startswith(run) for a in argv) and alive(pid) and \
+                    ppid(pid) != (self.proc.pid if self.proc else None):
                 out.append(pid)
         return out
 
@@ -409,7 +382,7 @@ class DockerEngine(Engine):
         for pid in all_pids():
             argv = cmdline(pid)
             if argv and argv[0].endswith("containerd-shim-runc-v2") and "moby" in argv and \
-                    any(a.startswith(addr) for a in argv) and not is_zombie(pid):
+                    any(a.startswith(addr) for a in argv) and alive(pid):
                 out.append(pid)
         return out
 
@@ -499,7 +472,7 @@ class PodmanEngine(Engine):
         for pid in all_pids():
             argv = cmdline(pid)
             if argv and argv[0].endswith("conmon") and any(w in a for a in argv) \
-                    and not is_zombie(pid):
+                    and alive(pid):
                 out.append(pid)
         return out
 
@@ -518,7 +491,7 @@ class PodmanEngine(Engine):
         w = str(self.work)
         deadline = time.monotonic() + 5
         while True:
-            left = [p for p in all_pids() if p != os.getpid() and not is_zombie(p)
+            left = [p for p in all_pids() if p != os.getpid() and alive(p)
                     and any(w in a for a in cmdline(p))]
             if not left or time.monotonic() > deadline:
                 break

@@ -47,8 +47,9 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 sys.path[:0] = [str(HERE)]
 from image_load import Dockerd, _read_ip_forward, _IP_FORWARD  # noqa: E402
-from engine import (BerthEngine, remove_cgroup, all_pids, cmdline, is_zombie,  # noqa: E402
+from engine import (BerthEngine, remove_cgroup, all_pids, cmdline,  # noqa: E402
                     kill_pids, unmount_under)
+from procutil import alive  # noqa: E402
 
 IMAGE = "bench-iperf3:latest"
 PORT = 5201
@@ -208,7 +209,7 @@ class Docker(Engine):
     def proxies(self):
         return [pid for pid in all_pids()
                 if cmdline(pid)[:1] and cmdline(pid)[0].endswith("docker-proxy")
-                and not is_zombie(pid) and str(self.host_port) in cmdline(pid)]
+                and alive(pid) and str(self.host_port) in cmdline(pid)]
 
     def stop(self):
         try:

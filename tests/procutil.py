@@ -32,5 +32,12 @@ def ppid(pid):
 
 
 def children(pid):
-    """The pids whose parent is pid."""
-    return [int(p) for p in os.listdir("/proc") if p.isdigit() and ppid(int(p)) == pid]
+    """The pids whose parent is pid (from /proc/<pid>/task/*/children)."""
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return out
