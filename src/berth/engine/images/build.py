@@ -185,6 +185,12 @@ class Build:
             env[k] = v
         return env
 
+    def _set(self, key, value):
+        """An instruction that only changes the config (no layer to make)."""
+        self.config[key] = value
+        self.dirty = True
+        return iter(())
+
     # -- instructions ---------------------------------------------------
     def _from(self, ins):
         if "platform" in ins.flags:
@@ -235,16 +241,12 @@ class Build:
         env = list(self.config.get("Env") or [])
         for k, v in pairs:
             env = [e for e in env if e.partition("=")[0] != k] + [f"{k}={v}"]
-        self.config["Env"] = env
-        self.dirty = True
-        return iter(())
+        return self._set("Env", env)
 
     def _label(self, ins):
         labels = dict(self.config.get("Labels") or {})
         labels.update(D.key_values(ins, self._env()))
-        self.config["Labels"] = labels
-        self.dirty = True
-        return iter(())
+        return self._set("Labels", labels)
 
     def _maintainer(self, ins):
         return iter(())
@@ -252,33 +254,23 @@ class Build:
     def _workdir(self, ins):
         path = D.expand(ins.args, self._env(), ins)
         base = self.config.get("WorkingDir") or "/"
-        self.config["WorkingDir"] = posixpath.normpath(posixpath.join(base, path))
-        self.dirty = True
         self.workdir_pending = True
-        return iter(())
+        return self._set("WorkingDir", posixpath.normpath(posixpath.join(base, path)))
 
     def _user(self, ins):
-        self.config["User"] = D.expand(ins.args, self._env(), ins)
-        self.dirty = True
-        return iter(())
+        return self._set("User", D.expand(ins.args, self._env(), ins))
 
     def _cmd(self, ins):
-        self.config["Cmd"] = D.command(ins, self.config.get("Shell") or DEFAULT_SHELL)
-        self.dirty = True
-        return iter(())
+        return self._set("Cmd", D.command(ins, self.config.get("Shell") or DEFAULT_SHELL))
 
     def _entrypoint(self, ins):
-        self.config["Entrypoint"] = D.command(ins, self.config.get("Shell") or DEFAULT_SHELL)
-        self.dirty = True
-        return iter(())
+        return self._set("Entrypoint", D.command(ins, self.config.get("Shell") or DEFAULT_SHELL))
 
     def _shell(self, ins):
         argv = ins.exec_form()
         if not argv:
             raise ins.error("SHELL requires the JSON form, such as [\"/bin/bash\", \"-c\"]")
-        self.config["Shell"] = argv
-        self.dirty = True
-        return iter(())
+        return self._set("Shell", argv)
 
     def _expose(self, ins):
         ports = dict(self.config.get("ExposedPorts") or {})
@@ -287,9 +279,7 @@ class Build:
             if not num.replace("-", "").isdigit() or (proto or "tcp") not in ("tcp", "udp", "sctp"):
                 raise ins.error(f"invalid port {p!r}")
             ports[f"{num}/{proto or 'tcp'}"] = {}
-        self.config["ExposedPorts"] = ports
-        self.dirty = True
-        return iter(())
+        return self._set("ExposedPorts", ports)
 
     def _volume(self, ins):
         argv = ins.exec_form()
@@ -300,19 +290,14 @@ class Build:
             if not p:
                 raise ins.error("VOLUME specified can not be an empty string")
             vols[p] = {}
-        self.config["Volumes"] = vols
-        self.dirty = True
-        return iter(())
+        return self._set("Volumes", vols)
 
     def _stopsignal(self, ins):
-        self.config["StopSignal"] = D.expand(ins.args, self._env(), ins)
-        self.dirty = True
-        return iter(())
+        return self._set("StopSignal", D.expand(ins.args, self._env(), ins))
 
     def _healthcheck(self, ins):
-        self.config["Healthcheck"] = D.healthcheck(ins, self.config.get("Shell") or DEFAULT_SHELL)
-        self.dirty = True
-        return iter(())
+        return self._set("Healthcheck",
+                         D.healthcheck(ins, self.config.get("Shell") or DEFAULT_SHELL))
 
     def _onbuild(self, ins):
         raise ins.error("ONBUILD is not supported by berth's builder")
