@@ -55,7 +55,7 @@ BERTHD = REPO / "bin" / "berthd"
 sys.path[:0] = [str(HERE), str(REPO / "tests")]
 from image_load import Dockerd, install_docker  # noqa: E402
 import podman_isolation  # noqa: E402
-from procutil import alive, children, ppid  # noqa: E402
+from procutil import alive, children, ppid, stop  # noqa: E402
 from shared_dir import FIXTURES  # noqa: E402
 from stats import percentile  # noqa: E402
 
@@ -337,13 +337,7 @@ class BerthEngine(Engine):
     def stop(self):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, 20)
         self.proc = None
 
 

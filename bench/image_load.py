@@ -37,6 +37,7 @@ PYTHON = REPO / ".venv" / "bin" / "python"
 sys.path[:0] = [str(HERE), str(REPO / "tests")]
 from shared_dir import FIXTURES  # noqa: E402
 from stats import summary  # noqa: E402
+from procutil import stop  # noqa: E402
 
 ALPINE = FIXTURES / "images" / "alpine-3.20.tar"
 GENERATED_TAG = "berth-bench/layers:200mb"
@@ -289,13 +290,7 @@ class Dockerd:
             ctr_pid = int((self.work / "exec" / "containerd" / "containerd.pid").read_text())
         except (OSError, ValueError):
             pass
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, 20)
         if ctr_pid is not None:
             _kill_pid(ctr_pid, "containerd")
         _unmount_under(self.work)

@@ -41,3 +41,17 @@ def children(pid):
     except OSError:
         pass
     return out
+
+
+def stop(proc, timeout):
+    """SIGTERM to a subprocess.Popen, SIGKILL if it has not ended after
+    timeout seconds; returns once it has ended."""
+    import subprocess
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)

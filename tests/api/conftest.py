@@ -14,7 +14,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import registry_proc
+from procutil import stop
 from shared_dir import FIXTURES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,14 +98,8 @@ class Daemon:
             return ""
 
     def stop(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(STOP_TIMEOUT)
+        if self.proc is not None:
+            stop(self.proc, STOP_TIMEOUT)
 
     # -- clients ----------------------------------------------------------
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import registry_proc
+from procutil import stop
 
 REPO = Path(__file__).resolve().parents[2]
 BERTH = str(REPO / "bin" / "berth")
@@ -343,12 +344,7 @@ def test_berth_over_tcp_with_mutual_tls(tmp_path):
             shutil.copy(src, tmp_path / "certs" / dst)
         assert berth("images", "-q").returncode == 0
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop(proc, 10)
         log.close()
         shutil.rmtree(base, ignore_errors=True)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from netutil import free_port
+from procutil import stop
 from shared_dir import FIXTURES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,13 +137,8 @@ class User:
         return (self.home / "berthd.log").read_text(errors="replace")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            stop(self.proc, 15)
         if getattr(self, "log", None):
             self.log.close()
 

@@ -3,13 +3,13 @@ it: the runc shim with BinaryName pointing at berth-runtime (`ctr run
 --runc-binary`). containerd is the test's own: root, state and socket in a
 temp dir, the CRI plugin off, host networking untouched (no CNI)."""
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from procutil import stop
 from shared_dir import FIXTURES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,12 +55,7 @@ def ctr(tmp_path_factory):
             time.sleep(0.2)
             run("task", "delete", task)
             run("container", "delete", task)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 20)
         log.close()
         with open("/proc/self/mountinfo") as f:
             stale = [line.split()[4] for line in f if str(work) in line.split()[4]]
