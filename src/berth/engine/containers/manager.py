@@ -16,8 +16,12 @@ import time
 from berth.errors import BerthError, ConfigError, Conflict, NotFound
 from berth.engine.containers import cgwarm, files, names, rootless, shimctl
 from berth.engine.containers.lifecycle import Lifecycle, NotModified, rmtree  # noqa: F401 - NotModified is part of this module's API
+from berth.engine.containers.logconfig import check_log_config, parse_size
+from berth.engine.containers.newrecord import (graph_data, network_settings, new_record,
+                                               own_new_volumes, show_hardening, shown_ref,
+                                               traversable)
 from berth.engine.containers.options import run_options
-from berth.engine.containers.record import Container, new_state, now_rfc3339
+from berth.engine.containers.record import Container, now_rfc3339
 from berth.engine.specgen import generate
 from berth.engine.storage import layers
 from berth.oci import jsonio
@@ -114,7 +118,7 @@ class Containers(Lifecycle):
         host = body.get("HostConfig") or {}
         if not isinstance(host, dict):
             raise ConfigError("HostConfig: must be an object")
-        _check_log_config(host.get("LogConfig"))
+        check_log_config(host.get("LogConfig"))
         if self.e.config.rootless:
             rootless.check(host)
         ref = body.get("Image")
@@ -125,7 +129,7 @@ class Containers(Lifecycle):
             image_id = store.resolve(ref)
         except NotFound:
             # Docker's wording, which scripts and clients look for
-            raise NotFound(f"No such image: {_shown_ref(ref)}") from None
+            raise NotFound(f"No such image: {shown_ref(ref)}") from None
         policy = self.e.config.trust_policy
         if policy and os.path.exists(policy):
             from berth.engine.images import trust
@@ -149,9 +153,9 @@ class Containers(Lifecycle):
                 taken = {c.name for c in self._all.values()}
                 name = "/" + names.generate(taken)
             d = self.paths.container(cid)
-            c = Container(d, _record(cid, name, body, host, image_id, image_cfg, self.e.driver.name))
+            c = Container(d, new_record(cid, name, body, host, image_id, image_cfg, self.e.driver.name))
             c.data["_creating"] = True
-            c.data["NetworkSettings"] = _network_settings(nets)
+            c.data["NetworkSettings"] = network_settings(nets)
             c.data["LogPath"] = os.path.join(d, f"{cid}-json.log")
             self._runtime(c)
             c.data["IdMap"] = self._idmap(host.get("UsernsMode") or "")
@@ -182,14 +186,14 @@ class Containers(Lifecycle):
         idmap = tuple(c.data["IdMap"]) if c.data.get("IdMap") else None
         if idmap:
             opts.userns_map = idmap
-            _own_new_volumes(shown, idmap)
+            own_new_volumes(shown, idmap)
         rootfs = layers.container_rootfs(self.e.store, self.e.driver, image_id, c.id, idmap=idmap)
         c.mounted_rootfs = rootfs
         if idmap:
-            _traversable(self.paths.root, os.path.dirname(rootfs), c.dir,
+            traversable(self.paths.root, os.path.dirname(rootfs), c.dir,
                          *[os.path.dirname(m["Source"]) for m in shown if m["Type"] == "volume"])
         c.data["GraphDriver"] = {"Name": self.e.driver.name,
-                                 "Data": _graph_data(self.e.driver, c.id, rootfs)}
+                                 "Data": graph_data(self.e.driver, c.id, rootfs)}
         hostname = opts.hostname or (c.id[:12] if (host.get("NetworkMode") or "") != "host" else "")
         opts.hostname = "" if opts.uts_mode == "host" or host.get("NetworkMode") == "host" else hostname
         etc = files.write_etc(c.dir, opts.hostname or os.uname().nodename,
@@ -202,7 +206,7 @@ class Containers(Lifecycle):
         spec = generate(image_cfg, opts, rootfs)
         if self.e.config.rootless:
             rootless.adjust(spec)
-        _show_hardening(c.host_config, spec)
+        show_hardening(c.host_config, spec)
         c.data["Path"] = spec["process"]["args"][0]
         c.data["Args"] = spec["process"]["args"][1:]
         c.config["Hostname"] = opts.hostname or c.config.get("Hostname", "")
@@ -492,160 +496,3 @@ class Containers(Lifecycle):
         out = {"image": c.image, "name": c.name.lstrip("/")}
         out.update(c.labels)
         return out
-
-
-def _record(cid, name, body, host, image_id, image_cfg, driver):
-    cfg = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
-    merged = dict(cfg)
-    merged["Env"] = _merge_env(image_cfg.get("Env") or [], cfg.get("Env") or [])
-    if not cfg.get("Entrypoint") and not cfg.get("Cmd"):
-        merged["Cmd"] = image_cfg.get("Cmd")
-    if cfg.get("Entrypoint") is None:
-        merged["Entrypoint"] = image_cfg.get("Entrypoint")
-    for k in ("WorkingDir", "User", "StopSignal"):
-        if not cfg.get(k) and image_cfg.get(k):
-            merged[k] = image_cfg[k]
-    for k in ("Labels", "ExposedPorts", "Volumes"):
-        both = dict(image_cfg.get(k) or {})
-        both.update(cfg.get(k) or {})
-        merged[k] = both or None
-    merged.setdefault("Hostname", "")
-    merged.setdefault("Domainname", "")
-    for k in ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce"):
-        merged[k] = bool(cfg.get(k))
-    hc = dict(host)
-    hc.setdefault("NetworkMode", "bridge")
-    if hc["NetworkMode"] == "default":
-        hc["NetworkMode"] = "bridge"
-    hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
-    hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
-    return {
-        "Id": cid, "Created": now_rfc3339(), "Name": name, "Image": image_id,
-        "Config": merged, "HostConfig": hc, "State": new_state(), "RestartCount": 0,
-        "Driver": driver, "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
-        "AppArmorProfile": "", "Mounts": [], "Path": "", "Args": [],
-        "NetworkingConfig": body.get("NetworkingConfig") or {},
-    }
-
-
-# Docker's 14 default capabilities: what berth drops beyond them shows in
-# HostConfig.CapDrop, so compliance tools reading `docker inspect` see it
-_DOCKER_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID",
-                "SETUID", "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL",
-                "AUDIT_WRITE")
-
-
-def _show_hardening(hc, spec):
-    """The effective settings of the generated spec, in Docker's inspect
-    fields (which are what docker-bench-security and friends read)."""
-    proc, lx = spec["process"], spec["linux"]
-    if not hc.get("Privileged"):
-        have = {c[4:] for c in proc["capabilities"]["bounding"]}
-        drop = list(hc.get("CapDrop") or [])
-        drop += [c for c in _DOCKER_CAPS if c not in have and c not in drop
-                 and "CAP_" + c not in drop]
-        hc["CapDrop"] = drop or None
-        hc["MaskedPaths"] = lx.get("maskedPaths")
-        hc["ReadonlyPaths"] = lx.get("readonlyPaths")
-    opts = list(hc.get("SecurityOpt") or [])
-    if proc.get("noNewPrivileges") and not any(o.startswith("no-new-privileges") for o in opts):
-        opts.append("no-new-privileges")
-    hc["SecurityOpt"] = opts or None
-    pids = (lx.get("resources") or {}).get("pids", {}).get("limit")
-    if pids and pids > 0:
-        hc["PidsLimit"] = pids
-
-
-def _traversable(root, *dirs):
-    """The container's root (an unmapped uid on the host) must walk to its
-    rootfs, its volumes and the files bind-mounted from its directory:
-    search (x) for others is added inside berth's data root, never read;
-    above it nothing is changed, a missing x is an error naming the dir."""
-    for start in dirs:
-        d = start
-        while True:
-            st = os.stat(d)
-            inside = d == root or d.startswith(root.rstrip("/") + "/")
-            if not st.st_mode & 0o001:
-                if not inside:
-                    raise ConfigError(f"user namespaces: {d} must be searchable by others "
-                                      f"(chmod o+x) for remapped containers to reach {start}")
-                os.chmod(d, (st.st_mode & 0o7777) | 0o001)
-            if d == "/":
-                break
-            d = os.path.dirname(d)
-
-
-def _own_new_volumes(shown, idmap):
-    """A fresh, empty volume belongs to the container's root, as with
-    Docker's --userns-remap; host binds keep their owners."""
-    for m in shown:
-        if m["Type"] != "volume":
-            continue
-        src = m["Source"]
-        try:
-            st = os.stat(src)
-            if st.st_uid == 0 and not os.listdir(src):
-                os.chown(src, idmap[0], idmap[1])
-        except OSError:
-            pass
-
-
-def parse_size(text, what):
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    t = str(text).strip().lower().rstrip("b")
-    try:
-        if t and t[-1] in units:
-            return int(float(t[:-1]) * units[t[-1]])
-        return int(t)
-    except ValueError:
-        raise ConfigError(f"{what}: {text!r} is not a size", hint="e.g. 10m") from None
-
-
-def _check_log_config(lc):
-    if not lc:
-        return
-    if not isinstance(lc, dict):
-        raise ConfigError("HostConfig.LogConfig: must be an object")
-    if lc.get("Type") not in (None, "", "json-file"):
-        raise ConfigError(f"HostConfig.LogConfig.Type: logging driver {lc['Type']!r} is not "
-                          "supported", hint="berth writes json-file logs")
-    for k, v in (lc.get("Config") or {}).items():
-        if k == "max-size":
-            parse_size(v, "LogConfig max-size")
-        elif k == "max-file":
-            if not str(v).isdigit() or int(v) < 1:
-                raise ConfigError(f"LogConfig max-file: {v!r} must be a positive integer")
-        else:
-            raise ConfigError(f"HostConfig.LogConfig.Config: unknown log option {k!r}",
-                              hint="json-file takes max-size and max-file")
-
-
-def _network_settings(nets):
-    return {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
-            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
-            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
-            "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
-            "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "", "Networks": nets}
-
-
-def _shown_ref(ref):
-    if "@" in ref or ":" in ref.rsplit("/", 1)[-1]:
-        return ref
-    return ref + ":latest"
-
-
-def _merge_env(base, extra):
-    out = {}
-    for item in list(base) + list(extra):
-        k, eq, v = item.partition("=")
-        out[k] = item
-    return list(out.values())
-
-
-def _graph_data(driver, cid, rootfs):
-    d = os.path.dirname(rootfs)
-    if driver.name == "overlay":
-        return {"MergedDir": rootfs, "UpperDir": os.path.join(d, "upper"),
-                "WorkDir": os.path.join(d, "work")}
-    return {"MergedDir": rootfs}
