@@ -291,3 +291,33 @@ def userns_fd(uid_map, gid_map):
     finally:
         os.close(w)
         os.waitpid(pid, 0)
+
+
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+
+def clone_tree(path, dirfd=AT_FDCWD, recursive=True):
+    """An fd of a detached copy of the mount at path (and, recursive, of
+    the mounts below it): seen by no mount namespace, gone with the fd."""
+    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if recursive else 0)
+    if dirfd != AT_FDCWD and not path:
+        flags |= AT_EMPTY_PATH
+    return _check(_syscall(SYS_open_tree, ctypes.c_int(dirfd), _b(path), ctypes.c_uint(flags)),
+                  f"open_tree {path or dirfd}")
+
+
+def attach_tree(tree_fd, target_fd):
+    """Mounts the detached tree tree_fd on the directory (or file) that
+    target_fd names; target_fd may itself lie in a detached tree."""
+    _check(_syscall(SYS_move_mount, ctypes.c_int(tree_fd), b"", ctypes.c_int(target_fd), b"",
+                    ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)),
+           "move_mount")
+
+
+def tree_readonly(tree_fd, recursive=True):
+    """The mount tree_fd names read-only (recursive: and every mount below)."""
+    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    _check(_syscall(SYS_mount_setattr, ctypes.c_int(tree_fd), b"",
+                    ctypes.c_uint(flags), ctypes.byref(attr),
+                    ctypes.c_size_t(ctypes.sizeof(attr))), "mount_setattr read-only")

@@ -1,10 +1,12 @@
 """Files in and out of a container: archive (docker cp), export, changes.
 
-Paths from the client are resolved inside the container's root with
-openat2(RESOLVE_IN_ROOT): `..` and symlinks (also absolute ones planted by
-the image) stay inside the rootfs. Uploads go through the same hardened
-unpacker as image layers."""
+docker cp works on the container's filesystem as its processes see it,
+volumes and binds included, also when it is not running (fsview). Paths
+from the client are resolved inside it with openat2(RESOLVE_IN_ROOT): `..`
+and symlinks (also absolute ones planted by the image) stay inside.
+Uploads go through the same hardened unpacker as image layers."""
 import base64
+import errno
 import json
 import os
 import stat
@@ -12,10 +14,11 @@ import tarfile
 
 from berth.api.errors import BadRequest, HTTPError
 from berth.api.http import Response, empty, json_response, writer_stream
+from berth.engine.containers import fsview
 from berth.engine.storage import export as E
 from berth.engine.storage.unpack import extract
-from berth.errors import BerthError, NotFound
-from berth.sys import libc, rootless
+from berth.errors import BerthError, Conflict, NotFound
+from berth.sys import rootless
 
 _MAX_UPLOAD = 8 << 30
 
@@ -29,19 +32,72 @@ def _root(engine, ref):
             from None
 
 
-def _open_in(root, path, flags):
+def _view(engine, ref):
+    c = engine.containers.get(ref)
+    return c, fsview.open_view(engine.containers, c)
+
+
+def _open_in(view, ref, path, flags):
     if not path:
         raise BadRequest("archive: query parameter path is required")
-    top = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        return libc.openat2(top, path.lstrip("/") or ".", flags | os.O_CLOEXEC,
-                            libc.RESOLVE_IN_ROOT | libc.RESOLVE_NO_MAGICLINKS)
+        return view.open(path, flags)
     except BerthError as e:
-        if getattr(e, "errno", None) == 2:
-            raise NotFound(f"Could not find the file {path} in container") from None
+        if getattr(e, "errno", None) in (errno.ENOENT, errno.ENOTDIR):
+            # Docker's wording: the CLI and scripts look for it
+            raise NotFound(f"Could not find the file {path} in container {ref}") from None
         raise
-    finally:
-        os.close(top)
+
+
+def _member_name(path):
+    """The top member's name as dockerd names it (Go's filepath.Base of
+    the path as given): "/" for the root, "." for "dir/.", else the last
+    element. The docker CLI renames members by it."""
+    if not path.strip("/"):
+        return "/"
+    if path.rstrip("/").endswith("/.") or path.rstrip("/") == ".":
+        return "."
+    return os.path.basename(os.path.normpath("/" + path.lstrip("/")))
+
+
+def _devices(view):
+    """st_dev of the rootfs and of every volume, bind and tmpfs in the
+    view: a directory copy descends into these, never into /proc, /sys or
+    /dev of a running container."""
+    devs = {os.fstat(view.fd).st_dev}
+    for dest, _kind, _rw in view.mounts:
+        try:
+            fd = view.open(dest, os.O_PATH | os.O_NOFOLLOW)
+        except BerthError:
+            continue
+        try:
+            devs.add(os.fstat(fd).st_dev)
+        finally:
+            os.close(fd)
+    return devs
+
+
+def _check_writable(view, c, path):
+    """Docker's refusals before a single byte is written; the kernel
+    catches what a symlink hides from this lexical check (EROFS)."""
+    m = view.mount_at(path)
+    if m is None:
+        if view.readonly_root:
+            raise BerthError("container rootfs is marked read-only")
+        return
+    if m[1] == "tmpfs" and not view.running:
+        raise Conflict(f"{m[0]} is a tmpfs mount of container {c.name.lstrip('/')}, which is "
+                       "not running: a tmpfs exists only while its container runs",
+                       hint="start the container first, or copy into a volume")
+    if not m[2]:
+        raise BerthError("mounted volume is marked read-only")
+
+
+def _readonly_message(view, path):
+    m = view.mount_at(path)
+    if m is None:
+        return "container rootfs is marked read-only"
+    return "mounted volume is marked read-only"
 
 
 def _go_mode(st):
@@ -66,22 +122,29 @@ def _rfc(t):
 
 def register(router, engine):
     def head(req):
-        c, root = _root(engine, req.params["id"])
-        fd = _open_in(root, req.q("path"), os.O_PATH | os.O_NOFOLLOW)
-        try:
-            st = os.fstat(fd)
-        finally:
-            os.close(fd)
+        c, view = _view(engine, req.params["id"])
+        with view:
+            fd = _open_in(view, req.params["id"], req.q("path"), os.O_PATH | os.O_NOFOLLOW)
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
         return Response(200, b"", content_type=None,
                         headers={"X-Docker-Container-Path-Stat": _stat_header(req.q("path"), st)})
 
     def get(req):
-        c, root = _root(engine, req.params["id"])
+        c, view = _view(engine, req.params["id"])
         path = req.q("path")
-        fd = _open_in(root, path, os.O_PATH | os.O_NOFOLLOW)
+        try:
+            fd = _open_in(view, req.params["id"], path, os.O_PATH | os.O_NOFOLLOW)
+            devs = _devices(view)
+        except BaseException:
+            view.close()
+            raise
         st = os.fstat(fd)
-        name = os.path.basename(os.path.normpath("/" + path)) or "."
+        name = _member_name(path)
         hdr = _stat_header(path, st)
+        engine.events.emit("container", "archive-path", c.id, engine.containers._attrs(c))
 
         def write(f):
             try:
@@ -93,7 +156,7 @@ def register(router, engine):
                             info = E._info(name, st)
                             info.type = tarfile.DIRTYPE
                             tar.addfile(info)
-                            E._walk(tar, d, name + "/", {}, st.st_dev)
+                            E._walk(tar, d, name.rstrip("/") + "/", {}, devs)
                         finally:
                             os.close(d)
                     elif stat.S_ISREG(st.st_mode):
@@ -105,28 +168,37 @@ def register(router, engine):
                         info = E._info(name, st)
                         if stat.S_ISLNK(st.st_mode):
                             info.type = tarfile.SYMTYPE
-                            info.linkname = os.readlink(os.readlink(f"/proc/self/fd/{fd}"))
+                            info.linkname = os.readlink("", dir_fd=fd)
                         tar.addfile(info)
             finally:
                 os.close(fd)
+                view.close()
         return Response(200, writer_stream(write), content_type="application/x-tar",
                         headers={"X-Docker-Container-Path-Stat": hdr})
 
     def put(req):
-        c, root = _root(engine, req.params["id"])
+        ref = req.params["id"]
+        c, view = _view(engine, ref)
         path = req.q("path")
-        fd = _open_in(root, path, os.O_PATH | os.O_DIRECTORY)
-        try:
-            dest = os.readlink(f"/proc/self/fd/{fd}")
-            if not (dest == root or dest.startswith(root.rstrip("/") + "/")):
-                raise BadRequest(f"archive: {path} resolves outside the container")
-            extract(req.stream(), dest, max_bytes=_MAX_UPLOAD)
-        except BerthError as e:
-            if isinstance(e, (BadRequest, NotFound)):
+        with view:
+            fd = _open_in(view, ref, path, os.O_PATH)
+            try:
+                if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                    raise BadRequest("extraction point is not a directory")
+                _check_writable(view, c, path)
+            except BaseException:
+                os.close(fd)
                 raise
-            raise BadRequest(f"archive upload to {path}: {e}") from None
-        finally:
-            os.close(fd)
+            try:
+                extract(req.stream(), f"/proc/self/fd/{fd}", max_bytes=_MAX_UPLOAD)
+            except BerthError as e:
+                if isinstance(e, (HTTPError, NotFound)):
+                    raise
+                if getattr(e, "errno", None) == errno.EROFS:
+                    raise BerthError(_readonly_message(view, path)) from None
+                raise BadRequest(f"archive upload to {path}: {e}") from None
+            finally:
+                os.close(fd)
         engine.events.emit("container", "extract-to-dir", c.id,
                            engine.containers._attrs(c))
         return empty(200)

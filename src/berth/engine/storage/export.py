@@ -21,7 +21,7 @@ def export_rootfs(rootfs, fileobj):
         raise BerthError(f"export: cannot open {rootfs}", errno=e.errno) from None
     with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         try:
-            _walk(tar, top, "", {}, os.fstat(top).st_dev)
+            _walk(tar, top, "", {}, {os.fstat(top).st_dev})
         finally:
             os.close(top)
 
@@ -34,7 +34,9 @@ def _info(name, st):
     return ti
 
 
-def _walk(tar, dfd, prefix, links, dev):
+def _walk(tar, dfd, prefix, links, devs):
+    """devs: the st_dev of the filesystems to descend into (the rootfs;
+    for docker cp also the container's volumes and binds)."""
     for name in sorted(os.listdir(dfd)):
         path = f"{prefix}{name}"
         try:
@@ -46,14 +48,14 @@ def _walk(tar, dfd, prefix, links, dev):
         if stat.S_ISDIR(mode):
             ti.type = tarfile.DIRTYPE
             tar.addfile(ti)
-            if st.st_dev != dev:
+            if st.st_dev not in devs:
                 continue  # another filesystem mounted here: not part of the container's
             try:
                 sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
             except OSError:
                 continue  # turned into a symlink meanwhile: O_NOFOLLOW refused it
             try:
-                _walk(tar, sub, path + "/", links, dev)
+                _walk(tar, sub, path + "/", links, devs)
             finally:
                 os.close(sub)
         elif stat.S_ISLNK(mode):
