@@ -14,9 +14,11 @@ before, and the temp dir. The namespace ends with its last process.
         d.docker("load", "-i", path)     # CompletedProcess (text), as berthd.docker
 """
 import contextlib
+import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -84,6 +86,26 @@ class Oracle:
             raise AssertionError(f"dockerd: docker {' '.join(map(str, args))} -> "
                                  f"{r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}")
         return r
+
+    def api(self, method, path, body=None, timeout=60):
+        """-> (status, parsed JSON or raw bytes), as berthd.api over the socket."""
+        conn = http.client.HTTPConnection("localhost", timeout=timeout)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(self.sock)
+        conn.sock = sock
+        try:
+            data = None if body is None else json.dumps(body).encode()
+            conn.request(method, path, body=data,
+                         headers={"Content-Type": "application/json"} if data else {})
+            resp = conn.getresponse()
+            raw = resp.read()
+            try:
+                return resp.status, json.loads(raw) if raw.strip() else None
+            except ValueError:
+                return resp.status, raw
+        finally:
+            conn.close()
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:

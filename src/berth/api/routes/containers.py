@@ -29,7 +29,7 @@ def register(router, engine):
     def create(req):
         body = req.json(default={})
         name = req.q("name") or None
-        c = cs.create(body, name)
+        c = cs.create(body, name, req.q("platform") or "")
         return json_response({"Id": c.id, "Warnings": []}, 201)
 
     def inspect(req):

@@ -165,7 +165,8 @@ class Lifecycle:
             self.kill(c.id, sig)
         except Conflict:
             pass
-        if timeout < 0 or not self._wait_stopped(c, timeout):
+        # a negative timeout waits for as long as it takes (docker stop -t -1)
+        if not self._wait_stopped(c, timeout):
             try:
                 self.kill(c.id, "KILL")
             except Conflict:

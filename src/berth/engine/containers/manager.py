@@ -14,7 +14,7 @@ import threading
 import time
 
 from berth.errors import BerthError, ConfigError, Conflict, NotFound
-from berth.engine.containers import cgwarm, files, names, rootless, shimctl
+from berth.engine.containers import cgwarm, files, names, rootless, shimctl, validate
 from berth.engine.containers.lifecycle import Lifecycle, NotModified, rmtree  # noqa: F401 - NotModified is part of this module's API
 from berth.engine.containers.logconfig import check_log_config, parse_size
 from berth.engine.containers.newrecord import (graph_data, network_settings, new_record,
@@ -108,7 +108,17 @@ class Containers(Lifecycle):
         return c.state["Pid"]
 
     # -- create -------------------------------------------------------
-    def create(self, body, name=None):
+    def create(self, body, name=None, platform=""):
+        """A 404 here means the image alone: the docker CLI pulls on any 404,
+        so a missing user, network, device or container is a 400."""
+        try:
+            return self._create(body, name, platform)
+        except NotFound as e:
+            if getattr(e, "image", False):
+                raise
+            raise ConfigError(str(e)) from None
+
+    def _create(self, body, name, platform):
         self._warm_cgroups()
         if not isinstance(body, dict):
             raise ConfigError("request body: expected a JSON object")
@@ -119,6 +129,10 @@ class Containers(Lifecycle):
         if not isinstance(host, dict):
             raise ConfigError("HostConfig: must be an object")
         check_log_config(host.get("LogConfig"))
+        validate.healthcheck(body.get("Healthcheck"))
+        validate.restart_policy(host)
+        validate.mounts(host)
+        validate.resources(host)
         if self.e.config.rootless:
             rootless.check(host)
         ref = body.get("Image")
@@ -129,12 +143,22 @@ class Containers(Lifecycle):
             image_id = store.resolve(ref)
         except NotFound:
             # Docker's wording, which scripts and clients look for
-            raise NotFound(f"No such image: {shown_ref(ref)}") from None
+            raise _image_missing(f"No such image: {shown_ref(ref)}") from None
+        except BerthError as e:
+            if "invalid reference format" not in str(e):
+                raise
+            raise ConfigError("invalid reference format: repository name must be lowercase"
+                              if "lowercase" in str(e) else "invalid reference format") from None
         policy = self.e.config.trust_policy
         if policy and os.path.exists(policy):
             from berth.engine.images import trust
             trust.check(store, ref, policy)
-        image_cfg = store.config(image_id).get("config") or {}
+        image = store.config(image_id)
+        try:
+            validate.platform(platform, ref, image.get("os"), image.get("architecture"))
+        except NotFound as e:
+            raise _image_missing(str(e)) from None
+        image_cfg = image.get("config") or {}
         from berth.engine.containers import netattach
         nets = netattach.initial(self.e.networks, host, body.get("NetworkingConfig"))
         cid = secrets.token_hex(32)
@@ -418,16 +442,19 @@ class Containers(Lifecycle):
 
     def rename(self, ref, new):
         c = self.get(ref)
-        if not new or not _NAME_RE.match(new):
-            raise ConfigError(f"Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
-                              "are allowed")
-        new = "/" + new.lstrip("/")
+        new = "/" + (new or "").lstrip("/")
+        if new == c.name:
+            raise ConfigError("Renaming a container with the same name as its current name")
+        if not _NAME_RE.match(new):
+            raise ConfigError(f"Error when allocating new name: Invalid container name ({new}), "
+                              "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         with self._lock:
             for other in self._all.values():
                 if other.name == new and other is not c:
-                    raise Conflict(f'Conflict. The container name "{new}" is already in use by '
-                                   f'container "{other.id}". You have to remove (or rename) that '
-                                   "container to be able to reuse that name.")
+                    raise Conflict(f'Error when allocating new name: Conflict. The container '
+                                   f'name "{new}" is already in use by container "{other.id}". '
+                                   "You have to remove (or rename) that container to be able to "
+                                   "reuse that name.")
             old = c.name
             with c.cond:
                 c.data["Name"] = new
@@ -496,3 +523,9 @@ class Containers(Lifecycle):
         out = {"image": c.image, "name": c.name.lstrip("/")}
         out.update(c.labels)
         return out
+
+
+def _image_missing(message):
+    e = NotFound(message)
+    e.image = True
+    return e

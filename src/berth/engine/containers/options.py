@@ -113,6 +113,8 @@ def run_options(cid, config, host, volumes, resolve_pid, init_path=None):
         nano_cpus=host.get("NanoCpus") or 0,
         cpuset_cpus=host.get("CpusetCpus") or "",
         cpuset_mems=host.get("CpusetMems") or "",
+        # the docker CLI sends 0 when --pids-limit is not given: 0 keeps
+        # berth's default limit, a negative value means unlimited
         pids_limit=None if pids in (None, 0) else pids,
         oom_score_adj=host.get("OomScoreAdj") or None,
         shm_size=host.get("ShmSize") or (64 << 20),

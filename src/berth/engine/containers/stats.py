@@ -7,6 +7,7 @@ import tempfile
 import time
 
 from berth.errors import BerthError, ConfigError, Conflict
+from berth.engine.containers import validate
 from berth.engine.containers.record import now_rfc3339
 
 _UPDATABLE = {"CpuShares": "cpu_shares", "Memory": "memory", "CpuPeriod": "cpu_period",
@@ -33,16 +34,26 @@ def update(cs, ref, body):
         if body.get(k) not in (None,):
             hc[k] = body[k]
     if body.get("RestartPolicy"):
+        if hc.get("AutoRemove") and (body["RestartPolicy"].get("Name") or "no") != "no":
+            raise Conflict(f"Cannot update container {c.id}: Restart policy cannot be "
+                           "updated because AutoRemove is enabled for the container")
         hc["RestartPolicy"] = body["RestartPolicy"]
+    validate.restart_policy(hc)
+    validate.resources(hc)
     if cs.e.config.rootless:
         from berth.engine.containers import rootless
         rootless.check(hc)
     from berth.engine.specgen import Host, RunOptions, linux
-    kw = {opt: hc.get(k) for k, opt in _UPDATABLE.items() if hc.get(k) not in (None, "")}
-    if kw.get("pids_limit") == 0:
-        kw.pop("pids_limit")
+    kw = {opt: hc.get(k) for k, opt in _UPDATABLE.items()
+          if hc.get(k) not in (None, "") and k != "PidsLimit"}
     res = linux.resources(RunOptions(**kw), Host())
     res.pop("devices", None)
+    # the pids limit changes only when asked; 0 or -1 is unlimited (Docker's API)
+    res.pop("pids", None)
+    if body.get("PidsLimit") is not None:
+        n = linux.integer(body["PidsLimit"], "PidsLimit")
+        res["pids"] = {"limit": n if n > 0 else -1}
+        hc["PidsLimit"] = n if n > 0 else None
     if not c.running:
         _update_bundle(c, res)
     else:

@@ -120,7 +120,8 @@ def resources(opts, host):
         res["memory"] = mem
     cpu = {}
     if opts.cpu_shares:
-        cpu["shares"] = integer(opts.cpu_shares, "cpu_shares", 2)
+        # as Docker: 1 is accepted, and the kernel makes it its minimum of 2
+        cpu["shares"] = max(2, integer(opts.cpu_shares, "cpu_shares", 1))
     if opts.nano_cpus:
         if opts.cpu_quota or opts.cpu_period:
             raise ConfigError("nano_cpus: conflicts with cpu_quota/cpu_period",

@@ -143,7 +143,8 @@ def user(spec_user, rootfs, group_add=()):
             entry = row
             break
     if entry is None and not name.isdigit():
-        raise NotFound(f"user {text!r}: no user {name!r} in the image's /etc/passwd")
+        # dockerd's wording
+        raise NotFound(f"unable to find user {name}: no matching entries in passwd file")
     uid = int(entry[2]) if entry else int(name)
     gid = int(entry[3]) if entry and entry[3].isdigit() else 0
     home = entry[5] if entry and len(entry) > 5 and entry[5] else "/"
@@ -171,4 +172,4 @@ def _group_id(group, groups, field):
             return int(row[2])
     if group.isdigit():
         return int(group)
-    raise NotFound(f"{field}: no group {group!r} in the image's /etc/group")
+    raise NotFound(f"unable to find group {group}: no matching entries in group file")
