@@ -11,6 +11,7 @@ import threading
 
 from berth.errors import BerthError, ConfigError, Conflict, NotFound
 from berth.engine.containers import stream
+from berth.engine.containers.validate import go_duration
 from berth.engine.specgen import process as specproc
 from berth.oci import jsonio
 
@@ -160,7 +161,7 @@ class Execs:
                 if out is None:
                     p.kill()
                     p.wait()
-                    return -1, f"Health check exceeded timeout ({timeout}s)"
+                    return -1, f"Health check exceeded timeout ({go_duration(timeout * 1e9)})"
                 return p.wait(), out.decode(errors="replace")[-4096:]
             finally:
                 _cleanup(work)

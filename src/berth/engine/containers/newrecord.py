@@ -18,6 +18,7 @@ def new_record(cid, name, body, host, image_id, image_cfg, driver):
     for k in ("WorkingDir", "User", "StopSignal"):
         if not cfg.get(k) and image_cfg.get(k):
             merged[k] = image_cfg[k]
+    merged["Healthcheck"] = _healthcheck(image_cfg.get("Healthcheck"), cfg.get("Healthcheck"))
     for k in ("Labels", "ExposedPorts", "Volumes"):
         both = dict(image_cfg.get(k) or {})
         both.update(cfg.get(k) or {})
@@ -39,6 +40,18 @@ def new_record(cid, name, body, host, image_id, image_cfg, driver):
         "AppArmorProfile": "", "Mounts": [], "Path": "", "Args": [],
         "NetworkingConfig": body.get("NetworkingConfig") or {},
     }
+
+
+def _healthcheck(image, user):
+    """The image's HEALTHCHECK unless the request has its own; fields the
+    request leaves at zero come from the image (dockerd's merge)."""
+    if not user:
+        return image or None
+    out = dict(user)
+    for k in ("Test", "Interval", "Timeout", "StartPeriod", "Retries"):
+        if not out.get(k) and (image or {}).get(k):
+            out[k] = image[k]
+    return out
 
 
 # Docker's 14 default capabilities: what berth drops beyond them shows in
@@ -67,6 +80,8 @@ def show_hardening(hc, spec):
     pids = (lx.get("resources") or {}).get("pids", {}).get("limit")
     if pids and pids > 0:
         hc["PidsLimit"] = pids
+    elif (hc.get("PidsLimit") or 0) < 0:
+        hc["PidsLimit"] = None  # unlimited, shown as dockerd shows it
 
 
 def traversable(root, *dirs):
