@@ -418,8 +418,14 @@ def test_namespace_modes(rootfs, host):
     assert "hostname" not in spec
     # no private netns: the ping sysctl would change the host
     assert "sysctl" not in spec["linux"]
-    assert mount_at(spec, "/dev/shm")["type"] == "bind"
-    assert mount_at(spec, "/dev/mqueue") is None
+    # a joined IPC never gets the host's /dev/shm: its own unless the
+    # engine names the other container's
+    assert mount_at(spec, "/dev/shm")["type"] == "tmpfs"
+    assert mount_at(spec, "/dev/mqueue")["type"] == "mqueue"
+    shared = gen(rootfs, host, ipc_mode="container:1234", shm_path="/var/lib/x/shm")
+    assert mount_at(shared, "/dev/shm")["source"] == "/var/lib/x/shm"
+    assert mount_at(gen(rootfs, host, ipc_mode="host"), "/dev/shm")["source"] == "/dev/shm"
+    assert mount_at(gen(rootfs, host, ipc_mode="none"), "/dev/shm") is None
     named = gen(rootfs, host, network_mode="mynet")
     assert {"type": "network"} in named["linux"]["namespaces"]
 

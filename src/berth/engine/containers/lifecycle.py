@@ -93,6 +93,8 @@ class Lifecycle:
 
     def _unmount_stopped(self, c):
         c.mounted_rootfs = None
+        from berth.engine.containers import joins
+        joins.unmount_shm(c)
         try:
             self.e.driver.unmount(c.id, keep_record=True)
         except BerthError as e:
@@ -241,8 +243,11 @@ class Lifecycle:
                             c.state["Status"] != "restarting":
                         break
                     c.cond.wait(1.0)
+                # as dockerd: the removal carries no error (docker run --rm
+                # would print a failed start's error a second time)
+                err = c.state["Error"] if condition != "removed" else ""
                 return {"StatusCode": c.state["ExitCode"],
-                        "Error": {"Message": c.state["Error"]} if c.state["Error"] else None}
+                        "Error": {"Message": err} if err else None}
         return wait
 
     def attach_socket(self, ref, streams):

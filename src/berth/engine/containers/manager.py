@@ -14,7 +14,7 @@ import threading
 import time
 
 from berth.errors import BerthError, ConfigError, Conflict, NotFound
-from berth.engine.containers import cgwarm, files, names, rootless, shimctl, validate
+from berth.engine.containers import cgwarm, files, joins, names, rootless, shimctl, validate
 from berth.engine.containers.lifecycle import Lifecycle, NotModified, rmtree  # noqa: F401 - NotModified is part of this module's API
 from berth.engine.containers.logconfig import check_log_config, parse_size
 from berth.engine.containers.newrecord import (graph_data, network_settings, new_record,
@@ -98,14 +98,6 @@ class Containers(Lifecycle):
     def runtime_cmd(self, c, *args):
         name, path = self._runtime(c)
         return [path, "--root", self.paths.runtime_root(name)] + list(args)
-
-    def resolve_pid(self, ref, field):
-        if ref.isdigit():
-            return int(ref)
-        c = self.get(ref)
-        if not c.running or not c.state["Pid"]:
-            raise Conflict(f"{field}: container {ref} is not running")
-        return c.state["Pid"]
 
     # -- create -------------------------------------------------------
     def create(self, body, name=None, platform=""):
@@ -197,8 +189,11 @@ class Containers(Lifecycle):
         return c
 
     def _prepare(self, c, body, host, image_id, image_cfg):
-        opts, shown = run_options(c.id, body, host, self.e.volumes, self.resolve_pid,
+        joined = c.data["_joins"] = joins.record(self, c, host)
+        opts, shown = run_options(c.id, body, host, self.e.volumes,
+                                  lambda ref, field: joins.placeholder_pid(self, ref, field),
                                   self.e.config.init_path)
+        opts.shm_path = joins.shm_for(self, c, host, joined)
         opts.cgroup_parent = opts.cgroup_parent or self.e.config.cgroup_parent
         c.data["Mounts"] = shown
         anon = [m["Name"] for m in shown if m["Type"] == "volume" and len(m["Name"]) == 64]
@@ -285,6 +280,11 @@ class Containers(Lifecycle):
             rmtree(shim_dir)
         cfg = c.config
         c.starts = getattr(c, "starts", 0) + 1
+        try:
+            joins.refresh(self, c)
+        except BerthError as e:
+            self._start_failed(c, e)
+            raise
         try:
             ready = shimctl.launch(self.e.config, runtime, self.paths.runtime_root(name), c.id,
                                    c.bundle, shim_dir, c.log_path, bool(cfg.get("Tty")),
@@ -415,6 +415,7 @@ class Containers(Lifecycle):
         # runtime's container: the storage goes meanwhile, its directory after
         self._net_teardown(c)
         c.mounted_rootfs = None
+        joins.unmount_shm(c)
         try:
             self.e.driver.unmount(c.id)
         except BerthError:

@@ -32,6 +32,7 @@ def new_record(cid, name, body, host, image_id, image_cfg, driver):
     if hc["NetworkMode"] == "default":
         hc["NetworkMode"] = "bridge"
     hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+    hc["IpcMode"] = hc.get("IpcMode") or "private"  # dockerd's default, as it shows it
     hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
     return {
         "Id": cid, "Created": now_rfc3339(), "Name": name, "Image": image_id,

@@ -91,7 +91,7 @@ def generate(image_config, opts, rootfs, host=None):
         "ociVersion": OCI_VERSION,
         "process": proc,
         "root": {"path": rootfs, "readonly": bool(opts.read_only)},
-        "mounts": mounts.merge(mounts.default_mounts(opts, modes["ipc"] == "private"), extra),
+        "mounts": mounts.merge(mounts.default_mounts(opts), extra),
         "linux": lx,
     }
     if hostname:

@@ -9,7 +9,7 @@ _PROPAGATION = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 _BIND_FLAGS = ("ro", "rw", "z", "Z", "nocopy", "consistent", "cached", "delegated") + _PROPAGATION
 
 
-def default_mounts(opts, private_ipc):
+def default_mounts(opts):
     ro = [] if opts.privileged else ["ro"]
     out = [
         {"destination": "/proc", "type": "proc", "source": "proc",
@@ -23,18 +23,24 @@ def default_mounts(opts, private_ipc):
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
          "options": ["nosuid", "noexec", "nodev", "relatime"] + ro},
     ]
-    if private_ipc:
+    if opts.shm_path:
+        # a shareable IPC's, or the one of the container whose IPC is joined
+        out.append({"destination": "/dev/shm", "type": "bind", "source": opts.shm_path,
+                    "options": ["rbind", "nosuid", "noexec", "nodev"]})
+    elif opts.ipc_mode == "host":
+        # sharing the host's IPC means sharing its POSIX shm too
+        out.append({"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
+                    "options": ["rbind", "nosuid", "noexec", "nodev"]})
+    elif opts.ipc_mode != "none":  # dockerd's "none": no /dev/shm at all
         size = int(opts.shm_size or 64 << 20)
         if size <= 0:
             raise ConfigError(f"shm_size: {size} must be positive")
         out.append({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
                     "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={size}"]})
+    if opts.ipc_mode != "host":
+        # a fresh mqueue shows the queues of the IPC namespace it is in, joined or not
         out.append({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                     "options": ["nosuid", "noexec", "nodev"]})
-    else:
-        # sharing IPC means sharing the POSIX shm and mqueue namespaces too
-        out.append({"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
-                    "options": ["rbind", "nosuid", "noexec", "nodev"]})
     return out
 
 

@@ -35,6 +35,7 @@ _FIELDS = {
     "pids_limit": None,      # None = berth's default; 0 or -1 = unlimited
     "oom_score_adj": None,
     "shm_size": 64 << 20,
+    "shm_path": "",          # a host directory bound at /dev/shm (a shared IPC's)
     "binds": (),             # "/host:/ctr[:ro,rshared,...]"
     "mounts": (),            # API Mount objects {"Type","Source","Target",...}
     "tmpfs": None,           # {"/run": "size=64m,noexec"}
