@@ -24,7 +24,7 @@ def register(router, engine):
         if limit and limit > 0:
             items = items[:limit]
         size = req.qbool("size")
-        return json_response([view.summary(c, size) for c in items])
+        return json_response([view.summary(c, size, cs) for c in items])
 
     def create(req):
         body = req.json(default={})
@@ -33,7 +33,7 @@ def register(router, engine):
         return json_response({"Id": c.id, "Warnings": []}, 201)
 
     def inspect(req):
-        return json_response(view.inspect(cs.get(req.params["id"]), req.qbool("size")))
+        return json_response(view.inspect(cs.get(req.params["id"]), req.qbool("size"), cs))
 
     def start(req):
         try:
@@ -73,8 +73,18 @@ def register(router, engine):
         return Response(200, gen())
 
     def remove(req):
-        cs.remove(req.params["id"], force=req.qbool("force"), volumes=req.qbool("v"))
+        ref = req.params.get("id") or f"{req.params['parent']}/{req.params['alias']}"
+        if req.qbool("link"):
+            from berth.engine.containers import links
+            links.remove(cs, ref)
+            return empty()
+        cs.remove(ref, force=req.qbool("force"), volumes=req.qbool("v"))
         return empty()
+
+    def inspect_link(req):
+        # a legacy link's name is a name of its target: /containers/client/alias/json
+        c = cs.get(f"{req.params['parent']}/{req.params['alias']}")
+        return json_response(view.inspect(c, req.qbool("size"), cs))
 
     def rename(req):
         name = req.q("name")
@@ -166,6 +176,8 @@ def register(router, engine):
     r("POST", "/containers/{id}/attach", attach)
     r("GET", "/containers/{id}/top", top)
     r("GET", "/containers/{id}/stats", container_stats)
+    r("GET", "/containers/{parent}/{alias}/json", inspect_link)
+    r("DELETE", "/containers/{parent}/{alias}", remove)
     from berth.api.routes import archive
     archive.register(router, engine)
 

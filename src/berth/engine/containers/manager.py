@@ -14,7 +14,8 @@ import threading
 import time
 
 from berth.errors import BerthError, ConfigError, Conflict, NotFound
-from berth.engine.containers import cgwarm, files, joins, names, rootless, shimctl, validate
+from berth.engine.containers import (cgwarm, files, joins, links, names, rootless, shimctl,
+                                     validate)
 from berth.engine.containers.lifecycle import Lifecycle, NotModified, rmtree  # noqa: F401 - NotModified is part of this module's API
 from berth.engine.containers.logconfig import check_log_config, parse_size
 from berth.engine.containers.newrecord import (graph_data, network_settings, new_record,
@@ -68,6 +69,8 @@ class Containers(Lifecycle):
                 if c.name == name:
                     return c
             found = [c for c in self._all.values() if c.id.startswith(ref)]
+        if not found and "/" in ref.strip("/"):
+            return links.target(self, ref)  # a link's name: /client/alias
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
@@ -190,6 +193,7 @@ class Containers(Lifecycle):
 
     def _prepare(self, c, body, host, image_id, image_cfg):
         joined = c.data["_joins"] = joins.record(self, c, host)
+        c.data["_links"] = links.record(self, c, host)
         opts, shown = run_options(c.id, body, host, self.e.volumes,
                                   lambda ref, field: joins.placeholder_pid(self, ref, field),
                                   self.e.config.init_path)
@@ -282,6 +286,7 @@ class Containers(Lifecycle):
         c.starts = getattr(c, "starts", 0) + 1
         try:
             joins.refresh(self, c)
+            links.refresh(self, c)
         except BerthError as e:
             self._start_failed(c, e)
             raise

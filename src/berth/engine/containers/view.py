@@ -56,8 +56,12 @@ def status_text(c):
     return "Created"
 
 
-def inspect(c, size=False):
-    out = {k: v for k, v in c.data.items() if k not in PRIVATE}
+def inspect(c, size=False, containers=None):
+    """containers: for the names made from links (HostConfig.Links)."""
+    out = {k: v for k, v in c.data.items() if k not in PRIVATE and not k.startswith("_")}
+    if containers is not None:
+        from berth.engine.containers import links
+        out["HostConfig"] = dict(out["HostConfig"], Links=links.shown(containers, c))
     out["ExecIDs"] = out.get("ExecIDs") or None
     out["NetworkSettings"] = network_settings(c)
     if size:
@@ -75,14 +79,18 @@ def command(c):
     return " ".join(a for a in argv if a is not None).strip()
 
 
-def summary(c, size=False):
+def summary(c, size=False, containers=None):
     created = c.created
     try:
         created_unix = calendar.timegm(time.strptime(created[:19], "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
         created_unix = 0
     ns = network_settings(c)
-    out = {"Id": c.id, "Names": [c.name], "Image": c.image, "ImageID": c.image_id,
+    names = [c.name]
+    if containers is not None:
+        from berth.engine.containers import links
+        names = sorted(names + links.names(containers, c))
+    out = {"Id": c.id, "Names": names, "Image": c.image, "ImageID": c.image_id,
            "Command": command(c), "Created": created_unix, "Ports": ports(c),
            "Labels": c.labels, "State": c.state["Status"], "Status": status_text(c),
            "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode") or "bridge"},

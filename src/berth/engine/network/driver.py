@@ -279,7 +279,9 @@ class Driver:
         rec = {"id": c.id, "name": c.name.lstrip("/"), "pid": pid,
                "hostname": c.config.get("Hostname") or c.id[:12],
                "domainname": c.config.get("Domainname") or "",
-               "hosts_path": c.data.get("HostsPath") or "", "endpoints": [], "ports": []}
+               "hosts_path": c.data.get("HostsPath") or "", "endpoints": [], "ports": [],
+               # legacy --link targets (engine/containers/links.py): a hosts line each
+               "links": list(c.data.get("_links") or [])}
         infos = []
         ipr = netlink.host()
         try:
@@ -307,6 +309,7 @@ class Driver:
                     "peer": f"{'vm' if macvlan else 'vp'}{c.id[:10]}{i:x}",
                     "parent": info.get("parent"),
                     "ifname": f"eth{i}", "aliases": aliases,
+                    "links": [x for x in (ep.get("Links") or []) if x],
                     "endpoint_id": secrets.token_hex(32)})
                 infos.append(info)
             others = [m for r in records.values() for m in r.get("ports", [])]
@@ -554,7 +557,14 @@ class Driver:
         own_names = [full, rec["hostname"]]
         if not prim["default"]:
             own_names += [rec["name"]] + prim.get("aliases", [])
-        entries = [(prim["ip"], own_names)]
+        entries = []
+        for link in rec.get("links", []):
+            other = records.get(link["id"])
+            ip = next((e["ip"] for e in (other or {}).get("endpoints", []) if e["default"]), None)
+            if ip:
+                # dockerd's line, before the container's own: alias, hostname, name
+                entries.append((ip, [link["alias"], other["hostname"], other["name"]]))
+        entries.append((prim["ip"], own_names))
         mine = {e["network_id"] for e in rec["endpoints"] if not e["default"]}
         for cid, other in sorted(records.items()):
             if cid == rec["id"]:
@@ -594,6 +604,19 @@ class Driver:
                 for n in [rec["name"], rec.get("hostname"), cid[:12]] + e.get("aliases", []):
                     if n:
                         names[n.lower()] = e["ip"]
+        # endpoint links ("name:alias" on a user network): the alias names the
+        # target on that network (for every container there, not just the linker)
+        by_name = {r["name"]: r for r in records.values()}
+        for rec in records.values():
+            for e in rec["endpoints"]:
+                names = table.get(e["gateway"]) if not e["default"] else None
+                for spec in e.get("links", []) if names is not None else ():
+                    target, _, alias = spec.partition(":")
+                    t = by_name.get(target.lstrip("/")) or records.get(target)
+                    ip = next((x["ip"] for x in (t or {}).get("endpoints", [])
+                               if x["network_id"] == e["network_id"]), None)
+                    if ip:
+                        names.setdefault((alias or target).lower(), ip)
         return table
 
     def _write_resolv(self, c, rec):
@@ -683,6 +706,18 @@ class Driver:
             ports_of = sorted(e["veth"] for r in records.values() for e in r["endpoints"]
                               if e["bridge"] == b and e["veth"])
             if ports_of and not bridges[b].get("icc", True):
+                # a legacy link opens the target's exposed ports to the linker, as
+                # dockerd does with --icc=false
+                pairs = set()
+                for src, dst, proto, port in _link_openings(records, b):
+                    out.append(R("forward", m(pl("ip", "saddr"), src), m(pl("ip", "daddr"), dst),
+                                 m(pl(proto, "dport"), port), {"accept": None}))
+                    out.append(R("forward", m(pl("ip", "saddr"), dst), m(pl("ip", "daddr"), src),
+                                 m(pl(proto, "sport"), port), {"accept": None}))
+                    pairs |= {(src, dst), (dst, src)}
+                for src, dst in sorted(pairs):  # and they must find each other's MAC
+                    out.append(R("forward", m(pl("arp", "saddr ip"), src),
+                                 m(pl("arp", "daddr ip"), dst), {"accept": None}))
                 # frames from one container port to another: inter-container
                 # traffic off (traffic to the bridge itself is not forwarded)
                 out.append(R("forward", m(meta("iifname"), {"set": ports_of}), {"drop": None}))
@@ -705,3 +740,19 @@ class Driver:
                 out.append(R("prerouting", m(meta("iifname"), v),
                              m(pl("arp", "saddr ip"), e["ip"], op="!="), {"drop": None}))
         return out
+
+
+def _link_openings(records, bridge):
+    """(linker ip, target ip, proto, port) of each legacy link on bridge,
+    for the target's exposed ports (rec["links"] carries them)."""
+    out = []
+    for rec in records.values():
+        src = next((e["ip"] for e in rec["endpoints"] if e["bridge"] == bridge), None)
+        for link in rec.get("links", []) if src else ():
+            other = records.get(link["id"]) or {}
+            dst = next((e["ip"] for e in other.get("endpoints", []) if e["bridge"] == bridge),
+                       None)
+            for port, proto in link.get("ports", []) if dst else ():
+                if proto in ("tcp", "udp"):
+                    out.append((src, dst, proto, int(port)))
+    return out
