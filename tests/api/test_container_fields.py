@@ -1,9 +1,12 @@
 """Fields of a create that must work as on dockerd, or be refused by name,
 never ignored: driven with the real docker CLI against berthd."""
 import os
+import subprocess
 import time
 
 import pytest
+
+import dockerd_oracle
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="berthd runs as root")
 
@@ -49,3 +52,106 @@ def test_health_timeout_is_reported_as_go_prints_it(berthd):
         assert h["Log"][-1]["ExitCode"] == -1
     finally:
         berthd.docker("rm", "-f", "hct")
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    with dockerd_oracle.running() as d:
+        yield d
+
+
+def fields(docker, work):
+    """The same docker commands on either daemon -> what the user saw."""
+    seen = {}
+    run = ("run", "--rm")
+    for user in ("daemon", "daemon:wheel", "1234", "nobody"):
+        seen[f"id {user}"] = docker(*run, "--user", user, "alpine", "id").stdout
+    seen["nis domain"] = docker(*run, "--domainname", "example.org", "alpine", "cat",
+                                "/proc/sys/kernel/domainname").stdout
+    seen["host net"] = docker(*run, "--network", "host", "alpine", "sh", "-c",
+                              "hostname; cat /etc/hosts /etc/resolv.conf").stdout
+    seen["systempaths"] = docker(*run, "--security-opt", "systempaths=unconfined", "alpine",
+                                 "sh", "-c", "awk '$5 ~ /^\\/proc\\/./' /proc/self/mountinfo").stdout
+    r = docker(*run, "-v", f"{work}:/a:rshared", "alpine", "true")
+    seen["rshared"] = (r.returncode, [ln for ln in r.stderr.splitlines() if "Error" in ln])
+    nested = work / "nested"
+    (nested / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(nested / "sub")], check=True)
+    try:
+        (nested / "sub" / "f").write_text("x")
+        for rec in ("enabled", "disabled"):
+            seen[f"recursive {rec}"] = docker(
+                *run, "--mount", f"type=bind,src={nested},dst=/n,bind-recursive={rec}",
+                "alpine", "ls", "/n/sub").stdout
+    finally:
+        subprocess.run(["umount", str(nested / "sub")], check=True)
+    return seen
+
+
+def test_fields_as_dockerd(berthd, oracle, tmp_path):
+    berthd.load("alpine-3.20")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "d").mkdir()
+    ours, theirs = fields(berthd.docker, tmp_path / "b"), fields(oracle.docker, tmp_path / "d")
+    assert ours.pop("rshared")[1][0].replace(str(tmp_path / "b"), "P") == \
+        theirs.pop("rshared")[1][0].replace(str(tmp_path / "d"), "P")
+    assert ours == theirs
+    assert ours["id daemon"] == "uid=2(daemon) gid=2(daemon) groups=1(bin),2(daemon),4(adm)\n"
+    assert ours["nis domain"] == "example.org\n" and ours["recursive disabled"] == ""
+    assert ours["systempaths"] == "" and ours["recursive enabled"] == "f\n"
+
+
+def volumes_from(docker, bind):
+    seen = {}
+    docker("volume", "create", "named1", check=True)
+    docker("run", "-d", "--name", "src1", "-v", "/anon", "-v", "named1:/named",
+           "-v", f"{bind}:/bnd:ro", "--tmpfs", "/tmpf", "alpine", "sh", "-c",
+           "echo a > /anon/a; echo n > /named/n; sleep 600", check=True)
+    try:
+        r = docker("run", "--rm", "--volumes-from", "src1", "alpine", "sh", "-c",
+                   "cat /anon/a /named/n; touch /bnd/x; mountpoint -q /tmpf || echo no-tmpfs")
+        seen["inherited"] = (r.stdout, r.stderr)
+        r = docker("run", "--rm", "--volumes-from", "src1:ro", "alpine", "touch", "/anon/b")
+        seen["ro"] = (r.returncode, r.stderr)
+        docker("create", "--name", "vf", "--volumes-from", "src1", "-v", f"{bind}:/named",
+               "alpine", "true", check=True)
+        seen["mounts"] = docker("inspect", "-f", "{{range .Mounts}}{{.Destination}} {{.Type}} "
+                                "{{.RW}} {{.Mode}};{{end}}", "vf").stdout
+        docker("rm", "-v", "vf", check=True)
+        seen["kept"] = len(docker("volume", "ls", "-q").stdout.split())
+        docker("rm", "-f", "-v", "src1", check=True)
+        seen["after rm -v"] = docker("volume", "ls", "-q").stdout.split()
+        docker("run", "--rm", "-v", "/data", "alpine", "true", check=True)
+        seen["after run --rm"] = docker("volume", "ls", "-q").stdout.split()
+        seen["missing"] = docker("create", "--volumes-from", "nosuch", "alpine").stderr
+    finally:
+        docker("rm", "-f", "src1", "vf")
+        docker("volume", "rm", "named1")
+    return seen
+
+
+def test_volumes_from_and_rm_v_as_dockerd(berthd, oracle, tmp_path):
+    berthd.load("alpine-3.20")
+    ours, theirs = volumes_from(berthd.docker, tmp_path), volumes_from(oracle.docker, tmp_path)
+    assert ours == theirs
+    assert ours["inherited"][0] == "a\nn\nno-tmpfs\n" and ours["after rm -v"] == ["named1"]
+    assert ours["mounts"].startswith("/named bind true ;")
+
+
+def test_masked_and_readonly_paths_from_the_request(berthd, oracle):
+    """docker-py and the API can set them; the CLI only empties them."""
+    berthd.load("alpine-3.20")
+    body = {"Image": "alpine", "Cmd": ["sh", "-c", "wc -c < /proc/cpuinfo; touch /srv/x"],
+            "HostConfig": {"MaskedPaths": ["/proc/cpuinfo"], "ReadonlyPaths": ["/srv"]}}
+    out = []
+    for create, docker in ((lambda: berthd.json("POST", "/containers/create", body)["Id"],
+                            berthd.docker),
+                           (lambda: oracle.api("POST", "/containers/create", body)[1]["Id"],
+                            oracle.docker)):
+        cid = create()
+        try:
+            r = docker("start", "-a", cid)
+            out.append((r.stdout, r.stderr.strip()))
+        finally:
+            docker("rm", "-f", cid)
+    assert out[0] == out[1] == ("0\n", "touch: /srv/x: Read-only file system"), out

@@ -191,13 +191,15 @@ def test_workdir(rootfs, host):
 
 
 @pytest.mark.parametrize("user, want, home", [
-    ("", {"uid": 0, "gid": 0}, "/root"),
+    # dockerd's groups: the user's in /etc/group, the explicit group alone,
+    # and the primary group when nothing else is found
+    ("", {"uid": 0, "gid": 0, "additionalGids": [0]}, "/root"),
     ("app", {"uid": 1000, "gid": 1000, "additionalGids": [50, 10]}, "/home/app"),
     ("1000", {"uid": 1000, "gid": 1000, "additionalGids": [50, 10]}, "/home/app"),
-    ("app:staff", {"uid": 1000, "gid": 50}, "/home/app"),
-    ("svc:10", {"uid": 1001, "gid": 10}, "/var/svc"),
-    ("4242", {"uid": 4242, "gid": 0}, "/"),
-    ("4242:4343", {"uid": 4242, "gid": 4343}, "/"),
+    ("app:staff", {"uid": 1000, "gid": 50, "additionalGids": [50]}, "/home/app"),
+    ("svc:10", {"uid": 1001, "gid": 10, "additionalGids": [10]}, "/var/svc"),
+    ("4242", {"uid": 4242, "gid": 0, "additionalGids": [0]}, "/"),
+    ("4242:4343", {"uid": 4242, "gid": 4343, "additionalGids": [4343]}, "/"),
 ])
 def test_user_resolved_against_the_rootfs(rootfs, host, user, want, home):
     spec = gen(rootfs, host, user=user)
@@ -542,7 +544,7 @@ def test_rootfs_without_passwd(tmp_path, host):
     bare = tmp_path / "bare"
     bare.mkdir()
     spec = generate(IMAGE, RunOptions(user="1000:1000"), str(bare), host)
-    assert spec["process"]["user"] == {"uid": 1000, "gid": 1000}
+    assert spec["process"]["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [1000]}
     with pytest.raises(NotFound, match="unable to find user app"):
         generate(IMAGE, RunOptions(user="app"), str(bare), host)
     with pytest.raises(NotFound, match="rootfs .*missing"):

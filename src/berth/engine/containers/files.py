@@ -13,9 +13,11 @@ def _write(path, text):
     os.replace(tmp, path)
 
 
-def resolv_conf(host_dns=None, search=None, options=None, source="/etc/resolv.conf"):
+def resolv_conf(host_dns=None, search=None, options=None, source="/etc/resolv.conf",
+                keep_loopback=False):
     """The host's resolv.conf without loopback resolvers (unreachable from a
-    container's own network namespace); explicit --dns wins."""
+    container's own network namespace, not with host networking); explicit
+    --dns wins."""
     lines = []
     try:
         with open(source) as f:
@@ -23,8 +25,8 @@ def resolv_conf(host_dns=None, search=None, options=None, source="/etc/resolv.co
                 parts = line.split()
                 if not parts:
                     continue
-                if parts[0] == "nameserver" and (host_dns or parts[1].startswith("127.")
-                                                 or parts[1] == "::1"):
+                loopback = parts[1].startswith("127.") or parts[1] == "::1"
+                if parts[0] == "nameserver" and (host_dns or (loopback and not keep_loopback)):
                     continue
                 if parts[0] == "search" and search:
                     continue
@@ -42,8 +44,11 @@ def resolv_conf(host_dns=None, search=None, options=None, source="/etc/resolv.co
 
 
 def write_etc(cdir, hostname, domainname, host):
-    """-> {container path: host file}"""
-    if (host.get("NetworkMode") or "") == "host":
+    """-> {container path: host file}. With host networking, as dockerd:
+    the host's name, its resolv.conf and a copy of its /etc/hosts (the
+    usual lines instead when extra hosts are asked for)."""
+    host_net = (host.get("NetworkMode") or "") == "host"
+    if host_net:
         hostname = os.uname().nodename
     full = f"{hostname}.{domainname}" if domainname else hostname
     out = {}
@@ -53,16 +58,23 @@ def write_etc(cdir, hostname, domainname, host):
     hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
              "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
              "ff02::2\tip6-allrouters"]
+    if host_net and not host.get("ExtraHosts"):
+        try:
+            with open("/etc/hosts") as f:
+                hosts = f.read().rstrip("\n").split("\n")
+        except OSError:
+            pass
     for extra in host.get("ExtraHosts") or ():
         name, _, addr = extra.partition(":")
         if name and addr:
             hosts.append(f"{addr}\t{name}")
-    if (host.get("NetworkMode") or "") != "host":
+    if not host_net:
         hosts.append(f"127.0.1.1\t{full} {hostname}" if full != hostname else f"127.0.1.1\t{hostname}")
     p = os.path.join(cdir, "hosts")
     _write(p, "\n".join(hosts) + "\n")
     out["/etc/hosts"] = p
     p = os.path.join(cdir, "resolv.conf")
-    _write(p, resolv_conf(host.get("Dns"), host.get("DnsSearch"), host.get("DnsOptions")))
+    _write(p, resolv_conf(host.get("Dns"), host.get("DnsSearch"), host.get("DnsOptions"),
+                          keep_loopback=host_net))
     out["/etc/resolv.conf"] = p
     return out

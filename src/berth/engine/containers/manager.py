@@ -15,7 +15,7 @@ import time
 
 from berth.errors import BerthError, ConfigError, Conflict, NotFound
 from berth.engine.containers import (cgwarm, files, joins, links, names, rootless, shimctl,
-                                     validate)
+                                     validate, volmounts)
 from berth.engine.containers.lifecycle import Lifecycle, NotModified, rmtree  # noqa: F401 - NotModified is part of this module's API
 from berth.engine.containers.logconfig import check_log_config, parse_size
 from berth.engine.containers.newrecord import (graph_data, network_settings, new_record,
@@ -194,13 +194,16 @@ class Containers(Lifecycle):
     def _prepare(self, c, body, host, image_id, image_cfg):
         joined = c.data["_joins"] = joins.record(self, c, host)
         c.data["_links"] = links.record(self, c, host)
+        inherited = volmounts.volumes_from(self.get, host.get("VolumesFrom"))
         opts, shown = run_options(c.id, body, host, self.e.volumes,
                                   lambda ref, field: joins.placeholder_pid(self, ref, field),
-                                  self.e.config.init_path)
+                                  self.e.config.init_path, inherited)
         opts.shm_path = joins.shm_for(self, c, host, joined)
         opts.cgroup_parent = opts.cgroup_parent or self.e.config.cgroup_parent
         c.data["Mounts"] = shown
-        anon = [m["Name"] for m in shown if m["Type"] == "volume" and len(m["Name"]) == 64]
+        theirs = {m.get("Name") for m in inherited[1]}  # the other container's to remove
+        anon = [m["Name"] for m in shown if m["Type"] == "volume" and len(m["Name"]) == 64
+                and m["Name"] not in theirs]
         c.data["_anonymous_volumes"] = anon
         if anon:
             # on record before anything else is made: restore after a crash
@@ -218,7 +221,12 @@ class Containers(Lifecycle):
         c.data["GraphDriver"] = {"Name": self.e.driver.name,
                                  "Data": graph_data(self.e.driver, c.id, rootfs)}
         hostname = opts.hostname or (c.id[:12] if (host.get("NetworkMode") or "") != "host" else "")
-        opts.hostname = "" if opts.uts_mode == "host" or host.get("NetworkMode") == "host" else hostname
+        if opts.uts_mode == "host":
+            opts.hostname = ""
+        elif host.get("NetworkMode") == "host":
+            opts.hostname = opts.hostname or os.uname().nodename  # dockerd's, in its own UTS
+        else:
+            opts.hostname = hostname
         etc = files.write_etc(c.dir, opts.hostname or os.uname().nodename,
                               body.get("Domainname") or "", host)
         taken = {m["Destination"] for m in shown} | set(opts.tmpfs or {})
@@ -287,6 +295,7 @@ class Containers(Lifecycle):
         try:
             joins.refresh(self, c)
             links.refresh(self, c)
+            volmounts.check_propagation(c)
         except BerthError as e:
             self._start_failed(c, e)
             raise
@@ -429,15 +438,17 @@ class Containers(Lifecycle):
         if pid and not shimctl.wait_gone(pid):
             self._runtime_delete(c, shim_dir)
         rmtree(shim_dir)
+        with self._lock:
+            self._all.pop(c.id, None)
         if volumes:
+            # once the container is off the list, which counts as a user of them;
+            # one another container uses (--volumes-from) stays
             for name in c.data.get("_anonymous_volumes", []):
                 try:
                     self.e.volumes.remove(name, force=True)
                 except BerthError:
                     pass
         rmtree(c.dir)
-        with self._lock:
-            self._all.pop(c.id, None)
         with c.cond:
             c.data["_removed"] = True
             c.cond.notify_all()

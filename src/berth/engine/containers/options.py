@@ -65,19 +65,24 @@ def _ns_mode(value, field, resolve_pid):
     return value
 
 
-def run_options(cid, config, host, volumes, resolve_pid, init_path=None):
-    """-> (RunOptions, mounts for inspect [{Type, Name, Source, Destination, ...}])."""
+def run_options(cid, config, host, volumes, resolve_pid, init_path=None, inherited=((), ())):
+    """-> (RunOptions, mounts for inspect [{Type, Name, Source, Destination, ...}]).
+    inherited: (binds, mounts for inspect) of --volumes-from, which the
+    request's own mounts override at the same destination."""
     for k, v in host.items():
         if k not in _KNOWN_HOST and v not in (None, "", 0, False, [], {}):
             raise ConfigError(f"HostConfig.{k}: not supported by berth")
     if host.get("UsernsMode") not in (None, "", "host", "auto", "private"):
         raise ConfigError(f"HostConfig.UsernsMode: {host['UsernsMode']!r} is not a user "
                           "namespace mode", hint="host, or auto for a range of its own")
-    if host.get("VolumesFrom"):
-        raise ConfigError("HostConfig.VolumesFrom: not supported yet")
     binds, shown = volmounts.resolve_binds(volumes, _list(host.get("Binds"), "HostConfig.Binds"))
     mounts, shown2 = volmounts.resolve_mounts(volumes, _list(host.get("Mounts"), "HostConfig.Mounts"))
     shown += shown2
+    own = {m["Destination"] for m in shown} | set((host.get("Tmpfs") or {}))
+    for bind, m in zip(*inherited):
+        if m["Destination"] not in own:
+            binds.append(bind)
+            shown.append(m)
     taken = {m["Destination"] for m in shown} | set((host.get("Tmpfs") or {}))
     anon_binds, shown3 = volmounts.image_volumes(volumes, config.get("Volumes") or {}, taken)
     binds += anon_binds
@@ -96,6 +101,7 @@ def run_options(cid, config, host, volumes, resolve_pid, init_path=None):
         group_add=_list(host.get("GroupAdd"), "HostConfig.GroupAdd"),
         workdir=config.get("WorkingDir") or "",
         hostname=config.get("Hostname") or "",
+        domainname=config.get("Domainname") or "",
         tty=bool(config.get("Tty")),
         read_only=bool(host.get("ReadonlyRootfs")),
         privileged=bool(host.get("Privileged")),
@@ -131,5 +137,7 @@ def run_options(cid, config, host, volumes, resolve_pid, init_path=None):
         cgroupns_mode=host.get("CgroupnsMode") or "",
         cgroup_parent=host.get("CgroupParent") or "",
         annotations=host.get("Annotations") or None,
+        masked_paths=host.get("MaskedPaths"),
+        readonly_paths=host.get("ReadonlyPaths"),
     )
     return opts, shown

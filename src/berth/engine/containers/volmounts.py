@@ -1,6 +1,11 @@
 """Named and anonymous volumes -> bind mounts of their directories, and
 the Mounts list `inspect` shows."""
-from berth.errors import ConfigError
+import os
+
+from berth.errors import BerthError, ConfigError
+from berth.sys.mountinfo import unescape
+
+_PROPAGATION = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 
 
 def _named(volumes, name, anonymous=False):
@@ -33,7 +38,8 @@ def resolve_binds(volumes, binds):
         rw = "ro" not in mode.split(",")
         if src.startswith("/"):
             out.append(spec)
-            shown.append(_entry("bind", src, dst, rw, mode=mode))
+            prop = next((f for f in mode.split(",") if f in _PROPAGATION), "rprivate")
+            shown.append(_entry("bind", src, dst, rw, mode=mode, propagation=prop))
             continue
         vol = _named(volumes, src)
         path = vol["Mountpoint"]
@@ -55,7 +61,8 @@ def resolve_mounts(volumes, mounts):
             m = dict(m, Source=vol["Mountpoint"])
             shown.append(_entry("volume", vol["Mountpoint"], m.get("Target"), rw, name=vol["Name"]))
         elif kind == "bind":
-            shown.append(_entry("bind", m.get("Source"), m.get("Target"), rw))
+            prop = (m.get("BindOptions") or {}).get("Propagation") or "rprivate"
+            shown.append(_entry("bind", m.get("Source"), m.get("Target"), rw, propagation=prop))
         elif kind == "tmpfs":
             shown.append(_entry("tmpfs", "", m.get("Target"), rw))
         else:
@@ -76,3 +83,59 @@ def image_volumes(volumes, declared, taken):
         out.append(f"{vol['Mountpoint']}:{dest}")
         shown.append(_entry("volume", vol["Mountpoint"], dest, True, name=vol["Name"]))
     return out, shown
+
+
+def volumes_from(get, specs):
+    """HostConfig.VolumesFrom ["name[:ro|rw]"]: the volumes and binds of
+    other containers at the same destinations (not their tmpfs), their
+    mode kept unless ro or rw is given, as dockerd does."""
+    out, shown = [], []
+    for i, spec in enumerate(specs or ()):
+        if not isinstance(spec, str) or not spec:
+            raise ConfigError(f"HostConfig.VolumesFrom[{i}]: must be \"name[:ro|rw]\"")
+        name, _, mode = spec.partition(":")
+        if mode not in ("", "ro", "rw"):
+            raise ConfigError(f"invalid mode for volumes-from: {mode}")
+        src = get(name)
+        for m in src.data.get("Mounts") or ():
+            if m.get("Type") not in ("volume", "bind") or not m.get("Source"):
+                continue
+            rw = m.get("RW", True) if not mode else mode == "rw"
+            flags = [] if rw else ["ro"]
+            if m.get("Type") == "bind" and m.get("Propagation"):
+                flags.append(m["Propagation"])
+            out.append(f"{m['Source']}:{m['Destination']}" + (":" + ",".join(flags) if flags
+                                                               else ""))
+            shown.append(dict(m, RW=rw, Mode=mode))
+    return out, shown
+
+
+def check_propagation(c):
+    """dockerd's rule, at each start: a shared bind needs a source on a
+    shared mount, a slave bind one on a shared or slave mount; otherwise
+    the propagation asked for could not be what applies."""
+    for m in c.data.get("Mounts") or ():
+        prop = m.get("Propagation") or ""
+        if m.get("Type") != "bind" or prop not in ("shared", "rshared", "slave", "rslave"):
+            continue
+        point, tags = _mount_of(m["Source"])
+        if "shared" in prop and not any(t.startswith("shared:") for t in tags):
+            raise BerthError(f"path {m['Source']} is mounted on {point} but it is not a shared "
+                             "mount")
+        if "slave" in prop and not any(t.startswith(("shared:", "master:")) for t in tags):
+            raise BerthError(f"path {m['Source']} is mounted on {point} but it is not a shared "
+                             "or slave mount")
+
+
+def _mount_of(path):
+    """(mount point, optional fields) of the mount path lies on."""
+    path = os.path.realpath(path)
+    best, tags = "/", []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = unescape(fields[4])
+            inside = path == point or path.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):
+                best, tags = point, fields[6:fields.index("-")]
+    return best, tags

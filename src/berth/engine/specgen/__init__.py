@@ -78,8 +78,10 @@ def generate(image_config, opts, rootfs, host=None):
     if sysctl:
         lx["sysctl"] = sysctl
     if not opts.privileged:
-        lx["maskedPaths"] = list(security.MASKED_PATHS)
-        lx["readonlyPaths"] = list(security.READONLY_PATHS)
+        lx["maskedPaths"] = security.paths(opts.masked_paths, security.MASKED_PATHS,
+                                           "masked_paths")
+        lx["readonlyPaths"] = security.paths(opts.readonly_paths, security.READONLY_PATHS,
+                                             "readonly_paths")
     filt = security.seccomp(sec["seccomp"], caps, opts, host)
     if filt is not None:
         lx["seccomp"] = filt
@@ -96,6 +98,8 @@ def generate(image_config, opts, rootfs, host=None):
     }
     if hostname:
         spec["hostname"] = hostname
+        if opts.domainname:
+            spec["domainname"] = opts.domainname
     notes = _image_annotations(image_config)
     notes.update({str(k): str(v) for k, v in (opts.annotations or {}).items()})
     if notes:

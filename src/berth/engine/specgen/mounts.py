@@ -50,8 +50,8 @@ def _abs(path, field, what):
     return os.path.normpath(path)
 
 
-def _bind(source, dest, flags, field):
-    opts = ["rbind"]
+def _bind(source, dest, flags, field, recursive=True):
+    opts = ["rbind" if recursive else "bind"]
     prop = "rprivate"
     for flag in flags:
         if flag not in _BIND_FLAGS:
@@ -109,10 +109,11 @@ def _api_mount(m, field):
         # a volume arrives here already resolved to its directory
         source = _abs(m.get("Source"), field, "Source")
         flags = ["ro"] if m.get("ReadOnly") else []
-        prop = (m.get("BindOptions") or {}).get("Propagation")
-        if prop:
-            flags.append(prop)
-        return _bind(source, dest, flags, field)
+        bopts = m.get("BindOptions") or {}
+        if bopts.get("Propagation"):
+            flags.append(bopts["Propagation"])
+        # NonRecursive: the mounts below the source stay out, as with runc's "bind"
+        return _bind(source, dest, flags, field, recursive=not bopts.get("NonRecursive"))
     if kind == "tmpfs":
         t = m.get("TmpfsOptions") or {}
         extra = []

@@ -15,6 +15,7 @@ _FIELDS = {
     "group_add": (),         # extra groups, names or gids
     "workdir": "",
     "hostname": "",
+    "domainname": "",        # the NIS domain name of the container's UTS namespace
     "tty": False,
     "read_only": False,
     "privileged": False,
@@ -35,6 +36,8 @@ _FIELDS = {
     "pids_limit": None,      # None = berth's default; 0 or -1 = unlimited
     "oom_score_adj": None,
     "shm_size": 64 << 20,
+    "masked_paths": None,    # None = Docker's list; [] = none (systempaths=unconfined)
+    "readonly_paths": None,
     "shm_path": "",          # a host directory bound at /dev/shm (a shared IPC's)
     "binds": (),             # "/host:/ctr[:ro,rshared,...]"
     "mounts": (),            # API Mount objects {"Type","Source","Target",...}

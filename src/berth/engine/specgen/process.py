@@ -148,10 +148,11 @@ def user(spec_user, rootfs, group_add=()):
     uid = int(entry[2]) if entry else int(name)
     gid = int(entry[3]) if entry and entry[3].isdigit() else 0
     home = entry[5] if entry and len(entry) > 5 and entry[5] else "/"
+    extra = []
     if group:
         gid = _group_id(group, groups, f"user {text!r}")
-    extra = []
-    if not group:
+        extra.append(gid)
+    else:
         # like Docker: the user's supplementary groups from /etc/group
         uname = entry[0] if entry else None
         for row in groups:
@@ -159,11 +160,10 @@ def user(spec_user, rootfs, group_add=()):
                 extra.append(int(row[2]))
     for g in group_add or ():
         extra.append(_group_id(str(g), groups, f"group_add {g!r}"))
-    out = {"uid": uid, "gid": gid}
-    extra = [g for i, g in enumerate(extra) if g != gid and g not in extra[:i]]
-    if extra:
-        out["additionalGids"] = extra
-    return out, home
+    # as dockerd: the primary group too when /etc/group lists the user in it,
+    # and the primary group alone when nothing else is found
+    extra = [g for i, g in enumerate(extra) if g not in extra[:i]] or [gid]
+    return {"uid": uid, "gid": gid, "additionalGids": extra}, home
 
 
 def _group_id(group, groups, field):

@@ -71,6 +71,16 @@ def capabilities(opts, host):
     return out
 
 
+def paths(asked, default, field):
+    """The request's list when it gives one (also an empty one), else Docker's."""
+    if asked is None:
+        return list(default)
+    if not isinstance(asked, (list, tuple)) or not all(isinstance(p, str) and p.startswith("/")
+                                                       for p in asked):
+        raise ConfigError(f"{field}: must be a list of absolute paths")
+    return list(asked)
+
+
 def parse_security_opt(opts, host):
     """-> {"no_new_privileges": bool, "seccomp": None|"unconfined"|dict}"""
     out = {"no_new_privileges": True, "seccomp": None}
