@@ -238,10 +238,18 @@ def register(router, engine):
                                 comment=req.q("comment") or "", author=req.q("author") or "",
                                 container_id=c.id,
                                 changes=_changes(req.query.get("changes", [])))
+            # dockerd's events, before the unpause
+            shown = ""
+            if ref:
+                from berth.engine.images import names
+                shown = names.parse(ref).familiar()
+                engine.events.emit("image", "tag", image_id, {"name": shown})
+            engine.events.emit("container", "commit", c.id,
+                               dict(engine.containers._attrs(c), comment=req.q("comment") or "",
+                                    imageID=image_id, imageRef=shown))
         finally:
             if pause:
                 engine.containers.unpause(c.id)
-        engine.events.emit("container", "commit", c.id, engine.containers._attrs(c))
         return json_response({"Id": image_id}, 201)
 
     router.add("POST", "/commit", commit)

@@ -123,6 +123,7 @@ def register(router, engine):
             raise BadRequest("attach: stream or logs must be set")
         tty = bool(c.config.get("Tty"))
         sock, rfile = req.hijack(RAW_STREAM if tty else MULTIPLEXED)
+        engine.events.emit("container", "attach", c.id, cs._attrs(c))
         if req.qbool("logs"):
             for chunk in L.read(c.log_path, [s for s in ("stdout", "stderr") if streams[s]],
                                 tty=tty):
@@ -143,7 +144,10 @@ def register(router, engine):
         return None
 
     def top(req):
-        return json_response(stats.top(cs, req.params["id"], req.q("ps_args") or "-ef"))
+        out = stats.top(cs, req.params["id"], req.q("ps_args") or "-ef")
+        c = cs.get(req.params["id"])
+        engine.events.emit("container", "top", c.id, cs._attrs(c))
+        return json_response(out)
 
     def container_stats(req):
         c = cs.get(req.params["id"])

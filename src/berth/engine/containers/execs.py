@@ -67,8 +67,8 @@ class Execs:
             self._all[ex.id] = ex
             c.data.setdefault("ExecIDs", [])
             c.data["ExecIDs"] = (c.data.get("ExecIDs") or []) + [ex.id]
-        self.cs.e.events.emit("container", "exec_create: " + " ".join(cmd), c.id,
-                              self.cs._attrs(c))
+        self.cs.e.events.emit("container", "exec_create: " + _shown(cmd), c.id,
+                              dict(self.cs._attrs(c), execID=ex.id))
         return ex
 
     def get(self, eid):
@@ -122,20 +122,21 @@ class Execs:
         argv = self.cs.runtime_cmd(c, "exec", "--process", pfile,
                                    "--pid-file", os.path.join(work, "pid"))
         tty = bool(ex.body.get("Tty"))
-        self.cs.e.events.emit("container", "exec_start: " + " ".join(ex.body["Cmd"]), c.id,
-                              self.cs._attrs(c))
+        self.cs.e.events.emit("container", "exec_start: " + _shown(ex.body["Cmd"]), c.id,
+                              dict(self.cs._attrs(c), execID=ex.id))
         if detach:
-            p = _popen(self.cs, argv + ["--detach", c.id], subprocess.DEVNULL,
-                       subprocess.DEVNULL, subprocess.PIPE)
-            with p.stderr:
-                err = p.stderr.read().decode(errors="replace")
-            code = p.wait()
-            _cleanup(work)
-            if code != 0:
-                ex.exit_code = 126
-                raise BerthError(f"exec: {err.strip()}")
+            _detached(self, ex, argv, work)
             return None
         return _Runner(self, ex, argv, work, tty)
+
+    def finished(self, ex, code):
+        with ex.cond:
+            ex.running = False
+            ex.exit_code = code
+            ex.cond.notify_all()
+        c = ex.container
+        attrs = dict(self.cs._attrs(c), execID=ex.id, exitCode=str(code))
+        self.cs.e.events.emit("container", "exec_die", c.id, attrs)
 
     def resize(self, eid, height, width):
         ex = self.get(eid)
@@ -154,6 +155,9 @@ class Execs:
             work = tempfile.mkdtemp(prefix="health-", dir=self.cs.paths.run)
             pfile = os.path.join(work, "process.json")
             jsonio.write_atomic(pfile, proc)
+            self.cs.e.events.emit("container", "exec_start: " + _shown(cmd), c.id,
+                                  dict(self.cs._attrs(c), execID=ex.id))
+            code = -1
             try:
                 p = _popen(self.cs, self.cs.runtime_cmd(c, "exec", "--process", pfile, c.id),
                            subprocess.DEVNULL, subprocess.PIPE, subprocess.STDOUT)
@@ -162,9 +166,11 @@ class Execs:
                     p.kill()
                     p.wait()
                     return -1, f"Health check exceeded timeout ({go_duration(timeout * 1e9)})"
-                return p.wait(), out.decode(errors="replace")[-4096:]
+                code = p.wait()
+                return code, out.decode(errors="replace")[-4096:]
             finally:
                 _cleanup(work)
+                self.finished(ex, code)
         finally:
             with self._lock:
                 self._all.pop(ex.id, None)
@@ -187,12 +193,7 @@ class _Runner:
                 code = self._pipes(client, early, b)
         finally:
             _cleanup(self.work)
-        with ex.cond:
-            ex.running = False
-            ex.exit_code = code
-            ex.cond.notify_all()
-        attrs = dict(self.execs.cs._attrs(c), execID=ex.id, exitCode=str(code))
-        self.execs.cs.e.events.emit("container", "exec_die", c.id, attrs)
+        self.execs.finished(ex, code)
 
     def _started(self, p):
         ex = self.ex
@@ -269,6 +270,55 @@ class _Runner:
         if code != 0 and not os.path.exists(os.path.join(self.work, "pid")):
             return 126
         return code
+
+
+def _shown(cmd):
+    """dockerd's event text: the program, a space, the arguments."""
+    return f"{cmd[0]} {' '.join(cmd[1:])}"
+
+
+def _detached(execs, ex, argv, work):
+    """A detached exec: the runtime's exec (not --detach) runs on in a
+    thread, so the exit code is known (ExecInspect, exec_die) as with
+    dockerd. Returns once the process runs; raises what the runtime said
+    if it ended before that."""
+    p = _popen(execs.cs, argv + [ex.container.id], subprocess.DEVNULL, subprocess.DEVNULL,
+               subprocess.PIPE)
+    tail = bytearray()
+    pid_file = os.path.join(work, "pid")
+    ended = threading.Event()
+    decided = threading.Event()   # set once the start below knows how it went
+
+    def wait():
+        # the process shares the runtime's stderr: read all of it, keep the end
+        for chunk in iter(lambda: p.stderr.read1(65536), b""):
+            tail.extend(chunk)
+            del tail[:-4096]
+        code = p.wait()
+        p.stderr.close()
+        ended.set()
+        decided.wait()
+        if ex.running:
+            _cleanup(work)
+            execs.finished(ex, code)
+    threading.Thread(target=wait, daemon=True, name=f"exec-{ex.id[:12]}").start()
+    try:
+        # the runtime writes the pid file once the process runs
+        while not os.path.exists(pid_file) and not ended.wait(0.01):
+            pass
+        if not os.path.exists(pid_file):
+            _cleanup(work)
+            execs.finished(ex, 126)
+            raise BerthError(f"exec: {tail.decode(errors='replace').strip()}")
+        with ex.cond:
+            try:
+                with open(pid_file) as f:
+                    ex.pid = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                ex.pid = 0
+            ex.running = True
+    finally:
+        decided.set()
 
 
 def _popen(cs, argv, stdin, stdout, stderr):

@@ -68,10 +68,14 @@ class Lifecycle:
             c.set_state(Status="exited", Pid=0, ExitCode=int(ex.get("exit_code", 255)),
                         FinishedAt=ex.get("finished_at") or now_rfc3339(),
                         OOMKilled=bool(ex.get("oom_killed")), Error=ex.get("error", ""))
-        self._net_teardown(c)
-        attrs = self._attrs(c)
-        attrs["exitCode"] = str(c.state["ExitCode"])
-        self.e.events.emit("container", "die", c.id, attrs)
+            # dockerd's order: die, network disconnect, and only then the
+            # stop event of a `docker stop` waiting on this cond
+            attrs = self._attrs(c)
+            attrs["exitCode"] = str(c.state["ExitCode"])
+            self.e.events.emit("container", "die", c.id, attrs)
+            self._net_teardown(c)
+            from berth.engine.containers import netattach
+            netattach.emit(self, c, "disconnect")
         # the shim still runs the runtime's delete; its directory goes after,
         # unless a restart has made a new shim there meanwhile
         starts = getattr(c, "starts", 0)
@@ -143,10 +147,13 @@ class Lifecycle:
         if not c.running or not c.state["Pid"]:
             raise Conflict(f"Container {c.id} is not running")
         sig = signal_name(sig)
+        # before the signal, as dockerd: the die it causes comes after; the
+        # signal's number, as dockerd shows it
+        self.e.events.emit("container", "kill", c.id,
+                           dict(self._attrs(c), signal=str(int(getattr(signal, "SIG" + sig)))))
         p = subprocess.run(self.runtime_cmd(c, "kill", c.id, sig), capture_output=True, text=True)
         if p.returncode != 0 and c.running:
             raise BerthError(f"kill {c.id[:12]}: {p.stderr.strip()}")
-        self.e.events.emit("container", "kill", c.id, dict(self._attrs(c), signal=sig))
 
     def stop(self, ref, timeout=None, sig=None):
         c = self.get(ref)

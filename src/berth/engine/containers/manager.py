@@ -14,8 +14,8 @@ import threading
 import time
 
 from berth.errors import BerthError, ConfigError, Conflict, NotFound
-from berth.engine.containers import (cgwarm, files, joins, links, names, rootless, shimctl,
-                                     validate, volmounts)
+from berth.engine.containers import (cgwarm, files, joins, links, names, netattach, rootless,
+                                     shimctl, validate, volmounts)
 from berth.engine.containers.lifecycle import Lifecycle, NotModified, rmtree  # noqa: F401 - NotModified is part of this module's API
 from berth.engine.containers.logconfig import check_log_config, parse_size
 from berth.engine.containers.newrecord import (graph_data, network_settings, new_record,
@@ -154,7 +154,6 @@ class Containers(Lifecycle):
         except NotFound as e:
             raise _image_missing(str(e)) from None
         image_cfg = image.get("config") or {}
-        from berth.engine.containers import netattach
         nets = netattach.initial(self.e.networks, host, body.get("NetworkingConfig"))
         cid = secrets.token_hex(32)
         with self._lock:
@@ -349,6 +348,7 @@ class Containers(Lifecycle):
         c.set_state(Status="running", Pid=ready["pid"], StartedAt=now_rfc3339(), Error="",
                     ExitCode=0, OOMKilled=False, FinishedAt=c.state["FinishedAt"])
         self._watch(c, waiting)
+        netattach.emit(self, c, "connect")
         self.e.events.emit("container", "start", c.id, self._attrs(c))
         from berth.engine.containers import health
         health.start(self, c)

@@ -2,7 +2,7 @@
 with Docker's endpoint fields. The packets themselves (veth, bridge,
 addresses) are the network driver's; until it lands, a container on a
 bridge network has its own network namespace with loopback only."""
-from berth.errors import ConfigError, Conflict
+from berth.errors import ConfigError, Conflict, NotFound
 
 SPECIAL = ("host", "none")
 
@@ -39,6 +39,18 @@ def initial(networks, host, networking_config):
             raise ConfigError(f"container cannot be connected to {other['Name']} and {mode} at once")
         out[other["Name"]] = _endpoint(other, cfg)
     return out
+
+
+def emit(containers, c, action):
+    """network connect / disconnect of each network of c, as dockerd
+    emits them when the container starts and when it has exited."""
+    for name, ep in list(settings(c).items()):
+        try:
+            net = containers.e.networks.find(ep.get("NetworkID") or name)
+        except NotFound:
+            continue
+        containers.e.events.emit("network", action, net["Id"],
+                                 {"container": c.id, "name": net["Name"], "type": net["Driver"]})
 
 
 def settings(c):

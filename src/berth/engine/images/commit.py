@@ -77,11 +77,13 @@ def commit(store, image_id, upper, container_config, *, ref=None, comment="", au
                 cfg[k] = container_config[k]
         cfg.update(changes or {})
         doc = dict(base)
+        # as dockerd: the container and its config, its command as the step
         doc.update({
             "created": created, "config": cfg, "container": container_id,
+            "container_config": dict(container_config, Image=image_id),
             "rootfs": {"type": "layers", "diff_ids": list(rec["diff_ids"]) + [diff_id]},
             "history": list(base.get("history") or []) + [
-                {"created": created, "created_by": "berth commit",
+                {"created": created, "created_by": _command(container_config),
                  **({"comment": comment} if comment else {}),
                  **({"author": author} if author else {})}]})
         if author:
@@ -97,7 +99,13 @@ def commit(store, image_id, upper, container_config, *, ref=None, comment="", au
              "digest": digest}]
         sizes = list(rec.get("diff_sizes") or []) + [size]
         new_id = store.add_image(config_digest, list(rec["layers"]) + [digest], manifest,
-                                 diff_sizes=sizes if len(sizes) == len(rec["layers"]) + 1 else None)
+                                 diff_sizes=sizes if len(sizes) == len(rec["layers"]) + 1 else None,
+                                 parent=image_id)
         if tag:
             store.tag(new_id, tag)
     return new_id
+
+
+def _command(config):
+    cmd = config.get("Cmd") or []
+    return " ".join(cmd) if isinstance(cmd, list) else str(cmd)

@@ -173,9 +173,10 @@ class Store:
         return jsonio.loads(self.read_blob(image_id), f"image config {image_id}")
 
     def add_image(self, config_digest, layer_digests, manifest, *, diff_sizes=None,
-                  repo_digests=()):
+                  repo_digests=(), parent=""):
         """Record an image whose blobs are in the store already. The id is the
-        config digest; adding an image twice merges its repo digests."""
+        config digest; adding an image twice merges its repo digests. parent:
+        the image a commit or build step started from (Docker's Parent)."""
         check_digest(config_digest, "config digest")
         layer_digests = [check_digest(d, f"layers[{i}]") for i, d in enumerate(layer_digests)]
         with self:
@@ -203,6 +204,7 @@ class Store:
                 "diff_sizes": list(diff_sizes),
                 "manifest": manifest,
                 "repo_digests": sorted(set(old.get("repo_digests", [])) | set(repo_digests)),
+                "parent": parent or old.get("parent", ""),
             }
             jsonio.write_atomic(path, rec, mode=0o600)
         return config_digest
@@ -290,7 +292,7 @@ class Store:
             "Id": image_id,
             "RepoTags": [names.parse(t).familiar() for t in tags],
             "RepoDigests": [_familiar_digest(d) for d in rec.get("repo_digests", [])],
-            "Parent": "",
+            "Parent": rec.get("parent", ""),
             "Comment": cfg.get("comment", ""),
             "Created": cfg.get("created", ""),
             "DockerVersion": cfg.get("docker_version") or "",
@@ -314,7 +316,7 @@ class Store:
             cfg = self.config(image_id)
             out.append({
                 "Id": image_id,
-                "ParentId": "",
+                "ParentId": rec.get("parent", ""),
                 "RepoTags": [names.parse(t).familiar() for t in self.tags_of(image_id, tags)],
                 "RepoDigests": [_familiar_digest(d) for d in rec.get("repo_digests", [])],
                 "Created": _unix(cfg.get("created")),
