@@ -57,6 +57,9 @@ SAME_AS_DOCKERD = [
     {"Image": "alpine", "Healthcheck": {"Test": ["CMD", "true"], "StartPeriod": 100}},
     {"Image": "alpine", "Healthcheck": {"Test": ["CMD", "true"], "Retries": -1}},
     {"Image": "NoSuch/Repo"},
+    hc(LogConfig={"Type": "bogus"}),
+    hc(LogConfig={"Type": "json-file", "Config": {"bogus": "1"}}),
+    hc(LogConfig={"Type": "local", "Config": {"labels": "a"}}),
 ]
 
 

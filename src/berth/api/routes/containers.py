@@ -4,7 +4,7 @@ import json
 from berth.api import filters as F
 from berth.api.errors import BadRequest, HTTPError
 from berth.api.http import MULTIPLEXED, RAW_STREAM, Response, empty, json_response
-from berth.engine.containers import logs as L, stats, stream, view
+from berth.engine.containers import logconfig, logs as L, stats, stream, view
 from berth.errors import BerthError
 
 _LIST_FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before", "since",
@@ -103,6 +103,8 @@ def register(router, engine):
 
     def container_logs(req):
         c = cs.get(req.params["id"])
+        if not logconfig.reads(c):
+            raise HTTPError(501, "configured logging driver does not support reading")
         want = [s for s in ("stdout", "stderr") if req.qbool(s)]
         if not want:
             raise BadRequest("you must choose at least one stream")
@@ -124,7 +126,7 @@ def register(router, engine):
         tty = bool(c.config.get("Tty"))
         sock, rfile = req.hijack(RAW_STREAM if tty else MULTIPLEXED)
         engine.events.emit("container", "attach", c.id, cs._attrs(c))
-        if req.qbool("logs"):
+        if req.qbool("logs") and logconfig.reads(c):
             for chunk in L.read(c.log_path, [s for s in ("stdout", "stderr") if streams[s]],
                                 tty=tty):
                 sock.sendall(chunk)

@@ -17,7 +17,8 @@ from berth.errors import BerthError, ConfigError, Conflict, NotFound
 from berth.engine.containers import (cgwarm, files, joins, links, names, netattach, rootless,
                                      shimctl, validate, volmounts)
 from berth.engine.containers.lifecycle import Lifecycle, NotModified, rmtree  # noqa: F401 - NotModified is part of this module's API
-from berth.engine.containers.logconfig import check_log_config, parse_size
+from berth.engine.containers import logconfig
+from berth.engine.containers.logconfig import check_log_config, parse_size  # noqa: F401 - daemon.py's
 from berth.engine.containers.newrecord import (graph_data, network_settings, new_record,
                                                own_new_volumes, show_hardening, shown_ref,
                                                traversable)
@@ -123,7 +124,7 @@ class Containers(Lifecycle):
         host = body.get("HostConfig") or {}
         if not isinstance(host, dict):
             raise ConfigError("HostConfig: must be an object")
-        check_log_config(host.get("LogConfig"))
+        host["LogConfig"] = check_log_config(host.get("LogConfig"))
         validate.healthcheck(body.get("Healthcheck"))
         validate.restart_policy(host)
         validate.mounts(host)
@@ -174,7 +175,8 @@ class Containers(Lifecycle):
             c = Container(d, new_record(cid, name, body, host, image_id, image_cfg, self.e.driver.name))
             c.data["_creating"] = True
             c.data["NetworkSettings"] = network_settings(nets)
-            c.data["LogPath"] = os.path.join(d, f"{cid}-json.log")
+            keeps = host["LogConfig"]["Type"] != "none"
+            c.data["LogPath"] = os.path.join(d, f"{cid}-json.log") if keeps else ""
             self._runtime(c)
             c.data["IdMap"] = self._idmap(host.get("UsernsMode") or "")
             os.makedirs(os.path.join(d, "bundle"), mode=0o700)
@@ -300,7 +302,8 @@ class Containers(Lifecycle):
             raise
         try:
             ready = shimctl.launch(self.e.config, runtime, self.paths.runtime_root(name), c.id,
-                                   c.bundle, shim_dir, c.log_path, bool(cfg.get("Tty")),
+                                   c.bundle, shim_dir, c.log_path or os.devnull,
+                                   bool(cfg.get("Tty")),
                                    bool(cfg.get("OpenStdin")), bool(cfg.get("StdinOnce")),
                                    *self._log_limits(c), zygote=self.e.zygote)
         except BerthError as e:
@@ -371,14 +374,7 @@ class Containers(Lifecycle):
         return list(remap)
 
     def _log_limits(self, c):
-        opts = (c.host_config.get("LogConfig") or {}).get("Config") or {}
-        size = self.e.config.log_max_size
-        files = self.e.config.log_max_files
-        if opts.get("max-size"):
-            size = parse_size(opts["max-size"], "LogConfig max-size")
-        if opts.get("max-file"):
-            files = int(opts["max-file"])
-        return size, files
+        return logconfig.limits(c, self.e.config.log_max_size, self.e.config.log_max_files)
 
     def _net_teardown(self, c):
         try:
