@@ -72,6 +72,10 @@ def fields(docker, work):
                               "hostname; cat /etc/hosts /etc/resolv.conf").stdout
     seen["systempaths"] = docker(*run, "--security-opt", "systempaths=unconfined", "alpine",
                                  "sh", "-c", "awk '$5 ~ /^\\/proc\\/./' /proc/self/mountinfo").stdout
+    seen["cgroup knobs"] = docker(*run, "--memory-swappiness", "10", "--device-cgroup-rule",
+                                  "c 42:* rmw", "alpine", "sh", "-c",
+                                  "cat /sys/fs/cgroup/memory/memory.swappiness; "
+                                  "grep '^c 42:' /sys/fs/cgroup/devices/devices.list").stdout
     for driver in ("none", "local", ""):
         name = f"log-{driver or 'default'}"
         opt = ("--log-driver", driver) if driver else ()
@@ -111,6 +115,7 @@ def test_fields_as_dockerd(berthd, oracle, tmp_path):
     assert ours["logs log-none"][1:4] == (1, "", "Error response from daemon: configured logging "
                                                  "driver does not support reading")
     assert ours["logs log-local"][2:4] == ("out\n", "err")
+    assert ours["cgroup knobs"] == "10\nc 42:* rwm\n"
 
 
 def volumes_from(docker, bind):

@@ -57,6 +57,8 @@ SAME_AS_DOCKERD = [
     {"Image": "alpine", "Healthcheck": {"Test": ["CMD", "true"], "StartPeriod": 100}},
     {"Image": "alpine", "Healthcheck": {"Test": ["CMD", "true"], "Retries": -1}},
     {"Image": "NoSuch/Repo"},
+    hc(StorageOpt={"size": "1G"}),
+    hc(Isolation="hyperv"),
     hc(LogConfig={"Type": "bogus"}),
     hc(LogConfig={"Type": "json-file", "Config": {"bogus": "1"}}),
     hc(LogConfig={"Type": "local", "Config": {"labels": "a"}}),
@@ -72,6 +74,19 @@ def test_create_refused_as_dockerd_refuses(berthd, oracle, body):
     assert ours == theirs
 
 
+def test_create_warnings_as_dockerd(berthd, oracle):
+    """What dockerd accepts with a warning (a weight this kernel cannot
+    apply, no OOM killer without a limit) comes back with the same words."""
+    berthd.load("alpine-3.20")
+    body = hc(BlkioWeight=300, OomKillDisable=True)
+    ours = berth_api(berthd, "POST", "/containers/create", body)
+    theirs = oracle.api("POST", "/containers/create", body)
+    berthd.api("DELETE", f"/containers/{ours[1]['Id']}?force=1")
+    oracle.api("DELETE", f"/containers/{theirs[1]['Id']}?force=1")
+    assert ours[0] == theirs[0] == 201
+    assert ours[1]["Warnings"] == theirs[1]["Warnings"] and len(ours[1]["Warnings"]) == 2
+
+
 @pytest.mark.parametrize("query", ["platform=linux/arm64", "platform=bogus"])
 def test_create_platform_as_dockerd(berthd, oracle, query):
     berthd.load("alpine-3.20")
@@ -81,6 +96,8 @@ def test_create_platform_as_dockerd(berthd, oracle, query):
 
 
 @pytest.mark.parametrize("body, message", [
+    (hc(DeviceRequests=[{"Driver": "", "Count": -1, "Capabilities": [["gpu"]]}]),
+     'could not select device driver "" with capabilities: [[gpu]]'),
     ({"Image": "alpine", "User": "nosuch"},
      "unable to find user nosuch: no matching entries in passwd file"),
     (hc(NetworkMode="nosuchnet"), "network nosuchnet not found"),
@@ -88,7 +105,8 @@ def test_create_platform_as_dockerd(berthd, oracle, query):
 ])
 def test_a_bad_user_network_or_device_is_no_404(berthd, body, message):
     """dockerd finds these at start; berthd at create, never as a 404,
-    so `docker run` says what is wrong instead of pulling the image."""
+    so `docker run` says what is wrong instead of pulling the image (and
+    in dockerd's words)."""
     berthd.load("alpine-3.20")
     status, err = berth_api(berthd, "POST", "/containers/create", body)
     assert status == 400 and message in err["message"], (status, err)

@@ -30,7 +30,7 @@ def register(router, engine):
         body = req.json(default={})
         name = req.q("name") or None
         c = cs.create(body, name, req.q("platform") or "")
-        return json_response({"Id": c.id, "Warnings": []}, 201)
+        return json_response({"Id": c.id, "Warnings": getattr(c, "warnings", None) or []}, 201)
 
     def inspect(req):
         return json_response(view.inspect(cs.get(req.params["id"]), req.qbool("size"), cs))

@@ -196,9 +196,10 @@ class Containers(Lifecycle):
         joined = c.data["_joins"] = joins.record(self, c, host)
         c.data["_links"] = links.record(self, c, host)
         inherited = volmounts.volumes_from(self.get, host.get("VolumesFrom"))
-        opts, shown = run_options(c.id, body, host, self.e.volumes,
-                                  lambda ref, field: joins.placeholder_pid(self, ref, field),
-                                  self.e.config.init_path, inherited)
+        opts, shown, c.warnings = run_options(
+            c.id, body, host, self.e.volumes,
+            lambda ref, field: joins.placeholder_pid(self, ref, field),
+            self.e.config.init_path, inherited, self.e.driver.name)
         opts.shm_path = joins.shm_for(self, c, host, joined)
         opts.cgroup_parent = opts.cgroup_parent or self.e.config.cgroup_parent
         c.data["Mounts"] = shown

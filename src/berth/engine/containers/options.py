@@ -5,7 +5,7 @@ container names in namespace modes become pids, so that specgen only
 ever sees paths and numbers."""
 import shlex
 
-from berth.errors import ConfigError
+from berth.errors import BerthError, ConfigError
 from berth.engine.containers import volmounts
 from berth.engine.specgen import RunOptions
 
@@ -22,11 +22,57 @@ _KNOWN_HOST = {
     "ContainerIDFile", "ConsoleSize", "Annotations", "Isolation", "OomKillDisable",
     "MemorySwappiness", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
     "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "CpuRealtimePeriod",
-    "CpuRealtimeRuntime", "DeviceCgroupRules", "DeviceRequests", "KernelMemory",
-    "KernelMemoryTCP", "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth",
-    "MaskedPaths", "ReadonlyPaths", "VolumeDriver", "Cgroup", "StorageOpt", "CgroupnsMode",
-    "Capabilities", "Dns", "HugetlbLimits",
+    "CpuRealtimeRuntime", "DeviceCgroupRules", "DeviceRequests", "MaskedPaths",
+    "ReadonlyPaths", "VolumeDriver", "StorageOpt", "CgroupnsMode", "Dns",
 }
+# (KernelMemory, KernelMemoryTCP, CpuCount, CpuPercent, IOMaximum*, Cgroup and
+# Capabilities are not in the set: a value there is refused by name)
+
+
+def _refused(host, storage_driver):
+    """The fields dockerd accepts that berth cannot honour here, refused
+    in dockerd's words where it has some."""
+    iso = host.get("Isolation") or ""
+    if iso not in ("", "default"):
+        # these two are 500s from dockerd
+        raise BerthError(f"Invalid isolation: \"{iso}\" - linux only supports 'default'")
+    if host.get("StorageOpt"):
+        if storage_driver == "overlay":
+            raise BerthError("--storage-opt is supported only for overlay over xfs with "
+                             "'pquota' mount option")
+        raise ConfigError(f"HostConfig.StorageOpt: not supported by berth's {storage_driver} "
+                          "storage driver")
+    for req in host.get("DeviceRequests") or ():
+        # (dockerd says so at start; here at create, in the same words)
+        caps = (req or {}).get("Capabilities") or []
+        shown = "[" + " ".join("[" + " ".join(c) + "]" for c in caps) + "]"
+        raise ConfigError(f'could not select device driver "{(req or {}).get("Driver") or ""}" '
+                          f"with capabilities: {shown}")
+    vd = host.get("VolumeDriver") or ""
+    if vd not in ("", "local"):
+        raise ConfigError(f"HostConfig.VolumeDriver: volume driver {vd!r} is not supported by "
+                          "berth", hint="local")
+
+
+def _warnings(host):
+    """dockerd's warnings: when the kernel has no I/O weights (no BFQ, no
+    CFQ) the weights are dropped, as dockerd drops them."""
+    import glob
+    warnings = []
+    if host.get("OomKillDisable") and not host.get("Memory"):
+        warnings.append("OOM killer is disabled for the container, but no memory limit is set, "
+                        "this can result in the system running out of resources.")
+    have = glob.glob("/sys/fs/cgroup/blkio/blkio*weight") or \
+        glob.glob("/sys/fs/cgroup/io*weight") or glob.glob("/sys/fs/cgroup/*/io*weight")
+    if host.get("BlkioWeight") and not have:
+        warnings.append("Your kernel does not support Block I/O weight or the cgroup is not "
+                        "mounted. Weight discarded.")
+        host = dict(host, BlkioWeight=0)
+    if host.get("BlkioWeightDevice") and not have:
+        warnings.append("Your kernel does not support Block I/O weight_device or the cgroup is "
+                        "not mounted. Weight-device discarded.")
+        host = dict(host, BlkioWeightDevice=[])
+    return host, warnings
 
 
 def strslice(value, field):
@@ -65,13 +111,16 @@ def _ns_mode(value, field, resolve_pid):
     return value
 
 
-def run_options(cid, config, host, volumes, resolve_pid, init_path=None, inherited=((), ())):
-    """-> (RunOptions, mounts for inspect [{Type, Name, Source, Destination, ...}]).
-    inherited: (binds, mounts for inspect) of --volumes-from, which the
-    request's own mounts override at the same destination."""
+def run_options(cid, config, host, volumes, resolve_pid, init_path=None, inherited=((), ()),
+                storage_driver="overlay"):
+    """-> (RunOptions, mounts for inspect [{Type, Name, Source, Destination, ...}],
+    warnings). inherited: (binds, mounts for inspect) of --volumes-from,
+    which the request's own mounts override at the same destination."""
     for k, v in host.items():
         if k not in _KNOWN_HOST and v not in (None, "", 0, False, [], {}):
             raise ConfigError(f"HostConfig.{k}: not supported by berth")
+    _refused(host, storage_driver)
+    host, warnings = _warnings(host)
     if host.get("UsernsMode") not in (None, "", "host", "auto", "private"):
         raise ConfigError(f"HostConfig.UsernsMode: {host['UsernsMode']!r} is not a user "
                           "namespace mode", hint="host, or auto for a range of its own")
@@ -139,5 +188,15 @@ def run_options(cid, config, host, volumes, resolve_pid, init_path=None, inherit
         annotations=host.get("Annotations") or None,
         masked_paths=host.get("MaskedPaths"),
         readonly_paths=host.get("ReadonlyPaths"),
+        cpu_rt_period=host.get("CpuRealtimePeriod") or 0,
+        cpu_rt_runtime=host.get("CpuRealtimeRuntime") or 0,
+        memory_swappiness=host.get("MemorySwappiness"),
+        oom_kill_disable=bool(host.get("OomKillDisable")),
+        blkio_weight=host.get("BlkioWeight") or 0,
+        blkio_weight_device=_list(host.get("BlkioWeightDevice"), "HostConfig.BlkioWeightDevice"),
+        blkio_throttle={k: _list(host.get(f), f"HostConfig.{f}") for k, f in (
+            ("read_bps", "BlkioDeviceReadBps"), ("write_bps", "BlkioDeviceWriteBps"),
+            ("read_iops", "BlkioDeviceReadIOps"), ("write_iops", "BlkioDeviceWriteIOps"))},
+        device_cgroup_rules=_list(host.get("DeviceCgroupRules"), "HostConfig.DeviceCgroupRules"),
     )
-    return opts, shown
+    return opts, shown, warnings

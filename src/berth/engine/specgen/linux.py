@@ -137,14 +137,60 @@ def resources(opts, host):
         cpu["cpus"] = str(opts.cpuset_cpus)
     if opts.cpuset_mems:
         cpu["mems"] = str(opts.cpuset_mems)
+    if opts.cpu_rt_period:
+        cpu["realtimePeriod"] = integer(opts.cpu_rt_period, "cpu_rt_period", 0)
+    if opts.cpu_rt_runtime:
+        cpu["realtimeRuntime"] = integer(opts.cpu_rt_runtime, "cpu_rt_runtime", -1)
     if cpu:
         res["cpu"] = cpu
+    if opts.memory_swappiness not in (None, -1):
+        res.setdefault("memory", {})["swappiness"] = integer(opts.memory_swappiness,
+                                                             "memory_swappiness", 0, 100)
+    if opts.oom_kill_disable:
+        res.setdefault("memory", {})["disableOOMKiller"] = True
+    blkio = block_io(opts)
+    if blkio:
+        res["blockIO"] = blkio
     pids = DEFAULT_PIDS_LIMIT
     if opts.pids_limit is not None:
         pids = integer(opts.pids_limit, "pids_limit", -1)
     if pids > 0:
         res["pids"] = {"limit": pids}
     return res
+
+
+_THROTTLES = {"read_bps": "throttleReadBpsDevice", "write_bps": "throttleWriteBpsDevice",
+              "read_iops": "throttleReadIOPSDevice", "write_iops": "throttleWriteIOPSDevice"}
+
+
+def _device_numbers(path, field):
+    import os
+    import stat
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise ConfigError(f"{field}: {path}: {os.strerror(e.errno)}") from None
+    if not stat.S_ISBLK(st.st_mode):
+        raise ConfigError(f"{field}: {path} is not a block device")
+    return {"major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev)}
+
+
+def block_io(opts):
+    out = {}
+    if opts.blkio_weight:
+        out["weight"] = integer(opts.blkio_weight, "blkio_weight", 10, 1000)
+    for i, d in enumerate(opts.blkio_weight_device or ()):
+        field = f"blkio_weight_device[{i}]"
+        dev = _device_numbers((d or {}).get("Path"), field)
+        dev["weight"] = integer(d.get("Weight"), f"{field}.Weight", 10, 1000)
+        out.setdefault("weightDevice", []).append(dev)
+    for key, spec_key in _THROTTLES.items():
+        for i, d in enumerate((opts.blkio_throttle or {}).get(key) or ()):
+            field = f"blkio_throttle[{key}][{i}]"
+            dev = _device_numbers((d or {}).get("Path"), field)
+            dev["rate"] = integer(d.get("Rate"), f"{field}.Rate", 0)
+            out.setdefault(spec_key, []).append(dev)
+    return out
 
 
 def rlimits(opts):

@@ -208,7 +208,26 @@ def devices(opts, host):
         nodes = [n for n in nodes if n["path"] != ctr] + [node]
         if not opts.privileged:
             rules.append(_rule(node["type"], node["major"], node["minor"], perms))
+    if not opts.privileged:
+        rules += [cgroup_rule(r, f"device_cgroup_rules[{i}]")
+                  for i, r in enumerate(opts.device_cgroup_rules or ())]
     return nodes, rules
+
+
+def cgroup_rule(text, field):
+    """--device-cgroup-rule "c 1:3 rwm" ("a *:* r", "b 8:* m") -> a rule."""
+    parts = str(text).split()
+    if len(parts) != 3 or parts[0] not in ("a", "b", "c") or not _perms(parts[2]):
+        raise ConfigError(f"{field}: invalid device cgroup rule format: '{text}'")
+    major, sep, minor = parts[1].partition(":")
+    nums = []
+    for n in (major, minor):
+        if n != "*" and not n.isdigit():
+            raise ConfigError(f"{field}: invalid device cgroup rule format: '{text}'")
+        nums.append(None if n == "*" else int(n))
+    if not sep:
+        raise ConfigError(f"{field}: invalid device cgroup rule format: '{text}'")
+    return _rule(parts[0], nums[0], nums[1], parts[2])
 
 
 _SKIP_DIRS = ("pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev")

@@ -33,6 +33,14 @@ _FIELDS = {
     "nano_cpus": 0,          # --cpus 1.5 -> 1500000000
     "cpuset_cpus": "",
     "cpuset_mems": "",
+    "cpu_rt_period": 0,      # µs, cgroup v1's realtime budget
+    "cpu_rt_runtime": 0,
+    "memory_swappiness": None,   # 0-100; None or -1 = the kernel's
+    "oom_kill_disable": False,
+    "blkio_weight": 0,           # 10-1000
+    "blkio_weight_device": (),   # ({"Path", "Weight"})
+    "blkio_throttle": None,      # {"read_bps": [{"Path", "Rate"}], ...}
+    "device_cgroup_rules": (),   # "c 1:3 rwm", "a *:* r"
     "pids_limit": None,      # None = berth's default; 0 or -1 = unlimited
     "oom_score_adj": None,
     "shm_size": 64 << 20,
