@@ -124,6 +124,9 @@ def register(router, engine):
         if not req.qbool("stream") and not req.qbool("logs"):
             raise BadRequest("attach: stream or logs must be set")
         tty = bool(c.config.get("Tty"))
+        # as dockerd: the keys detach only from a terminal
+        keys = stream.detach_keys(req.q("detachKeys") or "")
+        keys = keys if tty and streams["stdin"] else None
         sock, rfile = req.hijack(RAW_STREAM if tty else MULTIPLEXED)
         engine.events.emit("container", "attach", c.id, cs._attrs(c))
         if req.qbool("logs") and logconfig.reads(c):
@@ -139,10 +142,12 @@ def register(router, engine):
             return None
         early = stream.buffered(sock, rfile)
         try:
-            stream.relay(sock, early, [(shim.fileno(), None)],
-                         shim if streams["stdin"] else None)
+            how = stream.relay(sock, early, [(shim.fileno(), None)],
+                               shim if streams["stdin"] else None, detach=keys)
         finally:
             shim.close()
+        if how == stream.DETACHED:
+            engine.events.emit("container", "detach", c.id, cs._attrs(c))
         return None
 
     def top(req):

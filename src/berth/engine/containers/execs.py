@@ -39,7 +39,8 @@ class Exec:
                                   "user": b.get("User") or ""},
                 "OpenStdin": bool(b.get("AttachStdin")), "OpenStderr": bool(b.get("AttachStderr")),
                 "OpenStdout": bool(b.get("AttachStdout")), "CanRemove": False,
-                "ContainerID": self.container.id, "DetachKeys": "", "Pid": self.pid}
+                "ContainerID": self.container.id, "DetachKeys": b.get("DetachKeys") or "",
+                "Pid": self.pid}
 
 
 class Execs:
@@ -61,6 +62,10 @@ class Execs:
             raise Conflict(f"Container {c.id} is not running")
         if c.state["Paused"]:
             raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+        try:
+            stream.detach_keys(body.get("DetachKeys") or "")  # refused now, not at start
+        except ConfigError as e:
+            raise BerthError(str(e)) from None  # dockerd answers a 500 here
         body = dict(body, Cmd=cmd)
         ex = Exec(secrets.token_hex(32), c, body)
         with self._lock:
@@ -191,9 +196,26 @@ class _Runner:
                 code = self._tty(client, early)
             else:
                 code = self._pipes(client, early, b)
-        finally:
+        except BaseException:
             _cleanup(self.work)
+            raise
+        if code is stream.DETACHED:
+            # the process runs on; exec_detach now, exec_die when it ends
+            self.execs.cs.e.events.emit("container", "exec_detach", c.id,
+                                        dict(self.execs.cs._attrs(c), execID=ex.id))
+            return
+        _cleanup(self.work)
         self.execs.finished(ex, code)
+
+    def _after_detach(self, p, close):
+        def wait():
+            code = self._status(p.wait())
+            for f in close:
+                f()
+            _cleanup(self.work)
+            self.execs.finished(self.ex, code)
+        threading.Thread(target=wait, daemon=True, name=f"exec-{self.ex.id[:12]}").start()
+        return stream.DETACHED
 
     def _started(self, p):
         ex = self.ex
@@ -254,10 +276,14 @@ class _Runner:
             if self.ex.size:
                 _winsize(master, *self.ex.size)
         self._started(p)
+        keys = stream.detach_keys(self.ex.body.get("DetachKeys") or "")
         try:
-            stream.relay(client, early, [(master, None)], master, close_sink_on_eof=False)
+            how = stream.relay(client, early, [(master, None)], master, close_sink_on_eof=False,
+                               detach=keys)
         finally:
             self.ex.master = None
+        if how is stream.DETACHED:
+            return self._after_detach(p, (lambda: os.close(master), p.stderr.close))
         code = p.wait()
         os.close(master)
         p.stderr.close()
