@@ -269,7 +269,9 @@ RUN echo "unset=[${UNSET-}] base=$BASE" && env | grep -c '^UNSET=' || true
     streams = [x["stream"] for x in lines if "stream" in x]
     aux = [x["aux"]["ID"] for x in lines if "aux" in x]
     assert len(aux) == 1 and streams == [aux[0] + "\n"], lines
-    status, _, body = berthd.api("POST", "/build?buildargs=%7B%22BASE%22%3A%22alpine%22%7D",
+    # the same steps again: without nocache they would come from the cache, silent
+    status, _, body = berthd.api("POST",
+                                 "/build?nocache=1&buildargs=%7B%22BASE%22%3A%22alpine%22%7D",
                                  _tar({"Dockerfile": df}), {"Content-Type": "application/x-tar"})
     text = "".join(json.loads(x).get("stream", "") for x in body.splitlines())
     assert "unset=[] base=alpine\n0\n" in text, text
@@ -311,7 +313,8 @@ def test_run_steps_get_the_network_asked_for(berthd, tmp_path):
         """)
     r = _build(berthd, ctx, "-t", "net:default")
     assert r.returncode == 0, r.stderr
-    r = _build(berthd, ctx, "--network", "none", "-t", "net:none")
+    # the network is no part of the cache key (as with dockerd): --no-cache
+    r = _build(berthd, ctx, "--network", "none", "--no-cache", "-t", "net:none")
     assert r.returncode == 0, r.stderr
     seen = {tag: berthd.docker("run", "--rm", "--network", "none", f"net:{tag}",
                                check=True).stdout.split()

@@ -8,14 +8,15 @@ an error line in the stream ({"errorDetail": ..., "error": ...}), which the
 docker CLI shows and turns into a non-zero exit.
 
 Query parameters: t (repeatable), dockerfile, buildargs, labels, q, target
-(the stage, by name, to build up to: a multi-stage Dockerfile); rm,
-forcerm and nocache are accepted (berth always removes the build's
-containers and never caches); pull=1 is refused: the builder never
-contacts a registry. remote (a URL context) is refused too. The
+(the stage, by name, to build up to: a multi-stage Dockerfile), nocache,
+cachefrom, networkmode, extrahosts; rm and forcerm are accepted (berth
+always removes the build's containers); pull=1 is refused: the builder
+never contacts a registry. remote (a URL context) is refused too. The
 X-Registry-Config header is ignored."""
 import os
 import shutil
 import tempfile
+import zlib
 
 from berth.api.errors import BadRequest
 from berth.api.http import Response, json_stream
@@ -81,6 +82,61 @@ def _dict_param(req, name):
     return out
 
 
+class context_stream:
+    """The request body as a tar that ends as a tar should. The docker CLI
+    sends the context with a Dockerfile from outside it appended, and no
+    padding or end blocks after it (dockerd reads it all the same): those
+    are added here. A gzip body is decompressed first, 1 MiB at a time."""
+
+    def __init__(self, raw):
+        self.raw, self.count, self.pending, self.ended = raw, 0, b"", False
+        self.gz, self.started = None, False
+
+    def read(self, n=-1):
+        while not self.pending and not self.ended:
+            self._fill()
+        take = len(self.pending) if n is None or n < 0 else n
+        out, self.pending = self.pending[:take], self.pending[take:]
+        return out
+
+    def _fill(self):
+        if self.gz is not None and self.gz.unconsumed_tail:
+            out = self.gz.decompress(self.gz.unconsumed_tail, 1 << 20)
+        else:
+            data = self.raw.read(1 << 16)
+            if not self.started:
+                self.started = True
+                if data[:2] == b"\x1f\x8b":
+                    self.gz = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            if data:
+                out = self.gz.decompress(data, 1 << 20) if self.gz else data
+            else:
+                out = self.gz.flush() if self.gz else b""
+                self.ended = True
+        self.count += len(out)
+        self.pending += out
+        if self.ended:
+            self.pending += b"\0" * (-self.count % 512 + 1024)
+
+
+def drop_ignored(ctx, dockerfile):
+    """dockerd's one use of .dockerignore (clients apply it when they make
+    the context): the Dockerfile and .dockerignore leave the context when
+    it names them (the docker CLI lists a Dockerfile it appends there)."""
+    from berth.engine.images import ignore
+    path = os.path.join(ctx, ".dockerignore")
+    if not os.path.isfile(path) or os.path.islink(path):
+        return
+    with open(path, errors="replace") as f:
+        patterns = ignore.read(f.read())
+    for name in (".dockerignore", dockerfile):
+        rel = os.path.normpath(name)
+        target = os.path.join(ctx, rel)
+        if not rel.startswith("..") and ignore.matches(rel, patterns) and \
+                os.path.isfile(target) and not os.path.islink(target):
+            os.unlink(target)
+
+
 def register(router, engine):
     def build(req):
         if req.qbool("pull"):
@@ -104,18 +160,26 @@ def register(router, engine):
             ctx = os.path.join(tmp, "context")
             os.mkdir(ctx, 0o700)
             try:
-                extract(req.stream(), ctx, rootless=engine.config.rootless,
+                extract(context_stream(req.stream()), ctx, rootless=engine.config.rootless,
                         max_bytes=_MAX_CONTEXT)
             except BerthError as e:
                 raise BadRequest(f"build context: {e}") from None
+            dockerfile = req.q("dockerfile") or "Dockerfile"
             try:
-                ins = B.parse_context(ctx, req.q("dockerfile") or "Dockerfile")
+                ins = B.parse_context(ctx, dockerfile)
             except BerthError as e:
                 raise BadRequest(str(e)) from None
+            drop_ignored(ctx, dockerfile)
+            cache_from = req.qjson("cachefrom", [])
+            if not isinstance(cache_from, list) or not all(isinstance(r, str)
+                                                           for r in cache_from):
+                raise BadRequest("query parameter cachefrom: expected a JSON list of images")
+            hosts = [h for h in (req.q("extrahosts") or "").split(",") if h]
             try:
                 b = B.Build(engine, ctx, ins, buildargs=buildargs, labels=labels, tags=tags,
                             quiet=req.qbool("q"), network=req.q("networkmode") or "default",
-                            target=req.q("target") or None)
+                            target=req.q("target") or None, nocache=req.qbool("nocache"),
+                            cache_from=cache_from, extra_hosts=hosts)
             except BerthError as e:
                 raise BadRequest(str(e)) from None
             stream = _Stream(b.run(), tmp)

@@ -3,8 +3,10 @@ context (never out of it) or from an earlier stage or an image (resolved
 inside its rootfs), a tar of them through the hardened unpacker into the
 destination, itself resolved inside the image being built."""
 import glob
+import hashlib
 import os
 import posixpath
+import stat
 import tarfile
 import time
 
@@ -19,6 +21,44 @@ _MAX_COPY = 8 << 30
 class CopySteps:
     """Mixed into Build: uses its engine (e), context, store, config and
     containers, and its _env, _stage_image and _remove."""
+
+    def _copy_digest(self, ins):
+        """What a COPY or ADD copies, as a hash for its history entry and the
+        cache: file:<sha256> for one file, dir: for one directory, multi:
+        for several; names, modes, link targets and contents of the
+        context's files, or the image a --from names."""
+        h = hashlib.sha256(repr(sorted(ins.flags.items())).encode())
+        env = self._env()
+        sources, _ = D.source_paths(ins, env)
+        if "from" in ins.flags:
+            ref = D.expand(ins.flags["from"], env, ins)
+            image = self._stage_image(ref) if ref else None
+            if image is None:
+                try:
+                    image = self.store.resolve(ref)
+                except BerthError:
+                    image = ref  # refused by the copy itself
+            h.update(f"{image} {sources}".encode())
+            return "from:" + h.hexdigest()
+        found = []
+        for src in sources:
+            if "://" in src or src.startswith("git@"):
+                h.update(src.encode())
+                continue
+            found += self._sources(ins, src)
+        for rel, real in found:
+            for path in _walk(real):
+                st = os.lstat(path)
+                h.update(f"{rel}/{os.path.relpath(path, real)} {st.st_mode:o} "
+                         f"{st.st_size}\0".encode())
+                if stat.S_ISLNK(st.st_mode):
+                    h.update(os.readlink(path).encode())
+                elif stat.S_ISREG(st.st_mode):
+                    with open(path, "rb") as f:
+                        for chunk in iter(lambda: f.read(1 << 20), b""):
+                            h.update(chunk)
+        kind = "multi" if len(found) != 1 else ("dir" if os.path.isdir(found[0][1]) else "file")
+        return f"{kind}:{h.hexdigest()}"
 
     def _copy_files(self, ins, root):
         if "from" not in ins.flags:
@@ -184,6 +224,16 @@ class CopySteps:
         uid = ids["uid"]
         gid = ids["gid"] if group else uid
         return uid, gid
+
+
+def _walk(top):
+    """top, then everything below it (not following symlinks), sorted."""
+    yield top
+    if os.path.isdir(top) and not os.path.islink(top):
+        for dirpath, dirs, files in os.walk(top):
+            dirs.sort()
+            for name in sorted(dirs + files):
+                yield os.path.join(dirpath, name)
 
 
 def _is_dir_in(root, path):

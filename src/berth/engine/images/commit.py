@@ -50,9 +50,11 @@ def write_layer(upper, fileobj):
 
 
 def commit(store, image_id, upper, container_config, *, ref=None, comment="", author="",
-           container_id="", changes=None):
+           container_id="", changes=None, created_by=None, intermediate=False):
     """Returns the new image id. container_config: the container's Config
-    (Cmd, Env, ...), with `changes` (already parsed) on top."""
+    (Cmd, Env, ...), with `changes` (already parsed) on top. created_by:
+    the history's words for the step (the container's command by default);
+    intermediate: a build step's image (store.add_image)."""
     tag = str(names.parse(ref)) if ref else None
     base = store.config(image_id)
     rec = store.record(image_id)
@@ -83,7 +85,8 @@ def commit(store, image_id, upper, container_config, *, ref=None, comment="", au
             "container_config": dict(container_config, Image=image_id),
             "rootfs": {"type": "layers", "diff_ids": list(rec["diff_ids"]) + [diff_id]},
             "history": list(base.get("history") or []) + [
-                {"created": created, "created_by": _command(container_config),
+                {"created": created, "created_by": created_by if created_by is not None
+                 else _command(container_config),
                  **({"comment": comment} if comment else {}),
                  **({"author": author} if author else {})}]})
         if author:
@@ -100,7 +103,7 @@ def commit(store, image_id, upper, container_config, *, ref=None, comment="", au
         sizes = list(rec.get("diff_sizes") or []) + [size]
         new_id = store.add_image(config_digest, list(rec["layers"]) + [digest], manifest,
                                  diff_sizes=sizes if len(sizes) == len(rec["layers"]) + 1 else None,
-                                 parent=image_id)
+                                 parent=image_id, intermediate=intermediate)
         if tag:
             store.tag(new_id, tag)
     return new_id

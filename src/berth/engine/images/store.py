@@ -173,10 +173,13 @@ class Store:
         return jsonio.loads(self.read_blob(image_id), f"image config {image_id}")
 
     def add_image(self, config_digest, layer_digests, manifest, *, diff_sizes=None,
-                  repo_digests=(), parent=""):
+                  repo_digests=(), parent="", intermediate=False):
         """Record an image whose blobs are in the store already. The id is the
         config digest; adding an image twice merges its repo digests. parent:
-        the image a commit or build step started from (Docker's Parent)."""
+        the image a commit or build step started from (Docker's Parent).
+        intermediate: a build step's image, kept as the build cache, not
+        listed, removed with the last image made from it (as dockerd's);
+        adding it again not intermediate makes it an image of its own."""
         check_digest(config_digest, "config digest")
         layer_digests = [check_digest(d, f"layers[{i}]") for i, d in enumerate(layer_digests)]
         with self:
@@ -205,6 +208,7 @@ class Store:
                 "manifest": manifest,
                 "repo_digests": sorted(set(old.get("repo_digests", [])) | set(repo_digests)),
                 "parent": parent or old.get("parent", ""),
+                "intermediate": bool(intermediate and old.get("intermediate", not old)),
             }
             jsonio.write_atomic(path, rec, mode=0o600)
         return config_digest
@@ -313,6 +317,8 @@ class Store:
         out = []
         for image_id in self._ids():
             rec = self._record(image_id)
+            if rec.get("intermediate") and not self.tags_of(image_id, tags):
+                continue
             cfg = self.config(image_id)
             out.append({
                 "Id": image_id,
@@ -381,10 +387,30 @@ class Store:
                 events.append({"Untagged": names.parse(t).familiar()})
             if mine:
                 self._save_tags(tags)
+            parent = self._record(image_id).get("parent")
             self._forget(image_id)
             events.append({"Deleted": image_id})
+            events += self._drop_build_parents(parent, tags)
             self._gc()
             return events
+
+    def _drop_build_parents(self, parent, tags):
+        """The build steps' images under a removed image that no other image
+        was made from, as dockerd deletes them with it."""
+        out = []
+        tagged = set(tags.values())
+        while parent and parent not in tagged:
+            try:
+                rec = self._record(parent)
+            except (BerthError, OSError):
+                break
+            if not rec.get("intermediate") or any(
+                    self._record(i).get("parent") == parent for i in self._ids()):
+                break
+            self._forget(parent)
+            out.append({"Deleted": parent})
+            parent = rec.get("parent")
+        return out
 
     def _forget(self, image_id):
         """Drops an image's record and what hangs off it (its signatures)."""
