@@ -12,6 +12,8 @@ before, and the temp dir. The namespace ends with its last process.
 
     with dockerd_oracle.running() as d:
         d.docker("load", "-i", path)     # CompletedProcess (text), as berthd.docker
+
+or, as a module's fixture: `from dockerd_oracle import oracle`.
 """
 import contextlib
 import http.client
@@ -37,8 +39,7 @@ DOCKERD = shutil.which("dockerd")
 DOCKER = shutil.which("docker")
 START_TIMEOUT = 90
 # made by dockerd and its containerd whatever --exec-root says
-RUN_DIRS = ("/run/docker/plugins", "/run/docker", "/run/containerd/s", "/run/containerd/runc",
-            "/run/containerd")
+RUN_DIRS = ("/run/docker", "/run/containerd")
 
 
 class Oracle:
@@ -125,11 +126,14 @@ class Oracle:
         root = "/sys/fs/cgroup"
         remove_cgroups([d for d in (os.path.join(root, h, self.cgroup_parent.lstrip("/"))
                                     for h in os.listdir(root)) if os.path.isdir(d)])
-        for d in self.made_run_dirs:
-            try:
-                os.rmdir(d)  # only when empty: another dockerd may use it now
-            except OSError:
-                pass
+        for top in self.made_run_dirs:
+            # empty directories only, deepest first: another dockerd may have
+            # started meanwhile and have its files there
+            for dirpath, _dirs, _files in os.walk(top, topdown=False):
+                try:
+                    os.rmdir(dirpath)
+                except OSError:
+                    pass
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -151,3 +155,10 @@ def running(images=("alpine-3.20",)):
         yield d
     finally:
         d.stop()
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    """A dockerd for a test module; `from dockerd_oracle import oracle`."""
+    with running() as d:
+        yield d

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-import dockerd_oracle
+from dockerd_oracle import oracle  # noqa: F401 - the module's dockerd
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="berthd runs as root")
 
@@ -33,12 +33,6 @@ DOCKERFILE = """\
     STOPSIGNAL SIGTERM
     SHELL ["/bin/sh", "-c"]
     """
-
-
-@pytest.fixture(scope="module")
-def oracle():
-    with dockerd_oracle.running() as d:
-        yield d
 
 
 def _context(tmp):

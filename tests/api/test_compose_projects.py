@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import dockerd_oracle
+from dockerd_oracle import oracle  # noqa: F401 - the module's dockerd
 from test_compose import FIRST_USER_POOL, free_subnet, routed
 
 COMPOSE = shutil.which("docker-compose")
@@ -23,12 +23,6 @@ pytestmark = [
     pytest.mark.skipif(COMPOSE is None, reason="docker-compose is not installed"),
     pytest.mark.skipif(os.geteuid() != 0, reason="berthd runs as root"),
 ]
-
-
-@pytest.fixture(scope="module")
-def oracle():
-    with dockerd_oracle.running() as d:
-        yield d
 
 
 class Project:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-import dockerd_oracle
+from dockerd_oracle import oracle  # noqa: F401 - the module's dockerd
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="berthd runs as root")
 
@@ -54,12 +54,6 @@ def test_health_timeout_is_reported_as_go_prints_it(berthd):
         berthd.docker("rm", "-f", "hct")
 
 
-@pytest.fixture(scope="module")
-def oracle():
-    with dockerd_oracle.running() as d:
-        yield d
-
-
 def fields(docker, work):
     """The same docker commands on either daemon -> what the user saw."""
     seen = {}
@@ -85,6 +79,9 @@ def fields(docker, work):
                                 docker("inspect", "-f", "{{json .HostConfig.LogConfig}}",
                                        name).stdout)
         docker("rm", "-f", name)
+    # -v makes a missing host directory (--mount refuses it: test_create_checks)
+    r = docker(*run, "-v", f"{work}/made/by/v:/x", "alpine", "ls", "-d", "/x")
+    seen["-v missing source"] = (r.returncode, r.stdout, (work / "made/by/v").is_dir())
     r = docker(*run, "-v", f"{work}:/a:rshared", "alpine", "true")
     seen["rshared"] = (r.returncode, [ln for ln in r.stderr.splitlines() if "Error" in ln])
     nested = work / "nested"

@@ -8,15 +8,9 @@ import re
 
 import pytest
 
-import dockerd_oracle
+from dockerd_oracle import oracle  # noqa: F401 - the module's dockerd
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="berthd runs as root")
-
-
-@pytest.fixture(scope="module")
-def oracle():
-    with dockerd_oracle.running() as d:
-        yield d
 
 
 def berth_api(d, method, path, body=None):

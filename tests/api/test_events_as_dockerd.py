@@ -8,18 +8,12 @@ import time
 
 import pytest
 
-import dockerd_oracle
+from dockerd_oracle import oracle  # noqa: F401 - the module's dockerd
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="berthd runs as root")
 FORMAT = ("{{.Type}} {{.Action}} {{range $k, $v := .Actor.Attributes}}{{if or (eq $k \"exitCode\")"
           " (eq $k \"signal\") (eq $k \"execID\") (eq $k \"imageRef\") (eq $k \"oldName\")}}"
           "{{$k}}={{$v}} {{end}}{{end}}")
-
-
-@pytest.fixture(scope="module")
-def oracle():
-    with dockerd_oracle.running() as d:
-        yield d
 
 
 def events(docker, since, until):

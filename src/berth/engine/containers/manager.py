@@ -297,6 +297,7 @@ class Containers(Lifecycle):
         try:
             joins.refresh(self, c)
             links.refresh(self, c)
+            volmounts.make_bind_sources(c)
             volmounts.check_propagation(c)
         except BerthError as e:
             self._start_failed(c, e)

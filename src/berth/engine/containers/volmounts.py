@@ -110,6 +110,19 @@ def volumes_from(get, specs):
     return out, shown
 
 
+def make_bind_sources(c):
+    """As dockerd, at each start: a -v /host/path that is not there is made,
+    a directory (--mount type=bind never makes one: refused at create)."""
+    for spec in c.host_config.get("Binds") or ():
+        src = spec.split(":", 1)[0] if isinstance(spec, str) else ""
+        if src.startswith("/") and not os.path.lexists(src):
+            try:
+                os.makedirs(src, mode=0o755, exist_ok=True)
+            except OSError as e:
+                raise BerthError(f"error while creating mount source path '{src}'",
+                                 errno=e.errno) from None
+
+
 def check_propagation(c):
     """dockerd's rule, at each start: a shared bind needs a source on a
     shared mount, a slave bind one on a shared or slave mount; otherwise
