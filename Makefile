@@ -7,7 +7,7 @@ SHARED ?= $(CURDIR)/../shared
 # to commit: build installs it where the spec generator looks for it
 SECCOMP_DEFAULT := src/berth/engine/seccomp_default.json
 VPY := $(VENV)/bin/python
-APT_PKGS := runc busybox-static libseccomp2 iproute2 hyperfine skopeo umoci docker.io docker-registry docker-compose containerd tini podman conmon iperf3 uidmap slirp4netns python3
+APT_PKGS := runc busybox-static libseccomp2 iproute2 hyperfine skopeo umoci docker.io docker-registry docker-compose containerd tini podman conmon iperf3 uidmap slirp4netns python3 zstd
 export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: all deps venv build test unit demo bench bench-quick clean
@@ -22,7 +22,7 @@ $(VPY):
 	$(PYTHON) -m venv $(VENV)
 
 venv: $(VPY)
-	@$(VPY) -c 'import pytest, cryptography, pyroute2' 2>/dev/null || $(VPY) -m pip install -q -r requirements-dev.txt
+	@$(VPY) -c 'import pytest, cryptography, pyroute2, zstandard' 2>/dev/null || $(VPY) -m pip install -q -r requirements-dev.txt
 
 # bin/ holds launchers that run the venv's python with -IS: site and the
 # pyenv shim cost 30-70 ms per start, more than the runtime's own work.

@@ -3,7 +3,7 @@
 Layout read and written:
   manifest.json        [{"Config": "<hex>.json", "RepoTags": [...], "Layers": ["<hex>.tar", ...]}]
   <config hex>.json    the image config; its sha256 is the image id
-  <diff id hex>.tar    a layer (reading also accepts gzip, and Docker 25's blobs/sha256/<hex>)
+  <diff id hex>.tar    a layer (reading also accepts gzip and zstd, and Docker 25's blobs/sha256/<hex>)
   <v1 id>/layer.tar    symlink to the layer, with VERSION and json, for old loaders
   repositories         {"docker.io/library/alpine": {"latest": "<top v1 id>"}}
 
@@ -11,6 +11,7 @@ The archive is read as a stream of data: no member is ever extracted by its
 path. Names that are absolute or climb with `..` refuse the whole archive,
 and every digest is checked before a single image record is written, so a
 bad archive leaves the store as it was."""
+import contextlib
 import hashlib
 import io
 import os
@@ -20,6 +21,7 @@ import zlib
 
 from berth.engine.images import names
 from berth.engine.images.store import check_digest
+from berth.engine.storage import compression
 from berth.errors import BerthError
 from berth.oci import jsonio
 
@@ -32,6 +34,8 @@ MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MT_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 MT_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 MT_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+# not in Docker's schema2 spec, but what containerd and moby name zstd layers
+MT_DOCKER_LAYER_ZSTD = "application/vnd.docker.image.rootfs.diff.tar.zstd"
 
 
 class DiffTap:
@@ -56,18 +60,17 @@ class DiffTap:
             self._pick(chunk)
         if self.kind == "tar":
             self._out(chunk)
+        elif self.kind == "zstd":
+            self._z.feed(chunk)
         else:
             self._inflate(chunk)
 
     def _pick(self, head):
-        if head[:2] == b"\x1f\x8b":
-            self.kind = "gzip"
+        self.kind = compression.kind_of(head)
+        if self.kind == "gzip":
             self._z = zlib.decompressobj(wbits=31)
-        elif head[:4] == b"\x28\xb5\x2f\xfd":
-            raise BerthError(f"{self.what}: zstd-compressed layers are not supported",
-                             hint="recompress the layer with gzip or store it uncompressed")
-        else:
-            self.kind = "tar"
+        elif self.kind == "zstd":
+            self._z = compression.ZstdTap(self._out, self.what)
 
     def _out(self, data):
         self.size += len(data)
@@ -100,15 +103,19 @@ class DiffTap:
             self._pick(head + b"\0\0\0\0")
             if self.kind == "tar":
                 self._out(head)
+            elif self.kind == "zstd":
+                self._z.feed(head)
             else:
                 self._inflate(head)
+        if self.kind == "zstd":
+            self._z.finish()
         if self.kind == "gzip" and self._z is not None:
             raise BerthError(f"{self.what}: gzip stream is truncated")
         return "sha256:" + self._h.hexdigest(), self.size
 
 
 def layer_media_kind(kind):
-    return MT_DOCKER_LAYER_GZIP if kind == "gzip" else MT_DOCKER_LAYER
+    return {"gzip": MT_DOCKER_LAYER_GZIP, "zstd": MT_DOCKER_LAYER_ZSTD}.get(kind, MT_DOCKER_LAYER)
 
 
 def put_layer(store, fileobj, what, expected_digest=None, max_bytes=DEFAULT_MAX_BYTES):
@@ -438,12 +445,13 @@ def _add_v1(tf, v1, parent, lname):
 
 
 def _add_layer(store, tf, lname, blob, diff_id):
-    """Layers go out uncompressed, as docker save writes them; a gzip blob
-    is inflated to a tmp file first since the tar header needs the size."""
+    """Layers go out uncompressed, as docker save writes them; a gzip or
+    zstd blob is inflated to a tmp file first since the tar header needs
+    the size."""
     with store.open_blob(blob) as f:
-        head = f.read(2)
+        kind = compression.kind_of(f.read(4))
         f.seek(0)
-        if head != b"\x1f\x8b":
+        if kind == "tar":
             size = os.fstat(f.fileno()).st_size
             tf.addfile(_info(lname, size), f)
             return
@@ -451,7 +459,9 @@ def _add_layer(store, tf, lname, blob, diff_id):
         import tempfile
         with tempfile.TemporaryFile(dir=store.tmp_dir()) as tmp:
             h = hashlib.sha256()
-            with gzip.GzipFile(fileobj=f, mode="rb") as z:
+            opened = (gzip.GzipFile(fileobj=f, mode="rb") if kind == "gzip"
+                      else compression.ZstdReader(f, f"layer {blob}"))
+            with contextlib.closing(opened) as z:
                 while True:
                     chunk = z.read(_SMALL)
                     if not chunk:

@@ -6,14 +6,17 @@ registry_client.py. The store's writer lock is held from the first blob
 to the image record, so a failed pull can collect what it staged and leave
 the store as it was."""
 from berth.engine.images import names
-from berth.engine.images.archive import DiffTap, DEFAULT_MAX_BYTES
-from berth.engine.images.oci_layout import INDEXES, LAYERS, MANIFESTS, MT_DOCKER_MANIFEST
+from berth.engine.images.archive import DiffTap, DEFAULT_MAX_BYTES, MT_DOCKER_LAYER_ZSTD
+from berth.engine.images.oci_layout import (
+    INDEXES, LAYERS, MANIFESTS, MT_DOCKER_MANIFEST, MT_OCI_CONFIG, MT_OCI_MANIFEST,
+    OCI_LAYER_OF_KIND)
 from berth.engine.images.registry_blobs import (  # noqa: F401 (tests reach these)
     _fetch, _Meter, _progress, _push_blob, _short)
 from berth.engine.images.registry_client import (  # noqa: F401 (callers use these names)
     ACCEPT, _Client, _host_arch, _read_small, _sha, base_url, is_loopback, login, LoginRefused,
     manifest_path, parse_www_authenticate, select_platform, split_host)
 from berth.engine.images.store import check_digest
+from berth.engine.storage import compression
 from berth.errors import BerthError, NotFound
 from berth.oci import jsonio
 
@@ -150,26 +153,30 @@ def push(store, ref, *, auth=None, progress=None, chunk_size=None,
 
 def _manifest_for(store, image_id, rec):
     """The stored manifest if it still describes the stored blobs, else a
-    fresh Docker schema2 one."""
+    fresh one: Docker schema2, or OCI when a layer is zstd (schema2 has no
+    zstd type that other tools accept)."""
     m = rec.get("manifest")
     layers = rec["layers"]
     try:
         ok = (m["mediaType"] in MANIFESTS and m["config"]["digest"] == image_id
               and [d["digest"] for d in m["layers"]] == layers
               and all(d["size"] == store.blob_size(d["digest"]) for d in m["layers"])
-              and m["config"]["size"] == store.blob_size(image_id))
+              and m["config"]["size"] == store.blob_size(image_id)
+              and not (m["mediaType"] == MT_DOCKER_MANIFEST
+                       and any(d["mediaType"] == MT_DOCKER_LAYER_ZSTD for d in m["layers"])))
     except (KeyError, TypeError):
         ok = False
     if ok:
         return m
     from berth.engine.images.archive import MT_DOCKER_CONFIG, layer_media_kind
-    descs = []
+    kinds = []
     for d in layers:
         with store.open_blob(d) as f:
-            kind = "gzip" if f.read(2) == b"\x1f\x8b" else "tar"
-        descs.append({"mediaType": layer_media_kind(kind), "size": store.blob_size(d),
-                      "digest": d})
-    return {"schemaVersion": 2, "mediaType": MT_DOCKER_MANIFEST,
-            "config": {"mediaType": MT_DOCKER_CONFIG, "size": store.blob_size(image_id),
-                       "digest": image_id},
+            kinds.append(compression.kind_of(f.read(4)))
+    oci = "zstd" in kinds
+    descs = [{"mediaType": OCI_LAYER_OF_KIND[k] if oci else layer_media_kind(k),
+              "size": store.blob_size(d), "digest": d} for d, k in zip(layers, kinds)]
+    return {"schemaVersion": 2, "mediaType": MT_OCI_MANIFEST if oci else MT_DOCKER_MANIFEST,
+            "config": {"mediaType": MT_OCI_CONFIG if oci else MT_DOCKER_CONFIG,
+                       "size": store.blob_size(image_id), "digest": image_id},
             "layers": descs}
