@@ -23,15 +23,21 @@ from berth.oci import jsonio
 
 # pull
 
-def pull(store, ref, *, auth=None, progress=None, insecure_loopback_ok=True):
+def pull(store, ref, *, auth=None, progress=None, insecure_loopback_ok=True, policy=None):
     """Pull ref (name[:tag] or name@digest) into store and return the image
-    id. auth: (user, password), or a dict with username/password or auth."""
+    id. auth: (user, password), or a dict with username/password or auth.
+    policy: the trust policy file; a policy.json is checked against the
+    registry's signatures before any blob is fetched."""
     r = names.parse(ref) if isinstance(ref, str) else ref
     client = _Client(r, auth, "pull", insecure_loopback_ok)
     reference = r.digest or r.tag
     _progress(progress, status=f"Pulling from {r.familiar_name()}", id=reference)
     client.ping()
     doc, mt, top_digest = client.manifest(reference)
+    sigs = []
+    if policy:
+        from berth.engine.images import trust
+        sigs = trust.admit_pull(policy, r, client, top_digest)
     if mt in INDEXES:
         desc = select_platform(doc, what=f"{client.what}: manifest list {reference}")
         check_digest(desc.get("digest"), f"{client.what}: manifest list entry digest")
@@ -66,6 +72,9 @@ def pull(store, ref, *, auth=None, progress=None, insecure_loopback_ok=True):
                 before = None
             image_id = store.add_image(config_digest, layers, doc, diff_sizes=sizes,
                                        repo_digests=[f"{r.name}@{top_digest}"])
+            if sigs:
+                from berth.engine.images import sigstore
+                sigstore.save(store, image_id, sigs)
             if r.tag is not None:
                 store.tag(image_id, r.with_tag(r.tag))
         finally:

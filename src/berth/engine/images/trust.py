@@ -1,4 +1,12 @@
-"""Image trust: detached Ed25519 signatures and a policy that requires them.
+"""Image trust: which policy file applies, and berth's own local signatures.
+
+The daemon's policy file is either containers' policy.json (policy.py:
+sigstore signatures from the registry, sigstore.py; enforced at pull and
+again at create) or, told apart by its shape, berth's own format below
+(detached Ed25519 signatures kept in the store, for images that never
+pass through a registry; enforced at create). docs/trust.md has both.
+
+berth's own format: detached Ed25519 signatures and a policy that requires them.
 
 A signature vouches that a key holder published one image (config digest
 and layer diff ids) under one name. It is kept in the store as
@@ -377,9 +385,13 @@ class Policy:
 
 
 def load_policy(path=DEFAULT_POLICY):
+    """A Policy (berth's format) or a policy.ContainersPolicy (policy.json)."""
     doc = jsonio.load_file(path, f"policy {path}")
     if not isinstance(doc, dict):
         raise ConfigError(f"policy {path}: expected a JSON object")
+    from berth.engine.images import policy as containers
+    if containers.is_containers_format(doc):
+        return containers.load(path, doc)
     unknown = set(doc) - {"default", "registries", "repositories"}
     if unknown:
         raise ConfigError(f"policy {path}: unknown field {sorted(unknown)[0]!r}",
@@ -442,8 +454,10 @@ def check(store, ref, policy=DEFAULT_POLICY):
     the image ref names. An image id is accepted if the image is under one
     of its names (running by id can do nothing running by that name could
     not); an untagged image is held to the default."""
-    if not isinstance(policy, Policy):
+    if isinstance(policy, str):
         policy = load_policy(policy)
+    if not isinstance(policy, Policy):
+        return _check_sigstore(store, ref, policy)
     image_id, r = _resolve(store, ref)
     if r is not None:
         _check_scope(store, ref, r, policy)
@@ -479,3 +493,51 @@ def _check_scope(store, ref, r, policy):
     why = "; ".join(reasons) if reasons else f"image {image_id} has no signatures"
     raise Untrusted(f"image {shown} is not signed by a trusted key (policy {policy.path} "
                     f"requires signedBy for {scope}): {why}")
+
+
+# containers' policy.json
+
+def _check_sigstore(store, ref, pol):
+    """check() under a policy.json: the signatures kept at pull (or by
+    `berth image sign`) are verified again under the policy of today."""
+    from berth.engine.images import policy as containers, sigstore
+    image_id, r = _resolve(store, ref)
+    sigs = sigstore.stored(store, image_id)
+    if r is not None:
+        containers.evaluate(pol, r, str(r), sigs)
+        return
+    tags = store.tags_of(image_id)
+    errors = []
+    for t in tags or [None]:
+        try:
+            containers.evaluate(pol, names.parse(t) if t else None, t or image_id, sigs)
+            return
+        except Untrusted as e:
+            errors.append(str(e))
+    if len(errors) == 1:
+        raise Untrusted(errors[0])
+    raise Untrusted(f"image {image_id} is not accepted under any of its names: "
+                    + " | ".join(errors))
+
+
+def admit_pull(policy_path, r, client, manifest_digest):
+    """Before a pull downloads anything: raise Untrusted unless the
+    policy.json at policy_path accepts r, whose registry manifest is
+    manifest_digest; returns the signatures to keep with the image.
+    berth's own policy format is enforced at create only (its signatures
+    are made after the image is here)."""
+    if not policy_path or not os.path.exists(policy_path):
+        return []
+    pol = load_policy(policy_path)
+    if isinstance(pol, Policy):
+        return []
+    from berth.engine.images import policy as containers, sigstore
+    reqs, _ = pol.requirements(r)
+    sigs, why = [], ""
+    if any(q.kind == containers.SIGSTORE for q in reqs) \
+            and not any(q.kind == containers.REJECT for q in reqs):
+        enabled, why = containers.attachments_enabled(pol.registries_d, r)
+        if enabled:
+            sigs = sigstore.fetch(client, manifest_digest)
+    containers.evaluate(pol, r, str(r), sigs, why)
+    return sigs
