@@ -19,7 +19,7 @@ GROUPS = {
                                  "inspect": "inspect"}),
     "image": ("images", {"ls": "images", "list": "images", "rm": "rmi", "remove": "rmi",
                          "prune": "prune", "inspect": "inspect", "sign": "sign", "verify": "verify",
-                         "scan": "scan"}),
+                         "keygen": "keygen", "scan": "scan"}),
     "volume": ("volumes", {"list": "ls", "remove": "rm"}),
     "network": ("networks", {"list": "ls", "remove": "rm"}),
     "system": ("system", {"df": "df", "prune": "prune", "info": "info", "events": "events"}),

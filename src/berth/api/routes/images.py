@@ -442,7 +442,8 @@ def register(router, engine):
                 raise BadRequest(f"platform {plat!r}: only linux images can run here")
         _reachable(engine, r)
         auth = _auth(req)
-        worker = _Worker(lambda progress: registry.pull(store, r, auth=auth, progress=progress))
+        worker = _Worker(lambda progress: registry.pull(store, r, auth=auth, progress=progress,
+                                                        policy=engine.config.trust_policy))
         try:
             first, finished, result = worker.start(_started)
         except (NotFound, Conflict, HTTPError):

@@ -253,26 +253,104 @@ def _trust(ctx, action, params, name):
 
 
 def cmd_sign(ctx, argv):
-    """POST /berth/images/{name}/sign?key=PATH&signer=NAME (a key file on the daemon's host)."""
-    o, args = ctx.parse(argv, "k/key= signer=", "image sign --key PRIVATE_KEY [--signer NAME] IMAGE",
-                        min_args=1, max_args=1)
+    """With a cosign key: a sigstore signature, made here (the key and its
+    password never leave this process) over the payload berthd hands out,
+    pushed by berthd beside the image (POST /berth/images/{name}/sigstore/...).
+    With --signer: berth's own local signature, by a key file on the
+    daemon's host (POST /berth/images/{name}/sign?key=PATH&signer=NAME)."""
+    o, args = ctx.parse(argv, "k/key= signer=",
+                        "image sign --key COSIGN_KEY IMAGE  (or --key KEY --signer NAME IMAGE)",
+                        min_args=1, max_args=1,
+                        help_text="The cosign key's password comes from $COSIGN_PASSWORD "
+                                  "or a prompt.")
     if not o["key"]:
         raise UsageError("image sign: --key is required")
-    signer = o["signer"] or os.environ.get("USER") or "berth"
-    r = _trust(ctx, "sign", {"key": os.path.abspath(o["key"]), "signer": signer}, args[0])
-    ctx.out.write(f"Signed {args[0]} as {signer}" + (f": {r['Signature']}" if r and r.get("Signature") else "")
-                  + "\n")
+    if o["signer"]:
+        r = _trust(ctx, "sign", {"key": os.path.abspath(o["key"]), "signer": o["signer"]}, args[0])
+        ctx.out.write(f"Signed {args[0]} as {o['signer']}"
+                      + (f": {r['Signature']}" if r and r.get("Signature") else "") + "\n")
+        return
+    import base64
+    import json
+    from berth.client import cosign_keys
+    key = _local(ctx, cosign_keys.load_private, o["key"],
+                 _password(ctx, "Enter password for private key: "))
+    name, hdr = args[0], creds.header_for(args[0])
+    p = ctx.client.request("POST", f"/berth/images/{name}/sigstore/payload", headers=hdr).json()
+    signature = _local(ctx, cosign_keys.sign, key, base64.b64decode(p["Payload"]))
+    body = json.dumps({"Payload": p["Payload"],
+                       "Signature": base64.b64encode(signature).decode()}).encode()
+    r = ctx.client.request("POST", f"/berth/images/{name}/sigstore/signatures", body=body,
+                           headers=dict(hdr, **{"Content-Type": "application/json"})).json()
+    ctx.out.write(f"Signed {r['Reference']} ({r['ManifestDigest']}): pushed {r['Tag']}\n")
+
+
+def _local(ctx, fn, *args):
+    """fn's result; its BerthError (a key file's problem) as berth's one-line error."""
+    from berth.errors import BerthError
+    try:
+        return fn(*args)
+    except BerthError as e:
+        ctx.fail(str(e))
+        raise Exit(1)
+
+
+def _password(ctx, prompt, confirm=False):
+    if "COSIGN_PASSWORD" in os.environ:
+        return os.environ["COSIGN_PASSWORD"]
+    if not sys.stdin.isatty():
+        ctx.fail("no password: set COSIGN_PASSWORD or run on a terminal")
+        raise Exit(1)
+    import getpass
+    pw = getpass.getpass(prompt)
+    if confirm and getpass.getpass("Enter password for private key again: ") != pw:
+        ctx.fail("passwords do not match")
+        raise Exit(1)
+    return pw
+
+
+def cmd_keygen(ctx, argv):
+    """A cosign-compatible key pair (ECDSA P-256): PREFIX.key, encrypted
+    with the password, and PREFIX.pub; made here, never by the daemon."""
+    o, args = ctx.parse(argv, "output-key-prefix=", "image keygen [--output-key-prefix cosign]",
+                        max_args=0)
+    from berth.client import cosign_keys
+    prefix = o["output_key_prefix"] or "cosign"
+    key, pub = _local(ctx, cosign_keys.write_pair, prefix,
+                      _password(ctx, "Enter password for private key: ", confirm=True))
+    ctx.out.write(f"Private key written to {key}\nPublic key written to {pub}\n")
 
 
 def cmd_verify(ctx, argv):
-    """POST /berth/images/{name}/verify?keys=PATH (a .pub file or a directory of them)."""
-    o, args = ctx.parse(argv, "k/key= keys=", "image verify --keys PUBLIC_KEY_FILE_OR_DIR IMAGE",
+    """--key FILE.pub: the registry's sigstore signatures of IMAGE, checked by
+    berthd under that key (cosign verify). --keys PATH: berth's local
+    signatures, keys on the daemon's host (a .pub file or a directory)."""
+    o, args = ctx.parse(argv, "k/key= keys=",
+                        "image verify --key COSIGN_PUB IMAGE  (or --keys PUB_FILE_OR_DIR IMAGE)",
                         min_args=1, max_args=1)
-    keys = o["keys"] or o["key"]
-    if not keys:
-        raise UsageError("image verify: --keys is required")
-    r = _trust(ctx, "verify", {"keys": os.path.abspath(keys)}, args[0])
-    ctx.out.write(f"Verified {args[0]}: signed by {', '.join((r or {}).get('Signers') or [])}\n")
+    if o["keys"]:
+        r = _trust(ctx, "verify", {"keys": os.path.abspath(o["keys"])}, args[0])
+        ctx.out.write(f"Verified {args[0]}: signed by {', '.join((r or {}).get('Signers') or [])}\n")
+        return
+    if not o["key"]:
+        raise UsageError("image verify: --key (or --keys) is required")
+    if os.path.isdir(o["key"]):
+        r = _trust(ctx, "verify", {"keys": os.path.abspath(o["key"])}, args[0])
+        ctx.out.write(f"Verified {args[0]}: signed by {', '.join((r or {}).get('Signers') or [])}\n")
+        return
+    import json
+    try:
+        with open(o["key"]) as f:
+            pem = f.read(1 << 16)
+    except OSError as e:
+        ctx.fail(f"open {o['key']}: {e.strerror}")
+        raise Exit(1)
+    body = json.dumps({"PublicKey": pem}).encode()
+    r = ctx.client.request("POST", f"/berth/images/{args[0]}/sigstore/verify", body=body,
+                           headers=dict(creds.header_for(args[0]),
+                                        **{"Content-Type": "application/json"})).json()
+    ctx.out.write(f"Verified {args[0]} ({r['ManifestDigest']}): signed as "
+                  f"{', '.join(r['Verified'])}\n")
 
 
 def cmd_scan(ctx, argv):

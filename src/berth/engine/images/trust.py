@@ -454,8 +454,8 @@ def check(store, ref, policy=DEFAULT_POLICY):
     the image ref names. An image id is accepted if the image is under one
     of its names (running by id can do nothing running by that name could
     not); an untagged image is held to the default."""
-    if isinstance(policy, str):
-        policy = load_policy(policy)
+    if isinstance(policy, (str, os.PathLike)):
+        policy = load_policy(os.fspath(policy))
     if not isinstance(policy, Policy):
         return _check_sigstore(store, ref, policy)
     image_id, r = _resolve(store, ref)
