@@ -458,18 +458,24 @@ def check(store, ref, policy=DEFAULT_POLICY):
         policy = load_policy(os.fspath(policy))
     if not isinstance(policy, Policy):
         return _check_sigstore(store, ref, policy)
+    _under_its_names(store, ref, lambda shown, r: _check_scope(store, shown, r, policy))
+
+
+def _under_its_names(store, ref, check_one):
+    """check_one(shown, parsed name or None) for ref's name, or for an image
+    id under each of the image's tags until one passes (no tag: None)."""
     image_id, r = _resolve(store, ref)
     if r is not None:
-        _check_scope(store, ref, r, policy)
+        check_one(ref, r)
         return
     tags = store.tags_of(image_id)
     if not tags:
-        _check_scope(store, image_id, None, policy)
+        check_one(image_id, None)
         return
     errors = []
     for t in tags:
         try:
-            _check_scope(store, t, names.parse(t), policy)
+            check_one(t, names.parse(t))
             return
         except Untrusted as e:
             errors.append(str(e))
@@ -501,23 +507,9 @@ def _check_sigstore(store, ref, pol):
     """check() under a policy.json: the signatures kept at pull (or by
     `berth image sign`) are verified again under the policy of today."""
     from berth.engine.images import policy as containers, sigstore
-    image_id, r = _resolve(store, ref)
-    sigs = sigstore.stored(store, image_id)
-    if r is not None:
-        containers.evaluate(pol, r, str(r), sigs)
-        return
-    tags = store.tags_of(image_id)
-    errors = []
-    for t in tags or [None]:
-        try:
-            containers.evaluate(pol, names.parse(t) if t else None, t or image_id, sigs)
-            return
-        except Untrusted as e:
-            errors.append(str(e))
-    if len(errors) == 1:
-        raise Untrusted(errors[0])
-    raise Untrusted(f"image {image_id} is not accepted under any of its names: "
-                    + " | ".join(errors))
+    sigs = sigstore.stored(store, store.resolve(ref))
+    _under_its_names(store, ref, lambda shown, r: containers.evaluate(
+        pol, r, str(r) if r is not None else shown, sigs))
 
 
 def admit_pull(policy_path, r, client, manifest_digest):
