@@ -248,3 +248,34 @@ def test_requirements_berth_does_not_implement_refuse_the_policy_by_name(
     with pytest.raises(ConfigError, match=message):
         registry.pull(store, f"{reg.host}/s/busybox:1", policy=str(path))
     assert store.images() == []
+
+
+def test_hostile_attachments_are_refused_with_the_reason(reg, pushed, store, tmp_path):
+    key = Key(tmp_path, "ecdsa-p256")
+    ref = f"{reg.host}/s/busybox:1"
+    policy = write_policy(tmp_path, {"": signed_by(key)})
+    payload = payload_for(ref, pushed)
+    good = key.sign(payload, tmp_path)
+    tag = "sha256-" + pushed[7:] + ".sig"
+    mt = "application/vnd.oci.image.manifest.v1+json"
+    other = put_blob(reg, "s/busybox", b"{}")
+    # the descriptor names one blob, the size of another
+    manifest = {"schemaVersion": 2, "mediaType": mt,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": other, "size": 2},
+                "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                            "digest": other, "size": len(payload),
+                            "annotations": {"dev.cosignproject.cosign/signature":
+                                            base64.b64encode(good).decode()}}]}
+    assert reg.raw("PUT", f"/v2/s/busybox/manifests/{tag}", json.dumps(manifest).encode(),
+                   {"Content-Type": mt})[0] == 201
+    refused_pull(store, ref, policy, r"layers\[0\]: blob sha256:\w+ does not match its descriptor")
+    # a signed payload with a field containers/image does not know in critical
+    doc = json.loads(payload)
+    doc["critical"]["extra"] = 1
+    odd = json.dumps(doc).encode()
+    attach(reg, "s/busybox", pushed, [(odd, key.sign(odd, tmp_path))])
+    refused_pull(store, ref, policy, r"critical section must hold exactly identity, image and type")
+    # oversized or undecodable signatures are not signatures
+    attach(reg, "s/busybox", pushed, [(b"x" * (65 << 10), good)])
+    refused_pull(store, ref, policy, r"the image has no sigstore signatures")
