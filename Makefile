@@ -7,7 +7,7 @@ SHARED ?= $(CURDIR)/../shared
 # to commit: build installs it where the spec generator looks for it
 SECCOMP_DEFAULT := src/berth/engine/seccomp_default.json
 VPY := $(VENV)/bin/python
-APT_PKGS := runc busybox-static libseccomp2 iproute2 hyperfine skopeo umoci docker.io docker-registry docker-compose containerd tini podman conmon iperf3 uidmap slirp4netns python3 zstd
+APT_PKGS := runc busybox-static libseccomp2 iproute2 hyperfine skopeo umoci docker.io docker-registry docker-compose containerd tini podman conmon iperf3 uidmap slirp4netns python3 zstd openssl
 export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: all deps venv build test unit demo bench bench-quick clean
