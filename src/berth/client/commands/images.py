@@ -328,16 +328,13 @@ def cmd_verify(ctx, argv):
     o, args = ctx.parse(argv, "k/key= keys=",
                         "image verify --key COSIGN_PUB IMAGE  (or --keys PUB_FILE_OR_DIR IMAGE)",
                         min_args=1, max_args=1)
-    if o["keys"]:
-        r = _trust(ctx, "verify", {"keys": os.path.abspath(o["keys"])}, args[0])
+    local = o["keys"] or (o["key"] if o["key"] and os.path.isdir(o["key"]) else None)
+    if local:
+        r = _trust(ctx, "verify", {"keys": os.path.abspath(local)}, args[0])
         ctx.out.write(f"Verified {args[0]}: signed by {', '.join((r or {}).get('Signers') or [])}\n")
         return
     if not o["key"]:
         raise UsageError("image verify: --key (or --keys) is required")
-    if os.path.isdir(o["key"]):
-        r = _trust(ctx, "verify", {"keys": os.path.abspath(o["key"])}, args[0])
-        ctx.out.write(f"Verified {args[0]}: signed by {', '.join((r or {}).get('Signers') or [])}\n")
-        return
     import json
     try:
         with open(o["key"]) as f:
