@@ -88,6 +88,9 @@ def test_berth_signs_where_skopeo_looks_and_accepts_what_skopeo_copied(
 
     assert "wrong password" in one_line_error(
         berth("image", "sign", "--key", key, f"{host}/s/busybox:1", password="wrong"))
+    berth.ok("tag", "busybox:latest", f"{host}/s/busybox:unpushed")
+    assert "manifest unpushed: 404" in one_line_error(
+        berth("image", "sign", "--key", key, f"{host}/s/busybox:unpushed"))
     out = berth.ok("image", "sign", "--key", key, f"{host}/s/busybox:1")
     assert out.startswith(f"Signed {host}/s/busybox:1 (sha256:") and ".sig" in out
 
