@@ -17,6 +17,28 @@ def _yes(v, default):
     return str(v).lower() in ("1", "true", "yes")
 
 
+def _of_family(configs, version):
+    """The first IPAM config entry of one address family (a copy), or None."""
+    for c in configs:
+        subnet = c.get("Subnet") or ""
+        if subnet and (":" in subnet) == (version == 6):
+            return dict(c)
+    return None
+
+
+def _v6_info(cfg6):
+    if not cfg6:
+        return {"cfg6": None, "subnet6": None, "gateway6": None, "prefixlen6": None}
+    subnet, gw, _, _ = ipam.pool(cfg6)
+    return {"cfg6": cfg6, "subnet6": str(subnet), "gateway6": str(gw),
+            "prefixlen6": subnet.prefixlen}
+
+
+def v6_of(bridge):
+    """A bridge record's IPv6 gateway as ensure_bridge takes it, or None."""
+    return (bridge["gateway6"], bridge["prefixlen6"]) if bridge.get("subnet6") else None
+
+
 class Bridges:
     def __init__(self, cfg, tag, default_bridge, records):
         self.cfg = cfg
@@ -46,17 +68,21 @@ class Bridges:
         elif default and self.records.bridges().get(self.default_bridge, {}).get("moved"):
             b = self.records.bridges()[self.default_bridge]
             cfg = {"Subnet": b["subnet"], "Gateway": b["gateway"]}
-        elif configs:
-            cfg = dict(configs[0])
+        elif _of_family(configs, 4):
+            cfg = _of_family(configs, 4)
         else:
             raise BerthError(f"network {net['Name']} has no IPv4 subnet")
         subnet, gw, _, _ = ipam.pool(cfg)
         opts = net.get("Options") or {}
         moved = default and bool(self.records.bridges().get(self.default_bridge, {}).get("moved"))
+        if default:
+            cfg6 = {"Subnet": self.cfg.fixed_cidr_v6} if self.cfg.ipv6 else None
+        else:
+            cfg6 = _of_family(configs, 6) if net.get("EnableIPv6") else None
         return {"moved": moved, "network_id": net["Id"], "network": net["Name"], "default": default,
                 "bridge": self.default_bridge if default else "br-" + net["Id"][:12],
                 "cfg": cfg, "subnet": str(subnet), "gateway": str(gw),
-                "prefixlen": subnet.prefixlen,
+                "prefixlen": subnet.prefixlen, **_v6_info(cfg6),
                 "internal": bool(net.get("Internal")),
                 "icc": self.cfg.icc if default else _yes(opts.get(ICC_OPTION), True),
                 "masq": self.cfg.ip_masq and _yes(opts.get(MASQ_OPTION), True),
@@ -72,14 +98,14 @@ class Bridges:
         if mode != "bridge":
             raise BerthError(f"network {net['Name']}: macvlan_mode {mode!r} is not supported",
                              hint="bridge")
-        configs = (net.get("IPAM") or {}).get("Config") or []
-        if not configs:
+        cfg = _of_family((net.get("IPAM") or {}).get("Config") or [], 4)
+        if not cfg:
             raise BerthError(f"network {net['Name']} has no IPv4 subnet")
-        cfg = dict(configs[0])
         subnet, gw, _, _ = ipam.pool(cfg)
         return {"kind": "macvlan", "parent": parent, "moved": False, "network_id": net["Id"],
                 "network": net["Name"], "default": False, "bridge": None, "cfg": cfg,
                 "subnet": str(subnet), "gateway": str(gw), "prefixlen": subnet.prefixlen,
+                **_v6_info(None),
                 "internal": bool(net.get("Internal")), "icc": True, "masq": False,
                 "mtu": int(opts.get(MTU_OPTION) or self.cfg.mtu)}
 
@@ -90,13 +116,15 @@ class Bridges:
             self._move_default(ipr, info)
         want = {k: info[k] for k in ("network_id", "subnet", "gateway", "prefixlen",
                                      "internal", "icc", "masq", "default")}
+        if info["subnet6"]:
+            want.update({k: info[k] for k in ("subnet6", "gateway6", "prefixlen6")})
         if info.get("moved"):
             want["moved"] = True
         if bridges.get(info["bridge"]) != want:
             bridges[info["bridge"]] = want
             self.records.write_bridges(bridges)
         netlink.ensure_bridge(ipr, info["bridge"], info["gateway"], info["prefixlen"],
-                              info["mtu"])
+                              info["mtu"], v6=v6_of(want))
 
     def _move_default(self, ipr, info):
         """A daemon whose default subnet another bridge already routes (a

@@ -10,14 +10,15 @@ What the driver made is recorded before it is made (records.py), the
 firewall is regenerated whole from the records (rules.py), and IP
 forwarding is switched on while some daemon needs it (forward.py)."""
 import hashlib
+import ipaddress
 import json
 import os
 import secrets
 import threading
 
-from berth.errors import BerthError
-from berth.engine.network import dns, ipam, names, netlink, nft, ports, rules, settings
-from berth.engine.network.bridges import Bridges
+from berth.errors import BerthError, ConfigError
+from berth.engine.network import dns, ipam, names, netlink, ports, rules, settings
+from berth.engine.network.bridges import Bridges, v6_of
 from berth.engine.network.forward import Forward
 from berth.engine.network.records import Records
 
@@ -39,6 +40,21 @@ class NetConfig:
         self.bridge_name = getattr(cfg, "bridge_name", None)
         # the embedded resolver sends unknown names to the host's resolvers
         self.dns_forward = bool(getattr(cfg, "dns_forward", True))
+        # --ipv6 --fixed-cidr-v6: the default bridge is dual-stack
+        self.ipv6 = bool(getattr(cfg, "ipv6", False))
+        self.fixed_cidr_v6 = getattr(cfg, "fixed_cidr_v6", None)
+        if self.ipv6 != bool(self.fixed_cidr_v6):
+            raise ConfigError("--ipv6 and --fixed-cidr-v6 go together: the default bridge's "
+                              "IPv6 subnet, e.g. --ipv6 --fixed-cidr-v6 fd12:3456:789a:1::/64")
+        if self.fixed_cidr_v6:
+            try:
+                net = ipaddress.ip_network(self.fixed_cidr_v6)
+            except ValueError:
+                net = None
+            if net is None or net.version != 6 or net.prefixlen > 124:
+                raise ConfigError(f"--fixed-cidr-v6 {self.fixed_cidr_v6!r}: expected an IPv6 "
+                                  "network of /124 or wider, like fd12:3456:789a:1::/64")
+            self.fixed_cidr_v6 = str(net)
 
 class Driver:
     def __init__(self, engine):
@@ -55,6 +71,8 @@ class Driver:
         self.records = Records(self.dir)
         self.bridges = Bridges(self.cfg, self.tag, self.default_bridge, self.records)
         self.forward = Forward(self.cfg.ip_forward, self.tag, self.dir)
+        self.forward6 = Forward(self.cfg.ip_forward, self.tag, self.dir, family=6)
+        engine.networks.set_default_ipv6(self.cfg.fixed_cidr_v6)
         self.lock = threading.RLock()
 
     # -- the hooks --------------------------------------------------------
@@ -94,45 +112,21 @@ class Driver:
                 if info.get("kind") != "macvlan":
                     with netlink.host_lock():
                         self.bridges.ensure(ipr, info)
-                taken = [e["ip"] for r in records.values() for e in r["endpoints"]
-                         if e["network_id"] == net["Id"]]
-                taken += [e["ip"] for e in rec["endpoints"] if e["network_id"] == net["Id"]]
-                want = (ep.get("IPAMConfig") or {}).get("IPv4Address")
-                ip = ipam.allocate(info["cfg"], taken, want)
-                aliases = [a for a in (ep.get("Aliases") or []) if a]
-                macvlan = info.get("kind") == "macvlan"
-                rec["endpoints"].append({
-                    "network_id": net["Id"], "network": net["Name"], "bridge": info["bridge"],
-                    "default": info["default"], "ip": ip, "prefixlen": info["prefixlen"],
-                    "gateway": info["gateway"], "mac": ipam.mac_for(ip),
-                    # a macvlan has no host side: it lives and dies in the netns
-                    "veth": None if macvlan else f"vb{c.id[:10]}{i:x}",
-                    "peer": f"{'vm' if macvlan else 'vp'}{c.id[:10]}{i:x}",
-                    "parent": info.get("parent"),
-                    "ifname": f"eth{i}", "aliases": aliases,
-                    "endpoint_id": secrets.token_hex(32)})
+                rec["endpoints"].append(self._endpoint(c, i, net, info, ep, records, rec))
                 infos.append(info)
             others = [m for r in records.values() for m in r.get("ports", [])]
-            mappings = ports.plan(c.host_config, c.config, others)
             primary = rec["endpoints"][0]
+            mappings = ports.plan(c.host_config, c.config, others, ipv6=bool(primary.get("ip6")))
             if mappings and primary.get("parent"):
                 raise BerthError("ports cannot be published from a macvlan network: the "
                                  "container has its own address on the parent's segment")
-            rec["ports"] = [dict(m, ip=primary["ip"]) for m in mappings]
+            rec["ports"] = [dict(m, ip=primary["ip6"] if ":" in m["host_ip"] else primary["ip"])
+                            for m in mappings]
             # the leases, veth names and ports are on disk before anything is made
             self.records.write(rec)
-            if any(not i["internal"] and i.get("kind") != "macvlan" for i in infos):
-                self.forward.on()
+            self._forward_for(infos)
             for i, ep in enumerate(rec["endpoints"]):
-                route = i == 0 and not infos[i]["internal"]
-                if ep.get("parent"):
-                    netlink.plug_macvlan(ipr, pid, ep["parent"], ep["peer"], ep["ifname"],
-                                         ep["ip"], ep["prefixlen"], ep["mac"], ep["gateway"],
-                                         default_route=route, mtu=infos[i]["mtu"])
-                    continue
-                netlink.plug(ipr, pid, ep["bridge"], ep["veth"], ep["peer"], ep["ifname"],
-                             ep["ip"], ep["prefixlen"], ep["mac"], ep["gateway"],
-                             default_route=route, mtu=infos[i]["mtu"])
+                self._plug(ipr, pid, ep, infos[i], i == 0 and not infos[i]["internal"])
         except BerthError:
             raise
         except Exception as e:  # noqa: BLE001 - netlink errors become one clear line
@@ -144,6 +138,58 @@ class Driver:
         names.write_resolv(c, rec)
         self._fill(c, rec, pid)
 
+    def _endpoint(self, c, i, net, info, ep, records, rec):
+        """The record of the container's i-th interface, on net: its
+        addresses chosen from the network's pools (IPAMConfig's static
+        --ip/--ip6 if given), names for its links."""
+        holders = [r for cid, r in records.items() if cid != c.id] + [rec]
+
+        def taken(key):
+            return [e.get(key) for r in holders for e in r["endpoints"]
+                    if e["network_id"] == net["Id"]]
+        want = ep.get("IPAMConfig") or {}
+        ip = ipam.allocate(info["cfg"], taken("ip"), want.get("IPv4Address"))
+        mac = ipam.mac_for(ip)
+        ip6 = None
+        if info["cfg6"]:
+            if not want.get("IPv6Address") and info["default"]:
+                ip6 = ipam.from_mac(info["cfg6"], mac, taken("ip6"))
+            ip6 = ip6 or ipam.allocate(info["cfg6"], taken("ip6"), want.get("IPv6Address"))
+        elif want.get("IPv6Address"):
+            raise BerthError(f"--ip6 {want['IPv6Address']}: network {net['Name']} has no IPv6",
+                             hint="create it with --ipv6 and an IPv6 --subnet")
+        macvlan = info.get("kind") == "macvlan"
+        return {"network_id": net["Id"], "network": net["Name"], "bridge": info["bridge"],
+                "default": info["default"], "ip": ip, "prefixlen": info["prefixlen"],
+                "gateway": info["gateway"], "mac": mac, "ip6": ip6,
+                "prefixlen6": info["prefixlen6"] if ip6 else None,
+                "gateway6": info["gateway6"] if ip6 else None,
+                # a macvlan has no host side: it lives and dies in the netns
+                "veth": None if macvlan else f"vb{c.id[:10]}{i:x}",
+                "peer": f"{'vm' if macvlan else 'vp'}{c.id[:10]}{i:x}",
+                "parent": info.get("parent"),
+                "ifname": f"eth{i}", "aliases": [a for a in (ep.get("Aliases") or []) if a],
+                "endpoint_id": secrets.token_hex(32)}
+
+    def _plug(self, ipr, pid, ep, info, route):
+        if ep.get("parent"):
+            netlink.plug_macvlan(ipr, pid, ep["parent"], ep["peer"], ep["ifname"],
+                                 ep["ip"], ep["prefixlen"], ep["mac"], ep["gateway"],
+                                 default_route=route, mtu=info["mtu"])
+            return
+        v6 = (ep["ip6"], ep["prefixlen6"], ep["gateway6"]) if ep.get("ip6") else None
+        netlink.plug(ipr, pid, ep["bridge"], ep["veth"], ep["peer"], ep["ifname"],
+                     ep["ip"], ep["prefixlen"], ep["mac"], ep["gateway"],
+                     default_route=route, mtu=info["mtu"], v6=v6)
+
+    def _forward_for(self, infos):
+        """IP forwarding on (per family) for networks that reach out."""
+        routed = [i for i in infos if not i["internal"] and i.get("kind") != "macvlan"]
+        if routed:
+            self.forward.on()
+        if any(i.get("subnet6") for i in routed):
+            self.forward6.on()
+
     def _fill(self, c, rec, pid):
         with c.cond:
             ns = c.data.setdefault("NetworkSettings", {})
@@ -152,7 +198,7 @@ class Driver:
                 d = nets.setdefault(ep["network"], {"NetworkID": ep["network_id"]})
                 d.update({"IPAddress": ep["ip"], "IPPrefixLen": ep["prefixlen"],
                           "Gateway": ep["gateway"], "MacAddress": ep["mac"],
-                          "EndpointID": ep["endpoint_id"]})
+                          "EndpointID": ep["endpoint_id"], **_v6_shown(ep)})
                 if not ep["default"]:
                     al = list(d.get("Aliases") or [])
                     for a in (rec["name"], c.id[:12]):
@@ -166,7 +212,8 @@ class Driver:
             if prim["default"]:
                 ns.update({"IPAddress": prim["ip"], "IPPrefixLen": prim["prefixlen"],
                            "Gateway": prim["gateway"], "MacAddress": prim["mac"],
-                           "EndpointID": prim["endpoint_id"], "Bridge": prim["bridge"]})
+                           "EndpointID": prim["endpoint_id"], "Bridge": prim["bridge"],
+                           **_v6_shown(prim)})
             c.save()
 
     # -- connect / disconnect of a running container ---------------------------
@@ -196,25 +243,13 @@ class Driver:
             i = next(k for k in range(64) if f"eth{k}" not in used)
             ipr = netlink.host()
             try:
-                if info.get("kind") != "macvlan":
-                    with netlink.host_lock():
-                        self.bridges.ensure(ipr, info)
-                taken = [e["ip"] for r in records.values() for e in r["endpoints"]
-                         if e["network_id"] == net["Id"]]
-                ip = ipam.allocate(info["cfg"], taken, (ep.get("IPAMConfig") or {}).get("IPv4Address"))
-                new = {"network_id": net["Id"], "network": net["Name"], "bridge": info["bridge"],
-                       "default": info["default"], "ip": ip, "prefixlen": info["prefixlen"],
-                       "gateway": info["gateway"], "mac": ipam.mac_for(ip),
-                       "veth": f"vb{c.id[:10]}{i:x}", "peer": f"vp{c.id[:10]}{i:x}",
-                       "ifname": f"eth{i}", "aliases": [a for a in (ep.get("Aliases") or []) if a],
-                       "endpoint_id": secrets.token_hex(32)}
+                with netlink.host_lock():
+                    self.bridges.ensure(ipr, info)
+                new = self._endpoint(c, i, net, info, ep, records, rec)
                 rec["endpoints"].append(new)
                 self.records.write(rec)
-                if not info["internal"]:
-                    self.forward.on()
-                netlink.plug(ipr, pid, new["bridge"], new["veth"], new["peer"], new["ifname"],
-                             ip, new["prefixlen"], new["mac"], new["gateway"],
-                             default_route=False, mtu=info["mtu"])
+                self._forward_for([info])
+                self._plug(ipr, pid, new, info, False)
             except BerthError:
                 self._drop_endpoint(c.id, net["Id"])
                 raise
@@ -251,7 +286,7 @@ class Driver:
                 netlink.delete_link(ipr, e["peer"])
         finally:
             ipr.close()
-        netlink.flush_conntrack([e["ip"] for e in gone])
+        netlink.flush_conntrack(_addresses(gone))
         rec["endpoints"] = keep
         if not keep:
             rec["ports"] = []
@@ -286,7 +321,7 @@ class Driver:
                         netlink.delete_link(ipr, n)
         finally:
             ipr.close()
-        netlink.flush_conntrack([ep["ip"] for ep in rec.get("endpoints", []) if ep.get("ip")])
+        netlink.flush_conntrack(_addresses(rec.get("endpoints", [])))
         os.unlink(path)
         return True
 
@@ -305,12 +340,12 @@ class Driver:
                         info = self.records.bridges().get(b)
                         if info and netlink.index(ipr, b) is None:
                             netlink.ensure_bridge(ipr, b, info["gateway"], info["prefixlen"],
-                                                  self.cfg.mtu)
+                                                  self.cfg.mtu, v6=v6_of(info))
                 finally:
                     ipr.close()
-                if any(not self.records.bridges().get(e["bridge"], {}).get("internal")
-                       for r in records.values() for e in r["endpoints"]):
-                    self.forward.on()
+                bridges = self.records.bridges()
+                self._forward_for([bridges[e["bridge"]] for r in records.values()
+                                   for e in r["endpoints"] if e.get("bridge") in bridges])
             self._apply()
             self._refresh_hosts()
             self._gc_bridges(keep_default=bool(records))
@@ -323,12 +358,12 @@ class Driver:
             if self.records.endpoints():
                 return
             self._gc_bridges(keep_default=False)
-            for fam in ("ip", "bridge"):
-                try:
-                    nft.delete_table(fam, self.table)
-                except BerthError:
-                    pass
+            try:
+                rules.remove(self.table)
+            except BerthError:
+                pass
             self.forward.release()
+            self.forward6.release()
 
     # -- bridges no endpoint uses -------------------------------------------
 
@@ -358,6 +393,18 @@ class Driver:
             except OSError:
                 pass
         self.dns.update(names.dns_table(records))
+        self.dns.set_aaaa(names.dns_table(records, "ip6"))
 
     def _apply(self):
         rules.apply(self.table, self.records.endpoints(), self.records.bridges())
+
+
+def _v6_shown(ep):
+    """An endpoint's IPv6 fields in inspect, as dockerd shows them."""
+    return {"GlobalIPv6Address": ep.get("ip6") or "",
+            "GlobalIPv6PrefixLen": ep.get("prefixlen6") or 0,
+            "IPv6Gateway": ep.get("gateway6") or ""}
+
+
+def _addresses(endpoints):
+    return [a for e in endpoints for a in (e.get("ip"), e.get("ip6")) if a]

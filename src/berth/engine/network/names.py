@@ -11,15 +11,21 @@ def entries(rec, records):
     own_names = [full, rec["hostname"]]
     if not prim["default"]:
         own_names += [rec["name"]] + prim.get("aliases", [])
-    entries = [(prim["ip"], own_names)]
+    entries = [(ip, own_names) for ip in _ips(prim)]
     mine = {e["network_id"] for e in rec["endpoints"] if not e["default"]}
     for cid, other in sorted(records.items()):
         if cid == rec["id"]:
             continue
         for e in other["endpoints"]:
             if e["network_id"] in mine:
-                entries.append((e["ip"], [other["name"]] + e.get("aliases", []) + [cid[:12]]))
+                entries += [(ip, [other["name"]] + e.get("aliases", []) + [cid[:12]])
+                            for ip in _ips(e)]
     return entries
+
+
+def _ips(e):
+    """An endpoint's addresses, IPv4 first (dockerd's order in /etc/hosts)."""
+    return [e["ip"]] + ([e["ip6"]] if e.get("ip6") else [])
 
 
 def write_hosts(cid, records):
@@ -31,8 +37,9 @@ def write_hosts(cid, records):
                          hosts.render(hosts.base(text), entries(rec, records)))
 
 
-def dns_table(records):
-    """{gateway of a user bridge network: {name: ip}} for the resolver."""
+def dns_table(records, key="ip"):
+    """{gateway of a user bridge network: {name: ip}} for the resolver;
+    key "ip6": the IPv6 addresses (AAAA) instead."""
     table = {}
     for cid, rec in records.items():
         for e in rec["endpoints"]:
@@ -40,8 +47,8 @@ def dns_table(records):
                 continue
             names = table.setdefault(e["gateway"], {})
             for n in [rec["name"], rec.get("hostname"), cid[:12]] + e.get("aliases", []):
-                if n:
-                    names[n.lower()] = e["ip"]
+                if n and e.get(key):
+                    names[n.lower()] = e[key]
     return table
 
 
