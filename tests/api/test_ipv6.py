@@ -210,6 +210,10 @@ def in_ns(ns, code, timeout=30):
     return r.stdout.strip() or r.stderr.strip().splitlines()[-1]
 
 
+GET = ("import socket;s=socket.create_connection(('%s',%d),timeout=5);"
+       "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n');print(s.makefile().read().split()[-1])")
+
+
 def get6(addr, port, timeout=5):
     with socket.create_connection((addr, port), timeout=timeout) as s:
         s.sendall(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
@@ -229,9 +233,7 @@ def test_published_ports_egress_and_hairpin_over_ipv6(net, outside6):
     assert [b["HostIp"] for b in ports["81/tcp"]] == ["::"], ports
     assert read(FORWARD6) == "1"
     # from the outside world to the host's address on its link
-    code = ("import socket;s=socket.create_connection(('%s',%d),timeout=5);"
-            "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n');print(s.makefile().read().split()[-1])")
-    assert in_ns(ns, code % (host_addr, port)) == "six"
+    assert in_ns(ns, GET % (host_addr, port)) == "six"
     # from the host itself, to its own address on the bridge
     assert get6(gw6, port) == "six"
     # ::1 cannot be DNATed out of the host (no route_localnet for IPv6):
@@ -284,6 +286,110 @@ def free_port6():
                 return port
             except OSError:
                 continue
+
+
+# -- the default bridge, icc and isolation ---------------------------------------
+
+def test_default_bridge_ipv6_icc_and_isolation(net):
+    sub6, gw6 = ula()
+    net.stop()
+    net.extra_args = ["--ipv6"]
+    with pytest.raises(RuntimeError, match="--ipv6 and --fixed-cidr-v6 go together"):
+        net.start()
+    assert "Traceback" not in net.log()
+    net.extra_args = ["--ipv6", "--fixed-cidr-v6", sub6]
+    net.start()
+    bridge = json.loads(net.docker("network", "inspect", "bridge", check=True).stdout)[0]
+    assert bridge["EnableIPv6"] is True and {"Subnet": sub6} in bridge["IPAM"]["Config"]
+    serve(net, "s1", "s1")
+    ns = inspect(net, "s1")["NetworkSettings"]
+    # dockerd's rule on a default bridge of /80 or wider: prefix + the MAC
+    want = ipaddress.ip_network(sub6).network_address + int(ns["MacAddress"].replace(":", ""), 16)
+    assert (ns["GlobalIPv6Address"], ns["GlobalIPv6PrefixLen"], ns["IPv6Gateway"]) == \
+        (str(want), 64, gw6)
+    assert ns["Networks"]["bridge"]["GlobalIPv6Address"] == str(want)
+    s1 = str(want)
+    assert get6(s1, 80) == "s1"      # the host reaches it over IPv6
+    # inter-container traffic is off on the default bridge, over IPv6 too
+    r = net.docker("run", "--rm", "alpine", "wget", "-T", "2", "-qO-", f"http://[{s1}]/")
+    assert r.returncode != 0
+    # and networks are isolated from each other
+    dual(net, "iso6")
+    r = net.docker("run", "--rm", "--network", "iso6", "alpine", "wget", "-T", "2", "-qO-",
+                   f"http://[{s1}]/")
+    assert r.returncode != 0
+    serve(net, "s2", "s2", "--network", "iso6")
+    s2 = ep_of(net, "s2", "iso6")["GlobalIPv6Address"]
+    assert get6(s2, 80) == "s2"
+    r = net.docker("run", "--rm", "alpine", "wget", "-T", "2", "-qO-", f"http://[{s2}]/")
+    assert r.returncode != 0
+    # stopped: no address shown, none leased
+    net.docker("stop", "-t", "1", "s1", check=True)
+
+    def cleared():
+        ns = inspect(net, "s1")["NetworkSettings"]
+        return (ns["GlobalIPv6Address"], ns["IPv6Gateway"],
+                ns["Networks"]["bridge"]["GlobalIPv6Address"]) == ("", "", "")
+    assert eventually(cleared, timeout=10)
+
+
+# -- records and crashes ---------------------------------------------------------
+
+def conntrack6_with(ip):
+    from pyroute2 import Conntrack
+    ct = Conntrack(nfgen_family=socket.AF_INET6)
+    try:
+        return [e for e in ct.dump_entries() if ip in (e.tuple_orig.saddr, e.tuple_orig.daddr,
+                                                       e.tuple_reply.saddr, e.tuple_reply.daddr)]
+    finally:
+        ct.close()
+
+
+def test_ipv6_nothing_left_after_rm_and_after_crash(net, outside6):
+    ns, host_addr, _ = outside6
+    d, table = net, f"berth_{tag_of(net)}"
+    forwarding = read(FORWARD6)
+    sub6, gw6 = dual(d, "cr6")
+    port = free_port6()
+    serve(d, "k6", "k6", "--network", "cr6", "-p", f"{port}:80")
+    cid = inspect(d, "k6")["Id"]
+    ip6 = ep_of(d, "k6", "cr6")["GlobalIPv6Address"]
+    endpoints = os.path.join(d.data_root, "network", "endpoints")
+    with open(os.path.join(endpoints, cid + ".json")) as f:
+        assert json.load(f)["endpoints"][0]["ip6"] == ip6     # the lease is on record
+    assert cid[:12] in sh("nft", "list", "table", "ip6", table).stdout
+    # kill -9 of the daemon: the container runs on, reachable over IPv6
+    d.proc.kill()
+    d.proc.wait()
+    d.start()
+    assert get6(gw6, port) == "k6"
+    # a flow from outside (not masqueraded): its tracking entry must go with
+    # the container, or it would reach whoever gets the address next
+    assert in_ns(ns, GET % (host_addr, port)) == "k6"
+    assert conntrack6_with(ip6)
+    d.docker("rm", "-f", "k6", check=True)
+    assert not conntrack6_with(ip6)
+    assert cid[:12] not in sh("nft", "list", "table", "ip6", table).stdout
+    assert cid[:12] not in sh("nft", "list", "table", "bridge", table).stdout
+    assert os.listdir(endpoints) == []
+    # a container that dies while no daemon watches: its lease goes at the
+    # next start
+    serve(d, "k7", "k7", "--network", "cr6")
+    pid = inspect(d, "k7")["State"]["Pid"]
+    d.proc.kill()
+    d.proc.wait()
+    os.kill(pid, 9)
+    time.sleep(0.5)
+    d.start()
+    assert os.listdir(endpoints) == []
+    d.docker("rm", "-f", "k7", check=True)
+    d.docker("network", "rm", "cr6", check=True)
+    assert not any(gw6 in line for line in sh("ip", "-6", "-o", "addr").stdout.splitlines())
+    # daemon stop with no container: tables go, forwarding is put back
+    d.stop()
+    assert not any(table in t for t in nft_tables())
+    assert read(FORWARD6) == forwarding and not os.path.exists("/run/berth-net6/user." +
+                                                                tag_of(d))
 
 
 # -- anti-spoofing: addresses, neighbour discovery, router advertisements ------

@@ -220,6 +220,9 @@ class Networks:
                 pools.insert(0, self._allocate(taken))
             if enable_ipv6 and not any(":" in p["Subnet"] for p in pools):
                 pools.append(self._allocate6(taken))
+            # IPv4 entries first, as dockerd lists them (the docker CLI sends
+            # its --subnet flags in no particular order)
+            pools.sort(key=lambda p: ":" in p["Subnet"])
             net = {"Name": name, "Id": os.urandom(32).hex(), "Created": _now(), "Scope": "local",
                    "Driver": driver, "EnableIPv6": bool(enable_ipv6),
                    "IPAM": {"Driver": ipam_driver, "Options": ipam.get("Options") or {},

@@ -280,29 +280,52 @@ def flush_conntrack(ips):
         return 0
     try:
         from pyroute2 import Conntrack
-        from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
     except ImportError:
         return 0
     removed = 0
-    try:
-        ct = Conntrack()
-    except Exception:  # noqa: BLE001 - no nf_conntrack_netlink: nothing to flush
-        return 0
-    try:
+    # one socket per family: a dump (or delete) asks for one family's table
+    for family in (socket.AF_INET, socket.AF_INET6):
+        mine = [ip for ip in ips if (":" in ip) == (family == socket.AF_INET6)]
+        if not mine:
+            continue
+        try:
+            ct = Conntrack(nfgen_family=family)
+        except Exception:  # noqa: BLE001 - no nf_conntrack_netlink: nothing to flush
+            return removed
+        try:
+            for e in _tracked(ct, family, mine):
+                try:
+                    # (Conntrack.delete deletes, then fails iterating None)
+                    ct.entry("del", tuple_orig=e.tuple_orig)
+                    removed += 1
+                except NetlinkError:  # gone already
+                    pass
+        finally:
+            ct.close()
+    return removed
+
+
+def _tracked(ct, family, ips):
+    """The entries from (or answered by) any of ips, as a list."""
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+    out = []
+    if family == socket.AF_INET:
         for ip in ips:
             for flt in ({"tuple_orig": NFCTAttrTuple(saddr=ip)},
                         {"tuple_reply": NFCTAttrTuple(saddr=ip)}):
                 try:
-                    entries = list(ct.dump_entries(**flt))
+                    out += list(ct.dump_entries(**flt))
                 except Exception:  # noqa: BLE001
                     continue
-                for e in entries:
-                    try:
-                        # (Conntrack.delete deletes, then fails iterating None)
-                        ct.entry("del", tuple_orig=e.tuple_orig)
-                        removed += 1
-                    except NetlinkError:  # gone already
-                        pass
-    finally:
-        ct.close()
-    return removed
+        return out
+    # the kernel-side filter pyroute2 builds finds no IPv6 entry: the
+    # family's table is read whole and matched here
+    want = {ipaddress.ip_address(ip) for ip in ips}
+    try:
+        for e in ct.dump_entries():
+            if {ipaddress.ip_address(a) for a in (e.tuple_orig.saddr, e.tuple_reply.saddr)
+                    if a} & want:
+                out.append(e)
+    except Exception:  # noqa: BLE001
+        pass
+    return out
