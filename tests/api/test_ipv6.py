@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from shared_dir import FIXTURES
-from test_network_traffic import (HTTPD, http_get, inspect, links, net, nft_tables,  # noqa: F401
-                                  run, serve, sh, tag_of, wait_listening)
+from test_network_traffic import (http_get, inspect, net, nft_tables, run,  # noqa: F401
+                                  seen_outside, serve, sh, tag_of)
 
 REPO = Path(__file__).resolve().parents[2]
 FORWARD6 = "/proc/sys/net/ipv6/conf/all/forwarding"
@@ -246,23 +246,9 @@ def test_published_ports_egress_and_hairpin_over_ipv6(net, outside6):
                    f"http://[{gw6}]:{port}/")
     assert r.returncode == 0 and r.stdout.strip() == "six", r.stderr
     # egress: the outside sees the host's address, not the container's
-    server = ("import socket;s=socket.socket(socket.AF_INET6);"
-              "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
-              f"s.bind(('{out_addr}',9099));s.listen(1);s.settimeout(30);c,a=s.accept();"
-              "print(a[0], c.recv(100).decode().strip(), flush=True)")
-    srv = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", server],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(0.5)
-        r = net.docker("run", "--rm", "--network", "pub6", "alpine", "sh", "-c",
-                       f"echo egress | nc -w 3 {out_addr} 9099", timeout=60)
-        out, err = srv.communicate(timeout=40)
-    finally:
-        if srv.poll() is None:
-            srv.kill()
-            srv.wait()
+    r, seen = seen_outside(net, ns, out_addr, "--network", "pub6")
     assert r.returncode == 0, r.stderr
-    assert out.split() == [host_addr, "egress"], (out, err)
+    assert seen.split() == [host_addr, "egress"], seen
     # an internal network has no way out
     dual(net, "inn6", "--internal")
     r = net.docker("run", "--rm", "--network", "inn6", "alpine", "sh", "-c",
