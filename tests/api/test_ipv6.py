@@ -170,6 +170,14 @@ def test_dual_stack_container_addresses_names_and_aaaa(net):
     # and the traffic goes over IPv6
     r = net.docker("exec", "cl", "wget", "-T", "3", "-qO-", f"http://[{ip6}]/")
     assert r.returncode == 0 and r.stdout.strip() == "served", r.stderr
+    # a running container connected to the network gets its IPv6 address at once
+    run(net, "-d", "--name", "late", "alpine", "sleep", "300")
+    net.docker("network", "connect", "app6", "late", check=True)
+    late6 = ep_of(net, "late", "app6")["GlobalIPv6Address"]
+    assert f"{late6}/64" in net.docker("exec", "late", "ip", "-6", "addr", "show", "dev", "eth1",
+                                       check=True).stdout
+    attached = json.loads(net.docker("network", "inspect", "app6", check=True).stdout)[0]
+    assert f"{late6}/64" in [a["IPv6Address"] for a in attached["Containers"].values()]
     # a static --ip6 is taken, and twice it is refused
     run(net, "-d", "--name", "st6", "--network", "app6",
         "--ip6", str(ipaddress.ip_network(sub6).network_address + 0x50), "alpine", "sleep", "300")
