@@ -96,7 +96,7 @@ def _bridges():
 
 def _sysctls():
     out = set()
-    for key in ("net/ipv4/ip_forward",):
+    for key in ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"):
         try:
             with open(f"/proc/sys/{key}") as f:
                 out.add(f"{key}={f.read().strip()}")

@@ -50,6 +50,10 @@ def parse_args(argv):
     p.add_argument("--bip", default=None, help="the default bridge's address, e.g. 172.17.0.1/16")
     p.add_argument("--fixed-cidr", default=None, help="containers' addresses on the default bridge")
     p.add_argument("-b", "--bridge", default=None, help="name of the default bridge")
+    p.add_argument("--ipv6", action="store_true",
+                   help="dual-stack default bridge (needs --fixed-cidr-v6)")
+    p.add_argument("--fixed-cidr-v6", default=None,
+                   help="the default bridge's IPv6 subnet, e.g. fd12:3456:789a:1::/64")
     p.add_argument("--no-dns-forward", action="store_true",
                    help="the embedded resolver answers container names only (NXDOMAIN otherwise)")
     p.add_argument("--loopback-registries-only", action="store_true",
@@ -133,6 +137,7 @@ def build(args):
     cfg.ip_masq = args.ip_masq == "true"
     cfg.mtu = args.mtu
     cfg.bip, cfg.fixed_cidr, cfg.bridge_name = args.bip, args.fixed_cidr, args.bridge
+    cfg.ipv6, cfg.fixed_cidr_v6 = args.ipv6, args.fixed_cidr_v6
     cfg.host_loopback = args.rootless_host_loopback
     engine = Engine(paths, cfg)
     policy = authz.load(args.authz_policy or paths.authz_policy,
