@@ -64,9 +64,9 @@ int main(void) {
 """
 
 
-def config_toml(work, sock):
+def config_toml(work, sock, binaries):
     runtimes = []
-    for name, binary in (("runc", os.environ.get("BERTH_CRI_RUNC") or shutil.which("runc")), ("berth", BERTH)):
+    for name, binary in binaries.items():
         runtimes.append(f"""
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{name}]
   runtime_type = "io.containerd.runc.v2"
@@ -160,6 +160,9 @@ def _run(argv, check=True, timeout=120, **kw):
 
 
 class Node:
+    # handler -> the shim's BinaryName (a wrapper that logs can stand in)
+    binaries = {"runc": shutil.which("runc") or "runc", "berth": str(BERTH)}
+
     def __init__(self, work, token=None, config_extra=""):
         self.work = Path(work)
         self.token = token or secrets.token_hex(3)
@@ -182,7 +185,7 @@ class Node:
         (self.work / "net.d" / "10-berth.conflist").write_text(
             json.dumps(cni_conflist(self.work, self.bridge), indent=1))
         (self.work / "config.toml").write_text(
-            config_toml(self.work, self.sock) + self.config_extra)
+            config_toml(self.work, self.sock, self.binaries) + self.config_extra)
         self._log = open(self.work / "containerd.log", "wb")
         # the network namespace is containerd's own (unshare), with no name
         # under /run/netns: it goes when containerd and its shims end, and
@@ -245,7 +248,7 @@ class Node:
             stop_process(self.proc, 30)
             self._log.close()
         self._stop_shims()
-        for name in HANDLERS:
+        for name in self.binaries:
             self._delete_leftover_containers(name)
         self._unmount_below(self.work)
         self._remove_cgroup_parent()
@@ -269,7 +272,7 @@ class Node:
                     pass
 
     def _delete_leftover_containers(self, handler):
-        binary = str(BERTH) if handler == "berth" else "runc"
+        binary = self.binaries[handler]
         root = self.work / handler / "k8s.io"
         if not root.is_dir():
             return

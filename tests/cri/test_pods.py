@@ -11,24 +11,13 @@ import grpc
 import pytest
 
 import runtime_v1_pb2 as pb
-from node import BERTH, BUSYBOX, HANDLERS, HERE
+from compare import both, pid_ns
+from node import BERTH, BUSYBOX, HERE
 
 SLEEP = ["sleep", "1000"]
 # stop and remove of a pod take well under a second here; containerd's own
 # waits (a stuck kill) run to minutes
 QUICK_S = 20
-
-
-def both(scenario):
-    """scenario(handler) for runc, then berth; asserts that berth's result
-    is runc's and returns it."""
-    got = {h: scenario(h) for h in HANDLERS}
-    assert got["berth"] == got["runc"], f"berth: {got['berth']!r}\nrunc:  {got['runc']!r}"
-    return got["runc"]
-
-
-def pid_ns(mode):
-    return pb.LinuxSandboxSecurityContext(namespace_options=pb.NamespaceOption(pid=mode))
 
 
 def runtime_ids(node, handler):
