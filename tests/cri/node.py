@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path[:0] = [str(HERE.parent), str(REPO / "build" / "cri")]
 
+from images import pause_image  # noqa: E402
 from procutil import stop as stop_process  # noqa: E402
 from shared_dir import FIXTURES  # noqa: E402
 
@@ -41,28 +42,6 @@ BUSYBOX = "docker.io/library/busybox:latest"
 HANDLERS = ("runc", "berth")
 SUBNET = "10.231.7.0/24"
 NETWORK = "berth-cri"
-
-PAUSE_C = r"""
-/* the pod sandbox's process: holds the namespaces, reaps what is
-   reparented to it, ends on SIGINT/SIGTERM */
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-static void quit(int s) { (void)s; _exit(0); }
-static void reap(int s) { (void)s; while (waitpid(-1, 0, WNOHANG) > 0) {} }
-int main(void) {
-    struct sigaction a = {0};
-    a.sa_handler = quit;
-    sigaction(SIGINT, &a, 0);
-    sigaction(SIGTERM, &a, 0);
-    a.sa_handler = reap;
-    a.sa_flags = SA_NOCLDSTOP | SA_RESTART;
-    sigaction(SIGCHLD, &a, 0);
-    for (;;)
-        pause();
-}
-"""
-
 
 def config_toml(work, sock, binaries):
     runtimes = []
@@ -116,41 +95,6 @@ def cni_conflist(work, bridge):
         {"type": "portmap", "capabilities": {"portMappings": True}}]}
 
 
-def build_pause(dest):
-    src = dest.with_suffix(".c")
-    src.write_text(PAUSE_C)
-    subprocess.run(["gcc", "-static", "-Os", "-s", "-o", str(dest), str(src)], check=True,
-                   capture_output=True)
-    return dest
-
-
-def docker_archive(path, name, files, config):
-    """A one-layer docker-archive (what `docker save` writes) of
-    {path in image: (bytes, mode)}; config is the image's "config"."""
-    import hashlib
-    import io
-    import tarfile
-    layer = io.BytesIO()
-    with tarfile.open(fileobj=layer, mode="w") as t:
-        for fname, (data, mode) in files.items():
-            ti = tarfile.TarInfo(fname)
-            ti.size, ti.mode = len(data), mode
-            t.addfile(ti, io.BytesIO(data))
-    layer = layer.getvalue()
-    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
-    cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": config,
-                      "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
-    manifest = json.dumps([{"Config": "config.json", "RepoTags": [name],
-                            "Layers": ["layer.tar"]}]).encode()
-    with tarfile.open(path, "w") as t:
-        for fname, data in (("layer.tar", layer), ("config.json", cfg),
-                            ("manifest.json", manifest)):
-            ti = tarfile.TarInfo(fname)
-            ti.size = len(data)
-            t.addfile(ti, io.BytesIO(data))
-    return path
-
-
 def _run(argv, check=True, timeout=120, **kw):
     r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                        stdin=subprocess.DEVNULL, **kw)
@@ -201,10 +145,7 @@ class Node:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("containerd did not start: " + self.log_tail())
             time.sleep(0.2)
-        pause = build_pause(self.work / "pause")
-        docker_archive(self.work / "pause.tar", PAUSE_IMAGE,
-                       {"pause": (pause.read_bytes(), 0o755)}, {"Entrypoint": ["/pause"]})
-        self.import_image(self.work / "pause.tar")
+        self.import_image(pause_image(self.work, PAUSE_IMAGE))
         self.import_image(FIXTURES / "images" / "busybox-1.38.tar")
         from cri import Cri
         self.cri = Cri(self.sock)
