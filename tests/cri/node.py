@@ -198,19 +198,28 @@ class Node:
 
     def _stop_shims(self):
         """Shims of this node (their command line names its socket) that
-        outlived containerd: nothing is left for them to serve."""
+        outlived containerd: nothing is left for them to serve. Killed, a
+        shim leaves its socket behind, named as containerd names it."""
+        import hashlib
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
             try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            except OSError:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+            except (OSError, UnicodeDecodeError):
                 continue
-            if str(self.sock).encode() in cmd and b"containerd-shim" in cmd[0]:
-                try:
-                    os.kill(int(pid), 9)
-                except ProcessLookupError:
-                    pass
+            if str(self.sock) not in cmd or "containerd-shim" not in cmd[0]:
+                continue
+            try:
+                os.kill(int(pid), 9)
+            except ProcessLookupError:
+                continue
+            flag = dict(zip(cmd, cmd[1:]))
+            name = f"{self.sock}/{flag.get('-namespace')}/{flag.get('-id')}"
+            try:
+                os.unlink(f"/run/containerd/s/{hashlib.sha256(name.encode()).hexdigest()}")
+            except OSError:
+                pass
 
     def _delete_leftover_containers(self, handler):
         binary = self.binaries[handler]
