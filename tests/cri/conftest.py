@@ -1,5 +1,7 @@
-"""One CRI node (node.py) for the whole directory, and pods that are
-removed after each test, also when it fails."""
+"""One CRI node (node.py) per test module, and pods that are removed after
+each test, also when it fails. (Not one per directory: without an
+__init__.py a package-scoped fixture lives to the end of the session, past
+tests/test_zz_leftovers.py, which must see the node gone.)"""
 import itertools
 import os
 import shutil
@@ -26,7 +28,7 @@ def _missing():
     return gone
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def node(tmp_path_factory, session_token):
     gone = _missing()
     if gone:
