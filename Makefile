@@ -7,7 +7,7 @@ SHARED ?= $(CURDIR)/../shared
 # to commit: build installs it where the spec generator looks for it
 SECCOMP_DEFAULT := src/berth/engine/seccomp_default.json
 VPY := $(VENV)/bin/python
-APT_PKGS := runc busybox-static libseccomp2 iproute2 hyperfine skopeo umoci docker.io docker-registry docker-compose containerd tini podman conmon iperf3 uidmap slirp4netns python3 zstd openssl
+APT_PKGS := runc busybox-static libseccomp2 iproute2 hyperfine skopeo umoci docker.io docker-registry docker-compose containerd tini podman conmon iperf3 uidmap slirp4netns python3 zstd openssl containernetworking-plugins gcc libc6-dev
 export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: all deps venv build test unit demo bench bench-quick clean
@@ -16,13 +16,13 @@ all: build
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq $$missing; fi
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
 
 venv: $(VPY)
-	@$(VPY) -c 'import pytest, cryptography, pyroute2, zstandard, nacl, yaml' 2>/dev/null || $(VPY) -m pip install -q -r requirements-dev.txt
+	@$(VPY) -c 'import pytest, cryptography, pyroute2, zstandard, nacl, yaml, grpc, grpc_tools' 2>/dev/null || $(VPY) -m pip install -q -r requirements-dev.txt
 
 # bin/ holds launchers that run the venv's python with -IS: site and the
 # pyenv shim cost 30-70 ms per start, more than the runtime's own work.
@@ -36,6 +36,9 @@ build: venv
 	    "$(VPY)" "$$flags" "$(CURDIR)" "$${mod#berth_}" > bin/$$tool; chmod 755 bin/$$tool; done
 	@install -m 0644 $(SHARED)/fixtures/docker-default-seccomp.json $(SECCOMP_DEFAULT)
 	@$(VPY) -m compileall -q src
+	@# the CRI messages tests/cri speaks to containerd (a subset, written by the project)
+	@mkdir -p build/cri && $(VPY) -m grpc_tools.protoc -Itests/cri --python_out=build/cri \
+	  --grpc_python_out=build/cri tests/cri/runtime_v1.proto
 
 unit: build
 	$(VPY) -m pytest -q tests/unit

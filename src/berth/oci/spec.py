@@ -183,5 +183,7 @@ def validate(cfg, bundle):
     return rootfs, ns
 
 
-PROPAGATION = {"shared": 1 << 20, "slave": 1 << 19, "private": 1 << 18,
-               "unbindable": 1 << 17}
+# what runc accepts for linux.rootfsPropagation; containerd's CRI plugin
+# asks for rshared (Bidirectional volumes) and rslave (HostToContainer)
+PROPAGATION = frozenset(p + kind for p in ("", "r")
+                        for kind in ("shared", "slave", "private", "unbindable"))

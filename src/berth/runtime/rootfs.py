@@ -25,7 +25,10 @@ def prepare_before_cgroup(cfg, rootfs):
     so the init can do this while the runtime is still making the cgroup."""
     linux = cfg.get("linux") or {}
     prop = linux.get("rootfsPropagation")
-    L.mount(None, "/", None, L.MS_REC | (M.PROPAGATION.get("r" + prop) if prop else L.MS_SLAVE))
+    # taken as given, recursive or not, as runc does: rshared keeps the
+    # copies of the host's mounts peers of theirs, so mounts under a shared
+    # bind travel both ways (Kubernetes' Bidirectional), rslave one way
+    L.mount(None, "/", None, M.PROPAGATION[prop] if prop else L.MS_SLAVE | L.MS_REC)
     # pivot_root refuses a new root whose parent mount is shared
     _make_parent_private(rootfs)
     L.mount(rootfs, rootfs, None, L.MS_BIND | L.MS_REC)

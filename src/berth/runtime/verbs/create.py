@@ -83,7 +83,12 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
     try:
         c.save()  # the cgroup is on record before it exists: delete can always find it
         if fifo:
-            os.mkfifo(c.fifo, 0o600)
+            os.mkfifo(c.fifo)
+            # writable by all, as runc makes it: the init opens it after
+            # becoming process.user, maybe without CAP_DAC_OVERRIDE (a pod's
+            # runAsUser with every capability dropped); only root can read,
+            # that is start it
+            os.chmod(c.fifo, 0o622)
             _fifo_for_userns_root(c, linux)
             dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         if console_socket is not None and proc.get("terminal"):
