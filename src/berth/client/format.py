@@ -192,6 +192,22 @@ def _tokens(text):
     return out
 
 
+class Row(dict):
+    """One line of a listing (ps, images, ...): a struct in docker's
+    formatter, not a map, so a field it lacks is an error rather than
+    '<no value>', and it has the method `.Label "key"`."""
+
+    def __init__(self, kind, fields, labels=None):
+        super().__init__(fields)
+        self.kind = kind
+        self.labels = labels if isinstance(labels, dict) else {}
+
+    def method(self, name):
+        if name == "Label":
+            return lambda key: self.labels.get(key, "")
+        return None
+
+
 def _field(v, name):
     if isinstance(v, dict):
         if name in v:
@@ -199,6 +215,12 @@ def _field(v, name):
         low = {k.lower(): k for k in v}  # Docker's structs vs. our dicts
         if name.lower() in low:
             return v[low[name.lower()]]
+        if isinstance(v, Row):
+            method = v.method(name)
+            if method is None:
+                raise TemplateError(f"can't evaluate field {name} in type {v.kind}: "
+                                    f"it has {', '.join(sorted(v))}")
+            return method
         return NO_VALUE
     if v is None or v == NO_VALUE:
         return NO_VALUE
@@ -209,9 +231,40 @@ def _json(v):
     return json.dumps(v, separators=(",", ":"), ensure_ascii=False)
 
 
+_VERB = re.compile(r"%([-+# 0]*)(\d*)(?:\.(\d+))?([vsdqfxXt%])")
+
+
 def _printf(fmt, *args):
-    fmt = re.sub(r"%v|%s|%q|%d", lambda m: "%r" if m.group() == "%q" else "%s", fmt)
-    return fmt % tuple(go_str(a) if not isinstance(a, str) else a for a in args)
+    """Go's fmt.Sprintf for the verbs templates use: %v %s %d %q %f %x %t."""
+    args = list(args)
+
+    def one(m):
+        flags, width, prec, verb = m.groups()
+        if verb == "%":
+            return "%"
+        if not args:
+            return f"%!{verb}(MISSING)"
+        a = args.pop(0)
+        if verb == "q":
+            text = json.dumps(go_str(a), ensure_ascii=False)
+        elif verb in "dxX":
+            try:
+                text = format(int(a), {"d": "d", "x": "x", "X": "X"}[verb])
+            except (TypeError, ValueError):
+                return f"%!{verb}({go_str(a)})"
+        elif verb == "f":
+            try:
+                text = f"{float(a):.{prec or 6}f}"
+            except (TypeError, ValueError):
+                return f"%!f({go_str(a)})"
+        else:
+            text = go_str(a)
+            if prec and verb == "s":
+                text = text[:int(prec)]
+        if width:
+            text = text.ljust(int(width)) if "-" in flags else text.rjust(int(width))
+        return text
+    return _VERB.sub(one, fmt)
 
 
 def _index(v, *keys):
@@ -232,7 +285,8 @@ FUNCS = {
     "json": _json,
     "upper": lambda s: go_str(s).upper(),
     "lower": lambda s: go_str(s).lower(),
-    "title": lambda s: go_str(s).title(),
+    # Go's strings.Title: the first letter of each word up, the rest kept
+    "title": lambda s: re.sub(r"(?<![\w'])(\w)", lambda m: m.group(1).upper(), go_str(s)),
     "join": lambda v, sep: sep.join(go_str(x) for x in (v or [])),
     "split": lambda s, sep: go_str(s).split(sep),
     "index": _index,
@@ -375,6 +429,8 @@ class Template:
                 v = self._eval_pipe(node[1], dot, env)
                 if node[1][0]:
                     continue
+                if callable(v):
+                    raise TemplateError("wrong number of args for a method: want 1 got 0")
                 out.append(NO_VALUE if v is NO_VALUE else go_str(v))
             elif kind == "if":
                 v = self._eval_pipe(node[1], dot, env)
@@ -410,6 +466,15 @@ class Template:
 
     def _eval_cmd(self, cmd, dot, env, piped):
         head = cmd[0]
+        if head[0] == "word" and head[1].startswith(".") and (len(cmd) > 1 or piped):
+            method = self._arg(head, dot, env)   # .Label "key"
+            if callable(method):
+                args = [self._arg(a, dot, env) for a in cmd[1:]] + (piped or [])
+                try:
+                    return method(*args)
+                except TypeError:
+                    raise TemplateError(f"wrong number of args for {head[1][1:]}: want 1 "
+                                        f"got {len(args)}") from None
         if head[0] == "word" and head[1] in self.funcs:
             args = [self._arg(a, dot, env) for a in cmd[1:]] + (piped or [])
             try:
@@ -418,6 +483,9 @@ class Template:
                 raise
             except Exception as e:
                 raise TemplateError(f"error calling {head[1]}: {e}") from None
+        if head[0] == "word" and re.fullmatch(r"[A-Za-z_]\w*", head[1]) and \
+                head[1] not in ("true", "false", "nil"):
+            raise TemplateError(f'function "{head[1]}" not defined')
         if len(cmd) > 1 or piped:
             raise TemplateError(f"can't give arguments to non-function {self._show(head)}")
         return self._arg(head, dot, env)
@@ -481,7 +549,8 @@ def _unescape(fmt):
 
 def header_of(action, headers):
     """The header of one `{{...}}` action: the last .Field it names."""
-    fields = re.findall(r"\.([A-Za-z_][\w.]*)", action)
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"|`[^`]*`', "", action)   # not the fields of a "com.x" argument
+    fields = re.findall(r"\.([A-Za-z_][\w.]*)", bare)
     if not fields:
         return action.strip().upper() if action.strip() else ""
     name = fields[-1].split(".")[-1] if "." in fields[-1] else fields[-1]
@@ -492,10 +561,20 @@ def _split_camel(name):
     return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).upper()
 
 
-def render(items, fmt, default_table, headers=None, quiet_field=None, funcs=None):
-    """items: list of dicts. fmt: None/'' (default table), 'table', 'table
+def check(fmt):
+    """A --format's syntax, checked before the daemon is asked anything."""
+    if fmt and fmt not in ("json", "table"):
+        text = _unescape(fmt)
+        Template(text[5:] if text.startswith("table") else text)
+
+
+def render(items, fmt, default_table, headers=None, quiet_field=None, funcs=None, kind=None):
+    """items: list of dicts (Rows, or made Rows of `kind`: their unknown
+    fields are errors). fmt: None/'' (default table), 'table', 'table
     TEMPLATE', 'json' or a template. Returns the output text."""
     headers = headers or {}
+    if kind:
+        items = [it if isinstance(it, Row) else Row(kind, it) for it in items]
     if not fmt or fmt == "table":
         fmt = default_table
     if fmt == "json":
@@ -513,6 +592,27 @@ def render(items, fmt, default_table, headers=None, quiet_field=None, funcs=None
         return "".join(line + "\n" for line in align(rows))
     tpl = Template(fmt, funcs)
     return "".join(tpl.render(it) + "\n" for it in items)
+
+
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+               "\t": "\\t", "\v": "\\v", "\\": "\\\\", '"': '\\"'}
+
+
+def go_quote(s):
+    """Go's strconv.Quote, as `docker ps` shows COMMAND."""
+    out = []
+    for ch in s:
+        if ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return '"' + "".join(out) + '"'
 
 
 def ellipsis(s, n):
