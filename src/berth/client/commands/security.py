@@ -26,12 +26,17 @@ def cmd_audit(ctx, argv):
     from berth.client.format import indent_json, render
     o, _ = ctx.parse(argv, "audit", max_args=0)
     fail_on = _fail_on(o["fail_on"], ("fail", "warn"), "fail")
+    levels = sorted({x for v in o["level"] for x in v.split(",") if x})
+    for lv in levels:
+        if lv not in ("daemon", "image", "container"):
+            from berth.client.args import UsageError
+            raise UsageError(f'invalid argument "{lv}" for "--level" flag: one of daemon, '
+                             "image, container")
+    # the daemon filters the checks and scores those alone
     report = ctx.client.get("/berth/audit", all=o["all"] or None,
-                            images=0 if o["no_images"] else None)
-    checks = report.get("Checks") or []
-    if o["level"]:
-        levels = {x for v in o["level"] for x in v.split(",")}
-        checks = [c for c in checks if c.get("Level") in levels]
+                            images=0 if o["no_images"] else None,
+                            level=",".join(levels) or None)
+    checks = [c for c in report.get("Checks") or [] if not levels or c.get("Level") in levels]
     bad = {"FAIL"} | ({"WARN"} if fail_on == "warn" else set())
     code = 1 if any(c.get("Result") in bad for c in checks) else 0
     if o["format"] == "json":
@@ -53,7 +58,10 @@ def cmd_audit(ctx, argv):
     s = report.get("Summary") or {}
     ctx.out.write(f"\nScore: {report.get('Score', 0)}/100 ({s.get('PASS', 0)} passed, "
                   f"{s.get('WARN', 0)} warnings, {s.get('FAIL', 0)} failed, "
-                  f"{s.get('INFO', 0)} info)\n")
+                  f"{s.get('INFO', 0)} info)" + (f" for the {', '.join(levels)} checks" if levels
+                                                 else "") + "\n")
+    if report.get("Benchmark"):
+        ctx.out.write(f"Check IDs: {report['Benchmark']}\n")
     raise Exit(code)
 
 
