@@ -56,9 +56,8 @@ OPTIONS = (
      "Where every state-changing request is recorded (default <data-root>/audit.log)"),
     (("--trust-policy",), "trust-policy", "str", None,
      "Image signature policy (default <config-dir>/trust.json if it exists)"),
-    (("--init-path",), "init-path", "str",
-     "/usr/bin/tini-static" if os.path.exists("/usr/bin/tini-static") else None,
-     "The init that --init runs in containers (Debian's tini-static)"),
+    (("--init-path",), "init-path", "str", "/usr/bin/tini-static",
+     "The init that --init runs in containers (Debian's tini-static; none if it is missing)"),
     (("--userns-remap",), "userns-remap", "str", None,
      "auto: each container gets a uid/gid range of its own; UID:GID:SIZE: every container "
      "maps root to that range"),
@@ -249,6 +248,9 @@ def settle(args, rootless_mode, default_dirs):
     out.config_dir = config_dir or conf
     if rootless_mode:
         out.group = None
+    if where.get("init_path") == "--init-path" and "init_path" not in given \
+            and not os.path.exists(out.init_path or ""):
+        out.init_path = None   # the default, and Debian's tini is not installed
     if out.debug:
         out.log_level = "debug"
     _validate(out, where)

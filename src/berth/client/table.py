@@ -76,7 +76,7 @@ kernel-memory=bytes         Kernel memory limit (deprecated by the kernel, ignor
 l/label=*list               Set metadata on a container (key=value)
 label-file=*list            Read in a line delimited file of labels
 link=*list                  Add a link to another container (legacy; user networks have DNS)
-log-driver=string           Logging driver for the container (json-file, local, none)
+log-driver=string           Logging driver for the container (json-file, the only one berth has)
 log-opt=*list               Log driver options (max-size=10m, max-file=3)
 mac-address=string          Container MAC address (e.g., 92:d0:c6:0a:29:33)
 m/memory=bytes              Memory limit (e.g., 512m, 1g)
