@@ -28,7 +28,12 @@ end and reported. Without podman (or if it cannot start) its column says n/a.
 
 Prints a table with the ratios berth/docker and berth/podman (lower is
 better) and the issue's goals (against Docker), and writes it to
-bench/results/engine-<time>.txt. Everything started (daemons, containers,
+bench/results/engine-<time>.txt. On a loaded machine: a daemon that is slow
+to start gets a second try with a longer wait; an engine that still does
+not start, or a scenario that fails, leaves its figures out ('-', with the
+reason under the table) and the rest is measured and written all the same;
+a timed command that fails once is run again. The cgroup parents carry this
+run's PID, so two runs on one machine never clean up each other's. Everything started (daemons, containers,
 shims, conmons, cgroups, mounts, temp dirs) is removed at the end, on failure
 and on Ctrl-C too. See bench/README.md.
 """
@@ -57,15 +62,16 @@ from image_load import Dockerd, install_docker  # noqa: E402
 import podman_isolation  # noqa: E402
 from procutil import alive, children, ppid, stop  # noqa: E402
 from shared_dir import FIXTURES  # noqa: E402
+from retry import START_TIMEOUTS, second_try  # noqa: E402
 from stats import percentile  # noqa: E402
 
 ALPINE = FIXTURES / "images" / "alpine-3.20.tar"
 IMAGE = "alpine"  # the fixture loads as alpine:latest
 ENGINES = ["docker", "podman", "berth"]
 CGROUP_ROOT = "/sys/fs/cgroup"
-BERTH_CGROUP = "/berth-bench"
-DOCKER_CGROUP = "/berth-bench-docker"
-PODMAN_CGROUP = "/berth-bench-podman"
+BERTH_CGROUP = f"/berth-bench-{os.getpid()}"
+DOCKER_CGROUP = f"/berth-bench-{os.getpid()}-docker"
+PODMAN_CGROUP = f"/berth-bench-{os.getpid()}-podman"
 # host paths podman (or the runtimes under it) writes by default; any entry
 # that appears during the bench is removed again (see PodmanEngine.cleanup)
 PODMAN_HOST_PATHS = ("/run/libpod", "/run/containers", "/var/lib/containers", "/etc/containers",
@@ -258,9 +264,17 @@ class Engine:
         return r
 
     def timed(self, *args):
-        t0 = time.perf_counter()
-        self.docker(*args)
-        return time.perf_counter() - t0
+        """Seconds one command took; a command that fails is run once more
+        (a loaded host drops the odd one), and only a success is timed."""
+        for attempt in (1, 2):
+            t0 = time.perf_counter()
+            try:
+                self.docker(*args)
+                return time.perf_counter() - t0
+            except (RuntimeError, subprocess.TimeoutExpired):
+                if attempt == 2:
+                    raise
+                time.sleep(1)
 
     def containers(self):
         r = self.docker("ps", "-aq", "--no-trunc", check=False, timeout=60)
@@ -277,9 +291,9 @@ class BerthEngine(Engine):
     cgroup parent)."""
     name = "berth"
 
-    def __init__(self, work, cgroup_parent=BERTH_CGROUP):
+    def __init__(self, work, cgroup_parent=None):
         self.work = Path(work)
-        self.cgroup_parent = cgroup_parent
+        self.cgroup_parent = cgroup_parent or BERTH_CGROUP
         self.sock = self.work / "berth.sock"
         self.log = self.work / "berthd.log"
         self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.sock}",
@@ -288,7 +302,7 @@ class BerthEngine(Engine):
             self.env.pop(k, None)
         self.proc = None
 
-    def start(self, timeout=30):
+    def start(self, timeout=START_TIMEOUTS[0]):
         for d in ("etc", "cli"):
             (self.work / d).mkdir(parents=True, exist_ok=True)
         argv = [str(BERTHD), "-H", f"unix://{self.sock}", "--data-root", str(self.work / "lib"),
@@ -352,8 +366,8 @@ class DockerEngine(Engine):
         for k in ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
             self.env.pop(k, None)
 
-    def start(self):
-        self.d.start()
+    def start(self, timeout=START_TIMEOUTS[0]):
+        self.d.start(timeout=timeout)
 
     def containerd_pid(self):
         try:
@@ -416,13 +430,13 @@ class PodmanEngine(Engine):
                 return f"{tool} is not installed (make deps installs podman and conmon)"
         return None
 
-    def start(self):
-        # what exists on the host before podman runs: only what appears
-        # afterwards is ours to remove
+    def start(self, timeout=None):
+        # what exists on the host before podman first runs: only what
+        # appears afterwards is ours to remove (a second try keeps the first)
         for p in PODMAN_HOST_PATHS:
-            self.host_before[p] = _tree_entries(p)
+            self.host_before.setdefault(p, _tree_entries(p))
         for p in PODMAN_RUNTIME_ROOTS:
-            self.runtime_before[p] = os.path.lexists(p)
+            self.runtime_before.setdefault(p, os.path.lexists(p))
         self.driver, self.env, self.base = podman_isolation.setup(
             self.work, engine_conf=PODMAN_ENGINE_CONF, cli=self.cli)
 
@@ -527,6 +541,21 @@ class PodmanEngine(Engine):
 
 
 # -- scenarios ---------------------------------------------------------------
+
+def start_engine(e):
+    """Start e and load the image into it, with a second try."""
+    def start(timeout):
+        e.work.mkdir(parents=True, exist_ok=True)
+        e.start(timeout=timeout)
+        e.docker("load", "-i", ALPINE, timeout=600)
+        e.docker("image", "inspect", IMAGE)
+
+    def stop():
+        if e.name == "podman" or e.sock.exists():
+            e.remove_all()
+        e.stop()
+    second_try(f"engine.py: {e.name}", start, stop)
+
 
 def run_args():
     return ["run", "--rm", "--network", "none", IMAGE, "true"]
@@ -737,9 +766,15 @@ def report(res, args, info):
         lines += ["", f"one run as API calls (no CLI, no attach), median of {args.phase_runs}, ms"
                   " (podman: no API socket)",
                   f"{'phase':<30}{'docker':>12}{'podman':>12}{'berth':>12}{'b/d':>8}{'b/p':>8}"]
-        for k in ph["docker"]:
-            row(f"  {k}", ph["docker"][k], NA, ph["berth"][k], "ms")
-        row("  total", sum(ph["docker"].values()), NA, sum(ph["berth"].values()), "ms")
+        d, b = ph.get("docker", {}), ph.get("berth", {})
+        for k in next(iter(ph.values())):
+            row(f"  {k}", d.get(k, NA), NA, b.get(k, NA), "ms")
+        row("  total", sum(d.values()) if d else NA, NA, sum(b.values()) if b else NA, "ms")
+    # what could not be measured, and why: the figures above are '-' or n/a
+    notes = [f"{n}: not measured: {why}" for n, why in (info.get("missing") or {}).items()]
+    notes += [f"{k}: not measured: {why}" for k, why in (info.get("failed") or {}).items()]
+    if notes:
+        lines += ["", "missing figures:"] + [f"  {x}" for x in notes]
     return "\n".join(lines)
 
 
@@ -772,46 +807,64 @@ def main(argv=None):
     work = Path(os.path.realpath(tempfile.mkdtemp(prefix="be-")))  # short: sun_path
     berth, docker = BerthEngine(work / "b"), DockerEngine(work / "d")
     podman = PodmanEngine(work / "p")
-    engines = [docker, berth]
-    started = list(engines)  # what cleanup() must take down
+    started = [docker, berth]  # what cleanup() must take down
+    engines, missing = [], {}
     res, info, status = {}, {}, 0
     try:
-        for e in engines:
-            e.work.mkdir(parents=True, exist_ok=True)
-            e.start()
-            e.docker("load", "-i", ALPINE)
-            e.docker("image", "inspect", IMAGE)
-        info = docker.d.versions()
+        for e in (docker, berth):
+            try:
+                start_engine(e)
+                engines.append(e)
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
+                missing[e.name] = str(err)[:300]
+        if docker in engines:
+            info = docker.d.versions()
         why = podman.missing()
         if why is None:
             try:
-                podman.work.mkdir(parents=True, exist_ok=True)
                 started.append(podman)
-                podman.start()
-                podman.docker("load", "-i", ALPINE)
-                podman.docker("image", "inspect", IMAGE)
+                start_engine(podman)
                 podman.timed(*run_args())  # one run, or no podman column
-                engines.insert(1, podman)
+                engines.insert(1 if docker in engines else 0, podman)
                 info["podman"] = podman.version()
             except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
                 why = str(err)
         if why:
             info["podman_missing"] = why
             print(f"engine.py: podman not measured: {why}", file=sys.stderr, flush=True)
+        info["missing"] = missing
+        if not engines:
+            raise RuntimeError("no engine started: " + "; ".join(f"{k}: {v}" for k, v in missing.items()))
         step = lambda s: print(f"[{time.strftime('%H:%M:%S')}] {s}", flush=True)  # noqa: E731
-        step("memory, idle and with containers")
-        res["memory"] = scenario_memory(engines, args.mem_containers)
-        step(f"docker version, {args.warmup}+{args.runs} each")
-        res["floor"] = scenario_floor(engines, args.runs, args.warmup)
-        step(f"run --rm, {args.warmup}+{args.runs} each")
-        res["run"] = scenario_run(engines, args.runs, args.warmup)
-        step(f"exec, {args.warmup}+{args.runs} each")
-        res["exec"] = scenario_exec(engines, args.runs, args.warmup)
-        step(f"{args.containers} x run -d, then rm -f")
-        res["start_many"] = scenario_start_many(engines, args.containers)
-        step("phases over the API")
-        res["phases"] = {e.name: phases(e, args.phase_runs) for e in engines
-                         if getattr(e, "sock", None)}
+        scenarios = [
+            ("memory", "memory, idle and with containers",
+             lambda: scenario_memory(engines, args.mem_containers)),
+            ("floor", f"docker version, {args.warmup}+{args.runs} each",
+             lambda: scenario_floor(engines, args.runs, args.warmup)),
+            ("run", f"run --rm, {args.warmup}+{args.runs} each",
+             lambda: scenario_run(engines, args.runs, args.warmup)),
+            ("exec", f"exec, {args.warmup}+{args.runs} each",
+             lambda: scenario_exec(engines, args.runs, args.warmup)),
+            ("start_many", f"{args.containers} x run -d, then rm -f",
+             lambda: scenario_start_many(engines, args.containers)),
+            ("phases", "phases over the API",
+             lambda: {e.name: phases(e, args.phase_runs) for e in engines
+                      if getattr(e, "sock", None)}),
+        ]
+        info["failed"] = {}
+        for key, what, fn in scenarios:
+            step(what)
+            try:
+                res[key] = fn()
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
+                # one scenario lost, not the run: its rows say '-', the reason is below
+                info["failed"][key] = f"{type(err).__name__}: {str(err)[:300]}"
+                print(f"engine.py: {what}: not measured: {err}", file=sys.stderr, flush=True)
+                for e in engines:
+                    try:
+                        e.remove_all()
+                    except Exception:  # noqa: BLE001
+                        pass
     except (Exception, KeyboardInterrupt, Interrupted) as e:
         print(f"engine.py: stopped: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         status = 1
@@ -822,6 +875,8 @@ def main(argv=None):
             signal.signal(s, h)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
+    if status == 0 and (info.get("missing") or info.get("failed")):
+        status = 3   # the table is written, some figures are missing (bench/all.py)
     text = report(res, args, info)
     print(text)
     if info.get("podman_left"):
