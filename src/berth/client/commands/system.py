@@ -118,7 +118,7 @@ def inspect(ctx, argv, kind=None):
     for name in args:
         for k in kinds:
             try:
-                found.append(KINDS[k](ctx.client, name, o["size"]))
+                found.append(KINDS[k](ctx.client, name, o.get("size")))
                 break
             except APIError as e:
                 if e.status != 404:
