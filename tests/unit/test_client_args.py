@@ -180,6 +180,9 @@ def test_stats_row():
     (["-m", "12x"], 'invalid argument "12x" for "-m" flag: invalid size'),
     (["--health-interval=soon"], "invalid duration"),
     (["--blkio-weight", "-5"], "not a non-negative integer"),
+    (["--add-host", "nocolon"], "bad format for add-host"),
+    (["--dns", "resolver.local"], "is not an IP address"),
+    (["--ip6", "10.0.0.1"], "is not an IPv6 address"),
 ])
 def test_typed_flags_are_checked(argv, msg):
     with pytest.raises(UsageError, match=msg):

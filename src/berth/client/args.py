@@ -47,8 +47,29 @@ def _duration(v):
         raise ValueError(f'invalid duration "{v}" (e.g. 30s, 1m30s, 500ms)') from None
 
 
+def _address(version):
+    def check(v):
+        import ipaddress
+        try:
+            a = ipaddress.ip_address(v.strip("[]"))
+        except ValueError:
+            raise ValueError(f"{v} is not an IP address") from None
+        if version and a.version != version:
+            raise ValueError(f"{v} is not an IPv{version} address")
+    return check
+
+
+def _host_ip(v):
+    host, sep, ip = v.partition(":")   # host:ip, the ip may be IPv6 (host:::1)
+    if not sep or not host:
+        raise ValueError(f'bad format for add-host: "{v}" (expected host:ip)')
+    if ip != "host-gateway":
+        _address(0)(ip)
+
+
 CHECKS = {"int": _int, "uint": _uint, "decimal": _decimal, "bytes": _bytes,
-          "duration": _duration}
+          "duration": _duration, "ip": _address(0), "ipv4": _address(4), "ipv6": _address(6),
+          "host:ip": _host_ip}
 
 
 class Flag:

@@ -100,7 +100,11 @@ def _mount(spec):
             from berth.client.format import ram_bytes
             m.setdefault("TmpfsOptions", {})["SizeBytes"] = ram_bytes(v)
         elif k == "tmpfs-mode":
-            m.setdefault("TmpfsOptions", {})["Mode"] = int(v, 8)
+            try:
+                m.setdefault("TmpfsOptions", {})["Mode"] = int(v, 8)
+            except ValueError:
+                raise UsageError(f"invalid tmpfs-mode {v!r} in --mount {spec!r}: expected "
+                                 "octal, e.g. 1777") from None
         elif k == "consistency":
             m["Consistency"] = v
         else:
@@ -135,6 +139,9 @@ def restart_policy(spec):
     name, _, count = spec.partition(":")
     if name not in ("no", "always", "unless-stopped", "on-failure"):
         raise UsageError(f"invalid restart policy {name!r}")
+    if count and (name != "on-failure" or not count.isdigit()):
+        raise UsageError(f"invalid restart policy {spec!r}: a maximum retry count is a "
+                         "number, and only on-failure takes one, e.g. on-failure:5")
     return {"Name": name, "MaximumRetryCount": int(count or 0)}
 
 

@@ -5,7 +5,7 @@ docs/cli.md lists (scripts/cli_reference.py) come from here alone.
 A flag line is `NAMES[=TYPE|=*TYPE]  description`: `d/detach` is a boolean,
 `name=string` takes one value (the last wins), `e/env=*list` is repeatable.
 The TYPE word is shown in --help and checked on the way in: int, uint,
-decimal, bytes and duration must parse, so `--cpus abc` is a usage error
+decimal, bytes, duration, ip(v4|v6) and host:ip must parse, so `--cpus abc` is a usage error
 (exit 125), not a traceback later."""
 
 GLOBAL = """
@@ -32,7 +32,7 @@ MANAGEMENT = {
 
 _CONTAINER_CONFIG = """
 a/attach=*list              Attach to STDIN, STDOUT or STDERR
-add-host=*list              Add a host-to-IP mapping to /etc/hosts (host:ip)
+add-host=*host:ip           Add a host-to-IP mapping to /etc/hosts (host:ip)
 annotation=*list            Add an annotation to the container's OCI config (key=value)
 blkio-weight=uint           Block IO weight (10 to 1000, 0 to leave it unset)
 cap-add=*list               Add Linux capabilities
@@ -50,7 +50,7 @@ detach-keys=string          Key sequence that detaches from the container (defau
 device=*list                Add a host device to the container (host[:container][:rwm])
 device-cgroup-rule=*list    Add a rule to the container's device cgroup allow list
 disable-content-trust       Skip image verification (accepted for docker compatibility)
-dns=*list                   Set custom DNS servers
+dns=*ip                     Set custom DNS servers
 dns-option=*list            Set DNS options
 dns-search=*list            Set custom DNS search domains
 domainname=string           Container NIS domain name
@@ -68,8 +68,8 @@ health-timeout=duration     Maximum time to allow one check to run (ms|s|m|h)
 h/hostname=string           Container host name
 init                        Run an init inside the container that forwards signals and reaps processes
 i/interactive               Keep STDIN open even if not attached
-ip=string                   IPv4 address (e.g., 172.30.100.104)
-ip6=string                  IPv6 address (e.g., 2001:db8::33)
+ip=ipv4                     IPv4 address (e.g., 172.30.100.104)
+ip6=ipv6                    IPv6 address (e.g., 2001:db8::33)
 ipc=string                  IPC mode to use (private, shareable, host, container:NAME)
 isolation=string            Container isolation technology (accepted, ignored on Linux)
 kernel-memory=bytes         Kernel memory limit (deprecated by the kernel, ignored)
@@ -412,8 +412,8 @@ f/force           Do not error if the network does not exist
     "network connect": ("network connect [OPTIONS] NETWORK CONTAINER", "Connect a container to a network", """
 alias=*list          Add network-scoped alias for the container
 driver-opt=*list     driver options for the network
-ip=string            IPv4 address (e.g., 172.30.100.104)
-ip6=string           IPv6 address (e.g., 2001:db8::33)
+ip=ipv4              IPv4 address (e.g., 172.30.100.104)
+ip6=ipv6             IPv6 address (e.g., 2001:db8::33)
 link=*list           Add link to another container
 link-local-ip=*list  Add a link-local address for the container
 """),

@@ -26,7 +26,8 @@ def _create(ctx, o, image, cmd, detach=False):
     try:
         r = ctx.client.post("/containers/create", body, **params)
     except APIError as e:
-        if e.status != 404 or policy != "missing" or "image" not in str(e).lower():
+        # only a missing image is pulled (a missing user in the image is a 404 too)
+        if e.status != 404 or policy != "missing" or "no such image" not in str(e).lower():
             raise
         ref = full_name(image).replace("docker.io/library/", "").replace("docker.io/", "")
         ctx.err.write(f"Unable to find image '{ref}' locally\n")
