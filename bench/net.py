@@ -54,8 +54,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 sys.path[:0] = [str(HERE)]
 from image_load import Dockerd, _read_ip_forward, _IP_FORWARD  # noqa: E402
-from engine import (BerthEngine, remove_cgroup, all_pids, cmdline,  # noqa: E402
-                    kill_pids, unmount_under)
+from engines import (BerthEngine, remove_cgroup, all_pids, cmdline,  # noqa: E402
+                     kill_pids, unmount_under)
 from procutil import alive  # noqa: E402
 from retry import second_try  # noqa: E402
 
