@@ -9,14 +9,31 @@ SECCOMP_DEFAULT := src/berth/engine/seccomp_default.json
 VPY := $(VENV)/bin/python
 APT_PKGS := runc busybox-static libseccomp2 iproute2 hyperfine skopeo umoci docker.io docker-registry docker-compose containerd tini podman conmon iperf3 uidmap slirp4netns python3 zstd openssl containernetworking-plugins gcc libc6-dev
 export PYTHONDONTWRITEBYTECODE :=
+# make install: Debian's python3 and its packages run the installed berth
+# (no venv to keep in step); DESTDIR stages the tree, as packagers do
+INSTALL_PKGS := python3 python3-cryptography python3-pyroute2 nftables iproute2 tini libseccomp2 uidmap
+PREFIX ?= /usr/local
+BINDIR := $(PREFIX)/bin
+LIBDIR := $(PREFIX)/lib/berth
+DOCDIR := $(PREFIX)/share/doc/berth
+UNITDIR ?= /etc/systemd/system
+SYSPY ?= /usr/bin/python3
+# the socket's group, made on a real install (none with DESTDIR or BERTH_GROUP=)
+BERTH_GROUP ?= berth
 
-.PHONY: all deps venv build test unit demo bench bench-quick clean
+.PHONY: all deps venv build test unit demo bench bench-quick clean install uninstall
 
 all: build
 
+# apt-get install whichever of $(1) is missing; dpkg's lock is shared by
+# everyone on the machine, so wait for it rather than fail
+apt_install = missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get -o DPkg::Lock::Timeout=900 update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq $$missing; fi
+
 deps:
-	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq $$missing; fi
+	@$(call apt_install,$(APT_PKGS) $(INSTALL_PKGS))
+	@sh scripts/host-paths.sh
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +71,36 @@ bench: deps build
 
 bench-quick: deps build
 	$(VPY) bench/all.py --quick
+
+# the package and its launchers under $(LIBDIR), the commands linked into
+# $(BINDIR), the systemd units and the docs; the berth group (the socket's)
+# only on a real install (no DESTDIR)
+install: build
+	@$(call apt_install,$(INSTALL_PKGS))
+	@rm -rf $(DESTDIR)$(LIBDIR)
+	@install -d $(DESTDIR)$(LIBDIR)/bin $(DESTDIR)$(LIBDIR)/python $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)
+	@cp -r src/berth $(DESTDIR)$(LIBDIR)/python/berth
+	@find $(DESTDIR)$(LIBDIR)/python -name __pycache__ -prune -exec rm -rf {} +
+	@for tool in berth-runtime berth-shim berthd berth; do \
+	  mod=$$(echo $$tool | tr - _); flags=-IS; [ $$tool = berthd ] && flags=-I; \
+	  printf '#!%s %s\nimport sys\nsys.path.insert(0, "%s/python")\nfrom berth.cli.%s import main\nsys.exit(main())\n' \
+	    "$(SYSPY)" "$$flags" "$(LIBDIR)" "$${mod#berth_}" > $(DESTDIR)$(LIBDIR)/bin/$$tool; chmod 755 $(DESTDIR)$(LIBDIR)/bin/$$tool; \
+	  [ $$tool = berth-shim ] || ln -sfn ../lib/berth/bin/$$tool $(DESTDIR)$(BINDIR)/$$tool; done
+	@$(SYSPY) -m compileall -q -d $(LIBDIR)/python $(DESTDIR)$(LIBDIR)/python
+	@for unit in berth.service berth.socket; do \
+	  sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' contrib/systemd/$$unit > $(DESTDIR)$(UNITDIR)/$$unit; \
+	  chmod 644 $(DESTDIR)$(UNITDIR)/$$unit; done
+	@install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	@if [ -z "$(DESTDIR)" ]; then \
+	  if [ -n "$(BERTH_GROUP)" ]; then getent group $(BERTH_GROUP) >/dev/null || groupadd --system $(BERTH_GROUP); fi; \
+	  if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+	  echo "installed; start it with: systemctl enable --now berth.socket berth.service"; fi
+
+# what install put there; the data root, exec root, nft tables, bridge and
+# group are the daemon's: docs/install.md says how to remove them
+uninstall:
+	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(DOCDIR)
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,berth berthd berth-runtime) $(addprefix $(DESTDIR)$(UNITDIR)/,berth.service berth.socket)
 
 clean:
 	rm -rf bin build .venv

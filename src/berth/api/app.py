@@ -3,6 +3,7 @@
 Every request passes the authorization policy before its handler runs;
 every state-changing request (anything but GET/HEAD) is written to the
 audit log with who asked, what, and how it ended."""
+import logging
 import re
 import sys
 import traceback
@@ -10,6 +11,7 @@ import traceback
 from berth.api.errors import Forbidden, HTTPError, status_of
 from berth.api.http import json_response
 
+log = logging.getLogger("berth.api")
 API_VERSION = "1.43"
 MIN_API_VERSION = "1.24"
 
@@ -62,6 +64,9 @@ class App:
         except Exception as e:  # noqa: BLE001 - every failure becomes an HTTP answer
             status = status_of(e)
             error = str(e)
+            # the daemon's log has the failures too, not only the audit log
+            log.log(logging.ERROR if status >= 500 else logging.DEBUG if status in (304, 404)
+                    else logging.INFO, "%s %s: %d %s", req.method, req.path, status, error)
             if status == 500 and not isinstance(e, HTTPError) and type(e).__module__.split(".")[0] != "berth":
                 traceback.print_exc(file=sys.stderr)
             if req.hijacked:

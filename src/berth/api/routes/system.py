@@ -4,11 +4,10 @@ import platform
 import queue
 import time
 
+from berth import __version__ as VERSION   # one version for berthd and berth
 from berth.api.app import API_VERSION, MIN_API_VERSION
 from berth.api.http import Response, json_response, json_stream
 from berth.api import filters as F
-
-VERSION = "0.5.0"
 
 
 def register(router, engine):

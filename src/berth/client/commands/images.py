@@ -47,9 +47,8 @@ def _progress(ctx, resp, quiet=False, out=None):
 
 
 def cmd_images(ctx, argv):
-    from berth.client.format import ago, human_size, local_time, render
-    o, args = ctx.parse(argv, "a/all q/quiet digests no-trunc f/filter=* format=",
-                        "images [OPTIONS] [REPOSITORY[:TAG]]", max_args=1)
+    from berth.client.format import Row, ago, human_size, local_time, render
+    o, args = ctx.parse(argv, "images", max_args=1)
     flt = filters(o["filter"]) or {}
     if args:
         flt.setdefault("reference", []).append(args[0])
@@ -73,14 +72,15 @@ def cmd_images(ctx, argv):
             pairs = [(split_ref(d)[0], "<none>") for d in digests if d != "<none>@<none>"][:1] or [("<none>", "<none>")]
         for repo, tag in pairs:
             dig = next((split_ref(d)[1] for d in digests if split_ref(d)[0] == repo), "<none>")
-            rows.append({"ID": short_id(i["Id"], trunc), "Repository": repo, "Tag": tag, "Digest": dig,
+            rows.append(Row("image", {"ID": short_id(i["Id"], trunc), "Repository": repo, "Tag": tag, "Digest": dig,
                          "CreatedSince": ago(i.get("Created", 0)),
                          "CreatedAt": local_time(i.get("Created", 0)),
                          "Size": human_size(i.get("Size", 0), 3),
                          "VirtualSize": human_size(i.get("VirtualSize", i.get("Size", 0)), 3),
                          "SharedSize": human_size(i.get("SharedSize", 0), 3) if i.get("SharedSize", -1) >= 0 else "N/A",
                          "Containers": str(i["Containers"]) if i.get("Containers", -1) >= 0 else "N/A",
-                         "Labels": ",".join(f"{k}={v}" for k, v in (i.get("Labels") or {}).items())})
+                         "Labels": ",".join(f"{k}={v}" for k, v in (i.get("Labels") or {}).items())},
+                            labels=i.get("Labels")))
     table = IMAGES_TABLE.replace("{{.Tag}}\t", "{{.Tag}}\t{{.Digest}}\t") if o["digests"] else IMAGES_TABLE
     ctx.out.write(render(rows, o["format"], table, IMAGES_HEADERS))
 
@@ -100,14 +100,12 @@ def pull(ctx, ref, quiet=False, all_tags=False, out=None):
 
 
 def cmd_pull(ctx, argv):
-    o, args = ctx.parse(argv, "a/all-tags q/quiet platform= disable-content-trust",
-                        "pull [OPTIONS] NAME[:TAG|@DIGEST]", min_args=1, max_args=1)
+    o, args = ctx.parse(argv, "pull", min_args=1, max_args=1)
     ctx.out.write(pull(ctx, args[0], o["quiet"], o["all_tags"]) + "\n")
 
 
 def cmd_push(ctx, argv):
-    o, args = ctx.parse(argv, "a/all-tags q/quiet disable-content-trust",
-                        "push [OPTIONS] NAME[:TAG]", min_args=1, max_args=1)
+    o, args = ctx.parse(argv, "push", min_args=1, max_args=1)
     name, tag = split_ref(args[0])
     if not tag and not o["all_tags"]:
         ctx.out.write("Using default tag: latest\n")
@@ -140,14 +138,14 @@ def _output(ctx, path):
 
 
 def cmd_load(ctx, argv):
-    o, _ = ctx.parse(argv, "i/input= q/quiet platform=", "load [OPTIONS]", max_args=0)
+    o, _ = ctx.parse(argv, "load", max_args=0)
     with _input(ctx, o["input"], "load") as f:
         resp = ctx.client.request("POST", "/images/load", {"quiet": o["quiet"]}, body=f)
         _progress(ctx, resp)
 
 
 def cmd_save(ctx, argv):
-    o, args = ctx.parse(argv, "o/output= platform=", "save [OPTIONS] IMAGE [IMAGE...]", min_args=1)
+    o, args = ctx.parse(argv, "save", min_args=1)
     resp = ctx.client.request("GET", "/images/get", {"names": args})
     out = _output(ctx, o["output"])
     try:
@@ -161,8 +159,7 @@ def cmd_save(ctx, argv):
 
 
 def cmd_import(ctx, argv):
-    o, args = ctx.parse(argv, "c/change=* m/message= platform=",
-                        "import [OPTIONS] file|URL|- [REPOSITORY[:TAG]]", min_args=1, max_args=2)
+    o, args = ctx.parse(argv, "import", min_args=1, max_args=2)
     params = {"message": o["message"] or None, "changes": o["change"] or None}
     if len(args) > 1:
         params["repo"], params["tag"] = split_ref(args[1])
@@ -178,13 +175,13 @@ def cmd_import(ctx, argv):
 
 
 def cmd_tag(ctx, argv):
-    _, args = ctx.parse(argv, "", "tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]", min_args=2, max_args=2)
+    _, args = ctx.parse(argv, "tag", min_args=2, max_args=2)
     repo, tag = split_ref(args[1])
     ctx.client.request("POST", f"/images/{args[0]}/tag", {"repo": repo, "tag": tag or "latest"}).close()
 
 
 def cmd_rmi(ctx, argv):
-    o, args = ctx.parse(argv, "f/force no-prune", "rmi [OPTIONS] IMAGE [IMAGE...]", min_args=1)
+    o, args = ctx.parse(argv, "rmi", min_args=1)
 
     def one(name):
         for d in ctx.client.delete(f"/images/{name}", force=o["force"] or None,
@@ -196,7 +193,7 @@ def cmd_rmi(ctx, argv):
 
 def cmd_history(ctx, argv):
     from berth.client.format import ago, ellipsis, human_size, render
-    o, args = ctx.parse(argv, "H/human no-trunc q/quiet format=", "history [OPTIONS] IMAGE",
+    o, args = ctx.parse(argv, "history",
                         min_args=1, max_args=1)
     human = "--human=false" not in argv and "-H=false" not in argv
     hist = ctx.client.get(f"/images/{args[0]}/history")
@@ -218,16 +215,17 @@ def cmd_history(ctx, argv):
                      "Comment": h.get("Comment", ""), "Tags": ",".join(h.get("Tags") or [])})
     ctx.out.write(render(rows, o["format"],
                          "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
-                         {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedBy": "CREATED BY"}))
+                         {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedBy": "CREATED BY"},
+                         kind="history"))
 
 
 def cmd_inspect(ctx, argv):
     from berth.client.commands.system import inspect
-    inspect(ctx, argv, "image", "image inspect [OPTIONS] IMAGE [IMAGE...]")
+    inspect(ctx, argv, "image")
 
 
 def cmd_prune(ctx, argv):
-    o, _ = ctx.parse(argv, "a/all f/force filter=*", "image prune [OPTIONS]", max_args=0)
+    o, _ = ctx.parse(argv, "image prune", max_args=0)
     if not o["force"] and not ctx.confirm(
             "This will remove all images without at least one container associated to them."
             if o["all"] else "This will remove all dangling images."):
@@ -258,11 +256,7 @@ def cmd_sign(ctx, argv):
     pushed by berthd beside the image (POST /berth/images/{name}/sigstore/...).
     With --signer: berth's own local signature, by a key file on the
     daemon's host (POST /berth/images/{name}/sign?key=PATH&signer=NAME)."""
-    o, args = ctx.parse(argv, "k/key= signer=",
-                        "image sign --key COSIGN_KEY IMAGE  (or --key KEY --signer NAME IMAGE)",
-                        min_args=1, max_args=1,
-                        help_text="The cosign key's password comes from $COSIGN_PASSWORD "
-                                  "or a prompt.")
+    o, args = ctx.parse(argv, "image sign", min_args=1, max_args=1)
     if not o["key"]:
         raise UsageError("image sign: --key is required")
     if o["signer"]:
@@ -312,8 +306,7 @@ def _password(ctx, prompt, confirm=False):
 def cmd_keygen(ctx, argv):
     """A cosign-compatible key pair (ECDSA P-256): PREFIX.key, encrypted
     with the password, and PREFIX.pub; made here, never by the daemon."""
-    o, args = ctx.parse(argv, "output-key-prefix=", "image keygen [--output-key-prefix cosign]",
-                        max_args=0)
+    o, args = ctx.parse(argv, "image keygen", max_args=0)
     from berth.client import cosign_keys
     prefix = o["output_key_prefix"] or "cosign"
     key, pub = _local(ctx, cosign_keys.write_pair, prefix,
@@ -325,8 +318,7 @@ def cmd_verify(ctx, argv):
     """--key FILE.pub: the registry's sigstore signatures of IMAGE, checked by
     berthd under that key (cosign verify). --keys PATH: berth's local
     signatures, keys on the daemon's host (a .pub file or a directory)."""
-    o, args = ctx.parse(argv, "k/key= keys=",
-                        "image verify --key COSIGN_PUB IMAGE  (or --keys PUB_FILE_OR_DIR IMAGE)",
+    o, args = ctx.parse(argv, "image verify",
                         min_args=1, max_args=1)
     local = o["keys"] or (o["key"] if o["key"] and os.path.isdir(o["key"]) else None)
     if local:
