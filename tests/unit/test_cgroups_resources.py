@@ -258,7 +258,7 @@ def test_device_program_decisions():
     assert run_bpf(code, "b", 8, 0, "w") == 0
     assert run_bpf(code, "b", 8, 16, "r") == 0            # other disks
     assert run_bpf(code, "b", 8, 16, "m") == 1            # mknod of any node
-    assert run_bpf(code, "c", 10, 229, "rw") == 1         # linux.devices node
+    assert run_bpf(code, "c", 10, 229, "rw") == 0         # a linux.devices node is no grant
     assert run_bpf(code, "c", 4, 1, "r") == 0             # a tty
     # the defaults come after the config's deny: /dev/urandom stays usable
     assert run_bpf(code, "c", 1, 9, "w") == 1
@@ -348,3 +348,11 @@ def test_event_intervals(text, want):
 def test_bad_event_intervals(text):
     with pytest.raises(BerthError, match="--interval"):
         duration(text)
+
+
+def test_a_default_device_listed_again_in_linux_devices_loses_its_default_rule():
+    # runc's rule: the spec's node replaces the default one, rule included
+    from berth.runtime.cgroups.devices import all_rules
+    rules = all_rules({}, devices=[{"path": "/dev/tty", "type": "c", "major": 5, "minor": 0}])
+    assert (True, "c", 5, 0, "rwm") not in rules
+    assert (True, "c", 1, 3, "rwm") in rules

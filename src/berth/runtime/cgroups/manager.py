@@ -181,11 +181,11 @@ class Cgroup:
         nothing. With update=True a write the kernel refuses undoes the
         writes before it, so the container keeps its old limits whole.
 
-        devices: linux.devices, whose nodes the container may use. The
-        device rules (default list included) are written on create; with
-        update=True only if resources carries "devices", because v1 rewrites
-        start with "deny all" and would cut a running container off its
-        devices for a moment."""
+        devices: linux.devices; a default device rule whose node it lists
+        again is left out (see devices.py). The device rules (default list
+        included) are written on create; with update=True only if resources
+        carries "devices", because v1 rewrites start with "deny all" and
+        would cut a running container off its devices for a moment."""
         if resources is not None and not isinstance(resources, dict):
             raise ConfigError(f"linux.resources: must be an object, not {type(resources).__name__}")
         res = resources or {}

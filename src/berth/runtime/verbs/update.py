@@ -95,8 +95,8 @@ def main(ctx, opts, args):
     if cg is None:
         raise BerthError(f"container {args[0]} has no cgroup on record")
     linux = c.config.setdefault("linux", {})
-    # update=True keeps the device rules create wrote (linux.devices grants)
-    # unless res carries devices, and then the node grants stay in the list
+    # update=True keeps the device rules create wrote unless res carries
+    # devices; then the defaults are written after them again
     cg.apply(res, devices=linux.get("devices"), update=True)
     merge(linux.setdefault("resources", {}), res)
     c.save()
