@@ -264,6 +264,20 @@ def test_no_pivot(parity, busybox_bundle):
                        "ls: BUNDLE: No such file or directory"]}
 
 
+def test_no_pivot_leaves_no_bare_proc_to_mount(runtime, busybox_bundle):
+    # a new user and mount namespace may mount proc only where a full,
+    # uncovered one is in reach: the host's, were it left in the namespace
+    b = busybox_bundle(args=["unshare", "-mrpf", "sh", "-c",
+                             "mount -t proc none /proc && echo MOUNTED"])
+    spec = bundles.read_config(b)
+    for k in ("bounding", "permitted"):
+        spec["process"]["capabilities"][k].append("CAP_SETFCAP")  # to write uid_map
+    bundles.write_config(b, spec)
+    res = runtime.run_bundle(b, extra=["--no-pivot"])
+    assert "MOUNTED" not in res.stdout, res
+    assert res.returncode != 0 and "permission denied" in res.stderr.lower(), res
+
+
 # ---------------------------------------------------------------- rlimits
 
 

@@ -210,6 +210,7 @@ def _dev_links(rootfd, cfg):
 
 def pivot(rootfs, no_pivot=False):
     if no_pivot:
+        _hide_full_proc_and_sys(rootfs)
         os.chdir(rootfs)
         L.mount(rootfs, "/", None, L.MS_MOVE)
         os.chroot(".")
@@ -229,6 +230,36 @@ def pivot(rootfs, no_pivot=False):
     finally:
         os.close(old)
         os.close(new)
+
+
+def _hide_full_proc_and_sys(rootfs):
+    """Without pivot_root the host's mounts stay in the namespace, only out
+    of reach of the chroot. The kernel lets a process mount a fresh proc or
+    sysfs when a full, uncovered one is in its mount namespace, so one left
+    there would let the container mount a /proc without the masks (runc
+    detaches them for the same reason); what cannot be detached is covered."""
+    full = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fields = pre.split()
+            point = unescape(fields[4])
+            if fields[3] == "/" and post.split()[0] in ("proc", "sysfs") and \
+                    point != rootfs and not point.startswith(rootfs.rstrip("/") + "/"):
+                full.append(point)
+    for point in full:
+        try:
+            L.mount(None, point, None, L.MS_SLAVE | L.MS_REC)
+        except SysError as e:
+            if e.errno == 2:  # under one detached already
+                continue
+            raise
+        try:
+            L.umount2(point, L.MNT_DETACH)
+        except SysError as e:
+            if e.errno not in (1, 22):
+                raise
+            L.mount("tmpfs", point, "tmpfs", 0)
 
 
 def finish(cfg):
