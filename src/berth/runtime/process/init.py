@@ -179,12 +179,17 @@ def _build(plan, chan):
     else:
         chan.expect("start")
     chan.close()
-    if plan.container and (cfg.get("hooks") or {}).get("startContainer"):
+    start_hooks = plan.container and (cfg.get("hooks") or {}).get("startContainer")
+    if plan.seccomp is not None and nnp and start_hooks:
+        # a startContainer hook is the container's own code: it runs under
+        # the container's filter, as with runc (else as late as possible)
+        plan.seccomp.load()
+    if start_hooks:
         from berth.runtime import hooks as H
-        H.run(cfg["hooks"]["startContainer"],
-              dict(plan.hook_state, pid=os.getpid(), status="created"), "startContainer")
+        H.run(start_hooks, dict(plan.hook_state, pid=os.getpid(), status="created"),
+              "startContainer")
     setup.close_fds(plan.preserve_fds)
-    if plan.seccomp is not None and nnp:
+    if plan.seccomp is not None and nnp and not start_hooks:
         plan.seccomp.load()
     trampoline.execute(tramp, path, args, env)
 
