@@ -350,6 +350,9 @@ class Cgroup:
         elif kind == "v2":
             v2.set_frozen(d, False)
 
+    def freezer_dir(self):
+        return self._freezer()[1]
+
     def frozen(self):
         kind, d = self._freezer()
         if kind == "v1":

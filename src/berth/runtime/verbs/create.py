@@ -75,6 +75,10 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
         from berth.sys import libc as L
         L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
     cg = _cgroup_for(linux, cid)
+    if cg is not None and cg.frozen():
+        # joining it would freeze the init mid-setup and hang create
+        raise BerthError(f"container's cgroup unexpectedly frozen: {cg.freezer_dir()}",
+                         hint="thaw it, or give the container another linux.cgroupsPath")
     c = Container(ctx.root, cid)
     c.make_dir()
     c.data = {"id": cid, "bundle": bundle, "rootfs": rootfs, "created": now_rfc3339(),
