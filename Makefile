@@ -10,7 +10,7 @@ VPY := $(VENV)/bin/python
 APT_PKGS := runc busybox-static libseccomp2 iproute2 hyperfine skopeo umoci docker.io docker-registry docker-compose containerd tini podman conmon iperf3 uidmap slirp4netns python3
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: all deps venv build test unit demo bench bench-quick clean
+.PHONY: all deps venv build test unit demo bench bench-quick conformance clean
 
 all: build
 
@@ -51,6 +51,12 @@ bench: deps build
 
 bench-quick: deps build
 	$(VPY) bench/all.py --quick
+
+# runc's own bats suite (Debian's source package) against runc and
+# berth-runtime; sources and builds under build/conformance (git ignores it)
+conformance: deps build
+	bash tests/conformance/prepare.sh $(CURDIR)/build/conformance $(SHARED)/fixtures
+	$(VPY) tests/conformance/run_bats.py --suite $(CURDIR)/build/conformance/suite
 
 clean:
 	rm -rf bin build .venv
