@@ -46,3 +46,49 @@ def test_a_frozen_cgroup_is_refused_not_joined(runtime, busybox_bundle, frozen_c
     assert res.returncode == 1, res
     assert "container's cgroup unexpectedly frozen" in res.stderr, res
     assert runtime.run(["state", cid], check=False).returncode != 0
+
+
+def cgroup_file(ctrl, path, name):
+    v1 = f"/sys/fs/cgroup/{ctrl}"
+    return f"{v1}{path}/{name}" if os.path.isdir(v1) else f"/sys/fs/cgroup{path}/{name}"
+
+
+def test_update_takes_flags_after_the_id(runtime, busybox_bundle):
+    cid = runtime.new_id("upd")
+    path = f"/{cid}"
+    b = busybox_bundle(args=SLEEP, changes={"linux.cgroupsPath": path})
+    runtime.run(["run", "-d", "--bundle", b, cid])
+    runtime.run(["update", cid, "--pids-limit", "42", "--cpu-share", "200"])
+    with open(cgroup_file("pids", path, "pids.max")) as f:
+        assert f.read().strip() == "42"
+    if os.path.isdir("/sys/fs/cgroup/cpu"):
+        with open(cgroup_file("cpu", path, "cpu.shares")) as f:
+            assert f.read().strip() == "200"
+
+
+@pytest.mark.skipif(not os.path.exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
+                    reason="needs the v1 cpu controller")
+def test_update_period_and_quota_in_an_order_the_parent_allows(runtime, busybox_bundle):
+    # the parent caps its children at 50%; the container has 50% as
+    # 500000/1000000, and asks for 30% as 3000/10000
+    parent = f"/sys/fs/cgroup/cpu/berth-test-{runtime.token}-pod-{os.getpid()}"
+    os.mkdir(parent)
+    cid = runtime.new_id("pod")
+    try:
+        with open(f"{parent}/cpu.cfs_quota_us", "w") as f:
+            f.write("50000")
+        path = f"/{os.path.basename(parent)}/{cid}"
+        b = busybox_bundle(args=SLEEP, changes={
+            "linux.cgroupsPath": path,
+            "linux.resources.cpu": {"quota": 500000, "period": 1000000}})
+        runtime.run(["run", "-d", "--bundle", b, cid])
+        runtime.run(["update", "--cpu-period", "10000", "--cpu-quota", "3000", cid])
+        with open(cgroup_file("cpu", path, "cpu.cfs_quota_us")) as f:
+            assert f.read().strip() == "3000"
+    finally:
+        runtime.run(["delete", "-f", cid], check=False)
+        # the runtimes made the parent in every hierarchy, and leave it
+        name = os.path.basename(parent)
+        for h in os.listdir("/sys/fs/cgroup"):
+            if os.path.isdir(f"/sys/fs/cgroup/{h}/{name}"):
+                os.rmdir(f"/sys/fs/cgroup/{h}/{name}")

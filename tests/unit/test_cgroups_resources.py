@@ -356,3 +356,15 @@ def test_a_default_device_listed_again_in_linux_devices_loses_its_default_rule()
     rules = all_rules({}, devices=[{"path": "/dev/tty", "type": "c", "major": 5, "minor": 0}])
     assert (True, "c", 5, 0, "rwm") not in rules
     assert (True, "c", 1, 3, "rwm") in rules
+
+
+def test_cpu_quota_goes_first_when_the_period_shrinks_under_an_old_quota():
+    from berth.runtime.cgroups import cpu
+    ws = cpu.writes({"cpu": {"period": 10000, "quota": 3000}}, v2=False)
+    now = {"/cg/cpu.cfs_period_us": "1000000", "/cg/cpu.cfs_quota_us": "500000"}
+    # period first would leave 500000/10000 (5000%) in force for a moment
+    assert [w[0] for w in cpu.arrange(ws, "/cg", now.get)] == ["cpu.cfs_quota_us",
+                                                                "cpu.cfs_period_us"]
+    none = {"/cg/cpu.cfs_period_us": "100000", "/cg/cpu.cfs_quota_us": "-1"}
+    assert [w[0] for w in cpu.arrange(ws, "/cg", none.get)] == ["cpu.cfs_period_us",
+                                                                 "cpu.cfs_quota_us"]

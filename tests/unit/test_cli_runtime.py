@@ -42,3 +42,17 @@ def test_systemd_cgroup_driver_is_refused_by_name(tmp_path, capfd):
                      str(tmp_path), "x"]) == 1
     assert "systemd cgroup driver is not supported" in capfd.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_flags_after_the_id_count_as_runc_reorders_them():
+    table = dict(cli.VERBS["update"][0], help=cli.B)
+    argv = cli.reorder(["ct", "--memory", "-1", "--cpu-share", "200", "--pids-limit=5"], table)
+    opts, args = cli.parse(argv, table, "update")
+    assert opts == {"memory": "-1", "cpu-share": "200", "pids-limit": "5"}
+    assert args == ["ct"]
+    # kill's signal is an argument, and nothing after "--" moves
+    kill = dict(cli.VERBS["kill"][0], help=cli.B)
+    assert cli.reorder(["ct", "KILL", "-a"], kill) == ["-a", "ct", "KILL"]
+    assert cli.reorder(["ct", "--", "-a"], kill) == ["ct", "--", "-a"]
+    delete = dict(cli.VERBS["delete"][0], help=cli.B)
+    assert cli.parse(cli.reorder(["ct", "-f"], delete), delete, "delete") == ({"force": True}, ["ct"])

@@ -36,7 +36,8 @@ VERBS = {
     "features": ({}, 0, "print the features this runtime supports"),
     "events": ({"interval": V, "stats": B}, 1, "print a container's events and resource stats"),
     "update": ({"resources": V, "memory": V, "memory-swap": V, "memory-reservation": V,
-                "kernel-memory": V, "kernel-memory-tcp": V, "cpu-shares": V, "cpu-period": V,
+                "kernel-memory": V, "kernel-memory-tcp": V, "cpu-share": V, "cpu-shares": V,
+                "cpu-period": V,
                 "cpu-quota": V, "cpu-rt-period": V, "cpu-rt-runtime": V, "cpuset-cpus": V,
                 "cpuset-mems": V, "pids-limit": V, "blkio-weight": V, "l3-cache-schema": V,
                 "mem-bw-schema": V}, 1, "update a container's resource limits"),
@@ -76,6 +77,38 @@ def parse(argv, table, verb=None):
                 opts[name] = val
         i += 1
     return opts, argv[i:]
+
+
+def reorder(argv, table):
+    """Flags given after the positional arguments moved in front of them,
+    as runc's parser (urfave/cli v1) does for every verb but exec and ps:
+    `update ID --memory 1g` is `update --memory 1g ID`. A flag's value
+    moves with it; nothing after "--" moves."""
+    flags, rest = [], []
+    value_next = False
+    for i, a in enumerate(argv):
+        if value_next and not _is_flag(a, table):
+            flags.append(a)
+            value_next = False
+        elif a == "--":
+            rest += argv[i:]
+            break
+        elif _is_flag(a, table):
+            flags.append(a)
+            value_next = "=" not in a
+        else:
+            rest.append(a)
+            value_next = False
+    return flags + rest
+
+
+def _is_flag(a, table):
+    if not a.startswith("-") or a == "-":
+        return False
+    name = a.lstrip("-").partition("=")[0]
+    if len(name) == 1 and name in SHORT:
+        return (SHORT[name] or "force") in table or (SHORT[name] or "format") in table
+    return name in table
 
 
 def usage():
@@ -138,7 +171,9 @@ def _main(argv):
             from berth.runtime import warmup
             warmup.start()
         table, nargs, _ = VERBS[verb]
-        opts, args = parse(rest[1:], dict(table, help=B), verb)
+        table = dict(table, help=B)
+        argv = rest[1:] if verb in ("exec", "ps") else reorder(rest[1:], table)
+        opts, args = parse(argv, table, verb)
         if opts.get("help"):
             os.write(1, f"usage: berth-runtime {verb} [flags] {'ID' if nargs else ''}\n".encode())
             return 0

@@ -235,6 +235,7 @@ class Cgroup:
             if mod is memory and not is_v2:
                 ws = memory.arrange(ws, target["dir"], fs.read_or)
             if mod is cpu and not is_v2:
+                ws = cpu.arrange(ws, target["dir"], fs.read_or)
                 planned += _rt_parents(target, ws)
             planned += [(target["dir"],) + _pick(target["dir"], w) for w in ws]
         for section, modname, fn, ctrl, v2ctrl in _LAZY:

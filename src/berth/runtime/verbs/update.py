@@ -14,7 +14,9 @@ from berth.runtime.container import Container
 _SIZE = {"memory": ("memory", "limit"), "memory-swap": ("memory", "swap"),
          "memory-reservation": ("memory", "reservation"),
          "kernel-memory-tcp": ("memory", "kernelTCP")}
-_INT = {"cpu-shares": ("cpu", "shares"), "cpu-period": ("cpu", "period"),
+# runc's flag is --cpu-share; --cpu-shares is Docker's spelling
+_INT = {"cpu-share": ("cpu", "shares"), "cpu-shares": ("cpu", "shares"),
+        "cpu-period": ("cpu", "period"),
         "cpu-quota": ("cpu", "quota"), "cpu-rt-period": ("cpu", "realtimePeriod"),
         "cpu-rt-runtime": ("cpu", "realtimeRuntime"), "pids-limit": ("pids", "limit"),
         "blkio-weight": ("blockIO", "weight")}
