@@ -92,3 +92,30 @@ def test_update_period_and_quota_in_an_order_the_parent_allows(runtime, busybox_
         for h in os.listdir("/sys/fs/cgroup"):
             if os.path.isdir(f"/sys/fs/cgroup/{h}/{name}"):
                 os.rmdir(f"/sys/fs/cgroup/{h}/{name}")
+
+
+def test_signal_0_checks_the_container_without_signalling_it(runtime, busybox_bundle):
+    cid = runtime.new_id("sig0")
+    runtime.run(["run", "-d", "--bundle", busybox_bundle(args=SLEEP), cid])
+    runtime.run(["kill", cid, "0"])
+    runtime.run(["kill", "-a", cid, "0"])
+    assert runtime.state(cid)["status"] == "running"
+
+
+def test_ps_of_a_stopped_container_lists_nothing(runtime, busybox_bundle):
+    cid = runtime.new_id("psstop")
+    runtime.run(["run", "-d", "--bundle", busybox_bundle(args=SLEEP), cid])
+    runtime.run(["kill", cid, "KILL"])
+    runtime.wait_status(cid, "stopped")
+    res = runtime.run(["ps", cid])
+    assert res.stdout.splitlines()[0].split()[:2] == ["UID", "PID"], res
+    assert len(res.stdout.splitlines()) == 1, res
+
+
+def test_a_config_the_runtime_refuses_is_an_invalid_configuration(runtime, busybox_bundle):
+    # runc's wording, which its own tests look for
+    b = busybox_bundle(args=SLEEP, changes={"linux.resources.cpu": {"shares": "many"}})
+    res = runtime.run(["run", "-d", "--bundle", b, runtime.new_id("badcfg")], check=False)
+    assert res.returncode != 0
+    if runtime.name == "berth":
+        assert res.stderr.count("\n") == 1 and "invalid configuration: " in res.stderr, res

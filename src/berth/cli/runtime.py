@@ -182,9 +182,12 @@ def _main(argv):
                              hint=f"berth-runtime {verb} [flags] ID")
         return dispatch(ctx, verb, opts, args)
     except BerthError as e:
-        ctx.log("error", str(e))
+        from berth.errors import ConfigError
+        # runc's words for a config it refuses; tools and its tests look for them
+        msg = f"invalid configuration: {e}" if isinstance(e, ConfigError) else str(e)
+        ctx.log("error", msg)
         if ctx.log_path:
-            os.write(2, f"berth-runtime: {e}\n".encode(errors="replace"))
+            os.write(2, f"berth-runtime: {msg}\n".encode(errors="replace"))
         return 1
     except KeyboardInterrupt:
         return 130
