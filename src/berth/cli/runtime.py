@@ -8,6 +8,8 @@ import sys
 from berth import __version__
 from berth.errors import BerthError
 
+OCI_SPEC = "1.0.2-dev"
+
 V, B, M = "value", "bool", "multi"
 GLOBAL = {"root": V, "log": V, "log-format": V, "debug": B, "systemd-cgroup": B,
           "rootless": V, "criu": V, "help": B, "version": B}
@@ -35,6 +37,9 @@ VERBS = {
     "spec": ({"bundle": V, "rootless": B}, 0, "write a default config.json"),
     "features": ({}, 0, "print the features this runtime supports"),
     "events": ({"interval": V, "stats": B}, 1, "print a container's events and resource stats"),
+    # refused by name: berth has no CRIU support (listed so that -h answers)
+    "checkpoint": ({}, 1, "checkpoint a container (not supported)"),
+    "restore": ({}, 1, "restore a checkpoint (not supported)"),
     "update": ({"resources": V, "memory": V, "memory-swap": V, "memory-reservation": V,
                 "kernel-memory": V, "kernel-memory-tcp": V, "cpu-share": V, "cpu-shares": V,
                 "cpu-period": V,
@@ -111,12 +116,11 @@ def _is_flag(a, table):
     return name in table
 
 
-def usage():
-    lines = [f"berth-runtime {__version__}: an OCI runtime (runc compatible)", "",
-             "usage: berth-runtime [--root DIR] [--log FILE] [--log-format text|json] COMMAND [ARGS]", "",
-             "commands:"]
-    lines += [f"  {v:<10} {d}" for v, (_, _, d) in VERBS.items()]
-    return "\n".join(lines) + "\n"
+def _help(verb=None):
+    from berth.cli import runtime_help
+    if verb is None:
+        return runtime_help.main_page(__version__)
+    return runtime_help.verb_page(verb)
 
 
 def dispatch(ctx, verb, opts, args):
@@ -148,13 +152,18 @@ def main(argv=None):
 def _main(argv):
     from berth.runtime.context import Context
     ctx = Context()
+    verb = None
     try:
         gopts, rest = parse(argv, GLOBAL)
         if gopts.get("version"):
-            os.write(1, f"berth-runtime version {__version__}\nspec: 1.0.2-dev\n".encode())
+            # runc's three lines: dockerd parses "<name> version", "commit:", "spec:"
+            os.write(1, f"berth-runtime version {__version__}\ncommit: berth-{__version__}\n"
+                        f"spec: {OCI_SPEC}\n".encode())
             return 0
-        if not rest or gopts.get("help") or rest[0] in ("help", "--help", "-h"):
-            os.write(1 if rest or gopts.get("help") else 2, usage().encode())
+        if rest[:1] in (["help"], ["h"]) and len(rest) > 1:
+            rest = [rest[1], "--help"]
+        if not rest or gopts.get("help") or rest[0] in ("help", "h", "--help", "-h"):
+            os.write(1 if rest or gopts.get("help") else 2, _help().encode())
             return 0 if rest or gopts.get("help") else 1
         ctx = Context(root=gopts.get("root") or "/run/berth-runtime", log=gopts.get("log"),
                       log_format=gopts.get("log-format") or "text", debug=gopts.get("debug"))
@@ -165,7 +174,9 @@ def _main(argv):
             raise BerthError("--systemd-cgroup: the systemd cgroup driver is not supported",
                              hint="use the cgroupfs driver (containerd: SystemdCgroup = false)")
         if verb not in VERBS:
-            raise BerthError(f"no such command {verb!r}", hint="see berth-runtime --help")
+            # urfave/cli's answer, and its status 3
+            os.write(2, f"No help topic for '{verb}'\n".encode(errors="replace"))
+            return 3
         if verb in ("create", "run", "exec"):
             # first thing: its grace period then overlaps our imports and checks
             from berth.runtime import warmup
@@ -173,9 +184,12 @@ def _main(argv):
         table, nargs, _ = VERBS[verb]
         table = dict(table, help=B)
         argv = rest[1:] if verb in ("exec", "ps") else reorder(rest[1:], table)
+        if verb in ("checkpoint", "restore") and not {"-h", "--help"} & set(argv):
+            raise BerthError(f"{verb}: checkpoint/restore (CRIU) is not supported by "
+                             "berth-runtime", hint="stop and start the container instead")
         opts, args = parse(argv, table, verb)
         if opts.get("help"):
-            os.write(1, f"usage: berth-runtime {verb} [flags] {'ID' if nargs else ''}\n".encode())
+            os.write(1, _help(verb).encode())
             return 0
         if len(args) < nargs:
             raise BerthError(f"{verb}: missing container id",
@@ -185,9 +199,19 @@ def _main(argv):
         from berth.errors import ConfigError
         # runc's words for a config it refuses; tools and its tests look for them
         msg = f"invalid configuration: {e}" if isinstance(e, ConfigError) else str(e)
-        ctx.log("error", msg)
-        if ctx.log_path:
-            os.write(2, f"berth-runtime: {msg}\n".encode(errors="replace"))
-        return 1
+        return _failed(ctx, verb, msg)
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # noqa: B902 -- a traceback is a bug; the caller gets one line
+        where = f": {e.filename}" if isinstance(e, OSError) and e.filename else ""
+        return _failed(ctx, verb, f"internal error ({type(e).__name__}{where}): "
+                                  f"{e.strerror if isinstance(e, OSError) and e.strerror else e}")
+
+
+def _failed(ctx, verb, msg):
+    ctx.log("error", msg)
+    if ctx.log_path:
+        os.write(2, f"berth-runtime: {msg}\n".encode(errors="replace"))
+    # runc's exec fails with 255, so that a caller can tell the runtime's
+    # failure from the process's own status; every other verb with 1
+    return 255 if verb == "exec" else 1

@@ -106,6 +106,35 @@ def open_in_root(rootfd, path, create=None):
     return L.openat2(rootfd, rel, os.O_PATH | os.O_CLOEXEC, how)
 
 
+def delayed_readonly(m, flags=None):
+    """A read-only tmpfs or /dev is mounted read-write and made read-only
+    at the end, as runc does: the runtime still writes into it."""
+    if flags is None:
+        flags = parse_options(m.get("options"))[0]
+    return bool(flags & L.MS_RDONLY) and not flags & L.MS_BIND and \
+        (m.get("type") == "tmpfs" or m["destination"].rstrip("/") == "/dev")
+
+
+def _ordinary_directory(rootfd, dest, typ, field):
+    """proc and sysfs only go on a real directory: through a symlink in the
+    image they would land somewhere the masks do not cover."""
+    rel = dest.strip("/")
+    parent = os.path.dirname(rel)
+    try:
+        pfd = open_in_root(rootfd, parent or "/") if parent else os.dup(rootfd)
+    except SysError:
+        return  # missing: made as a directory below
+    try:
+        st = os.stat(os.path.basename(rel), dir_fd=pfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    finally:
+        os.close(pfd)
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f'{field}: filesystem "{typ}" must be mounted on ordinary directory; '
+                          f"{dest} in the rootfs is not one")
+
+
 def fd_path(fd):
     return f"/proc/self/fd/{fd}"
 
@@ -121,6 +150,11 @@ def mount_at(rootfd, m, index, mount_fn):
     flags, prop, rattr, data = parse_options(opts, field)
     src = m.get("source") or typ
     is_bind = bool(flags & L.MS_BIND) or typ == "bind"
+    if delayed_readonly(m, flags):
+        # devices and links still go in: finish() makes it read-only
+        flags &= ~L.MS_RDONLY
+    if typ in ("proc", "sysfs"):
+        _ordinary_directory(rootfd, dest, typ, field)
     if is_bind:
         try:
             st = os.stat(src)

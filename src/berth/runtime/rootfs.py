@@ -265,6 +265,10 @@ def _hide_full_proc_and_sys(rootfs):
 def finish(cfg):
     """After pivot_root: masked paths, read-only paths, read-only root."""
     linux = cfg.get("linux") or {}
+    for m in cfg.get("mounts") or ():
+        if M.delayed_readonly(m):
+            dest = m["destination"]
+            L.mount(None, dest, None, L.MS_BIND | L.MS_REMOUNT | L.MS_RDONLY | M.locked_flags(dest))
     # read-only first, as runc: a masked path below a read-only one stays masked
     for p in linux.get("readonlyPaths") or ():
         _readonly(p)

@@ -41,6 +41,7 @@ class Plan:
         self.seccomp = None
         self.hook_state = None
         self.keyring = None        # name of a new session keyring, if any
+        self.debug = False         # send "log" lines (runc's --debug steps)
         self.__dict__.update(kw)
 
 
@@ -56,7 +57,14 @@ def stage1(plan, chan):
         _fail(chan, e)
 
 
+def _debug(plan, chan, text):
+    # runc's words for the same steps, which users grep --debug output for
+    if plan.debug:
+        chan.send("log", text)
+
+
 def _enter(plan, chan):
+    _debug(plan, chan, "nsexec container setup: stage 1 enters the namespaces")
     # open every path first: joining the mount namespace hides host paths
     fds = {t: os.open(p, os.O_RDONLY | os.O_CLOEXEC) for t, p in plan.join.items()}
     if "user" in fds:
@@ -111,6 +119,8 @@ def stage2(plan, chan):
 def _build(plan, chan):
     cfg = plan.cfg
     proc = plan.process
+    _debug(plan, chan, "child process in init(): stage 2 sets up the "
+           + ("container" if plan.container else "process"))
     os.setsid()
     L.prctl(L.PR_SET_DUMPABLE, 0)
     if plan.keyring:
@@ -173,6 +183,8 @@ def _build(plan, chan):
     setup.switch_user(proc, plan.caps)
     if nnp:
         L.prctl(L.PR_SET_NO_NEW_PRIVS, 1)
+    _debug(plan, chan, "init: closing the pipe to signal completion" if plan.container
+           else f"setns_init: about to exec {path}")
     chan.send("ready")
     if plan.wait_fifo:
         _wait_fifo(plan.state_dirfd)

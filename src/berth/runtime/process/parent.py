@@ -25,10 +25,11 @@ def preload(process, cfg, container):
         from berth.runtime import hooks as _h  # noqa: F401
 
 
-def spawn(plan, on_hooks=None, on_pid=None, on_cgroup=None):
+def spawn(plan, on_hooks=None, on_pid=None, on_cgroup=None, on_log=None):
     """Returns (init pid, channel). The channel stays open so that `run`
     can send "start"; the caller closes it. With plan.cgroup set,
-    on_cgroup(pid) must put the process into it."""
+    on_cgroup(pid) must put the process into it. on_log(text) gets the
+    children's debug lines (plan.debug)."""
     preload(plan.process, plan.cfg, plan.container)
     # read before any namespace is joined: a rootless runtime's own view
     from berth.sys.rootless import in_user_namespace
@@ -43,9 +44,12 @@ def spawn(plan, on_hooks=None, on_pid=None, on_cgroup=None):
     try:
         while True:
             kind, payload = parent.recv()
-            if kind == "userns":
+            if kind == "log":
+                if on_log:
+                    on_log(payload)
+            elif kind == "userns":
                 write_id_maps(pid1, plan.cfg)
-                parent.send("ok")
+                _send(parent, "ok")
             elif kind == "pid":
                 init_pid = int(payload)
                 os.waitpid(pid1, 0)
@@ -54,11 +58,11 @@ def spawn(plan, on_hooks=None, on_pid=None, on_cgroup=None):
                     on_pid(init_pid)
                 if plan.cgroup is not None:
                     on_cgroup(init_pid)
-                    parent.send("cgroup")
+                    _send(parent, "cgroup")
             elif kind == "hooks":
                 if on_hooks:
                     on_hooks(init_pid)
-                parent.send("ok")
+                _send(parent, "ok")
             elif kind == "ready":
                 return init_pid, parent
             elif kind == "error":
@@ -76,6 +80,20 @@ def spawn(plan, on_hooks=None, on_pid=None, on_cgroup=None):
             os.waitpid(pid1, 0)
         parent.close()
         raise
+
+
+def _send(chan, kind):
+    """A child that failed has sent its error and exited: report that
+    error, not the broken pipe our answer ran into."""
+    try:
+        chan.send(kind)
+    except BrokenPipeError:
+        got, payload = chan.recv()
+        while got == "log":
+            got, payload = chan.recv()
+        if got == "error":
+            raise BerthError(payload) from None
+        raise BerthError("container init exited before it was ready") from None
 
 
 def write_id_maps(pid, cfg):

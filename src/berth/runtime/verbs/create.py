@@ -116,11 +116,12 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
                     new=[t for t, p in ns.items() if not p],
                     state_dirfd=dirfd, wait_fifo=fifo, console_fd=console_fd,
                     preserve_fds=preserve_fds, caps=caps, seccomp=seccomp,
-                    keyring=None if no_new_keyring else f"_ses.{cid}",
+                    keyring=None if no_new_keyring else f"_ses.{cid}", debug=ctx.debug,
                     hook_state={"ociVersion": "1.0.2-dev", "id": cid, "status": "creating",
                                 "bundle": bundle, "pid": 0,
                                 "annotations": cfg.get("annotations") or {}})
-        pid, chan = parent.spawn(plan, on_hooks=on_hooks, on_pid=on_pid, on_cgroup=on_cgroup)
+        pid, chan = parent.spawn(plan, on_hooks=on_hooks, on_pid=on_pid, on_cgroup=on_cgroup,
+                                 on_log=lambda text: ctx.log("debug", text))
         if pid_file:
             write_pid_file(pid_file, pid)
     except BaseException:
@@ -136,9 +137,12 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
 def write_pid_file(path, pid):
     path = os.path.abspath(path)
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except OSError as e:
+        raise BerthError(f"--pid-file {path}: cannot write it", errno=e.errno) from None
 
 
 def main(ctx, opts, args):

@@ -87,9 +87,10 @@ def exec_(ctx, cid, opts, args):
     # exec needs one free slot under a pids limit, as runc's does
     plan = Plan(cfg=cfg, process=proc, container=False, join=joins(c.pid, cfg),
                 cgroup=cg, wait_fifo=False, console_fd=console_fd,
-                preserve_fds=preserve_count(opts), caps=caps, seccomp=seccomp)
+                preserve_fds=preserve_count(opts), caps=caps, seccomp=seccomp, debug=ctx.debug)
     try:
-        pid, chan = parent.spawn(plan, on_cgroup=cg.add if cg is not None else None)
+        pid, chan = parent.spawn(plan, on_cgroup=cg.add if cg is not None else None,
+                                 on_log=lambda text: ctx.log("debug", text))
     finally:
         if console_fd is not None:
             os.close(console_fd)
@@ -100,7 +101,13 @@ def exec_(ctx, cid, opts, args):
         os.close(master_end)
         tty.copy_winsize(0, pty)  # before the program can ask for it
     if opts.get("pid-file"):
-        write_pid_file(opts["pid-file"], pid)
+        try:
+            write_pid_file(opts["pid-file"], pid)
+        except BaseException:
+            # the process waits for "start": it must not outlive the error
+            os.kill(pid, 9)
+            chan.close()
+            raise
     chan.send("start")
     chan.close()
     if detach:
