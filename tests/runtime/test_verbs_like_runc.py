@@ -119,3 +119,45 @@ def test_a_config_the_runtime_refuses_is_an_invalid_configuration(runtime, busyb
     assert res.returncode != 0
     if runtime.name == "berth":
         assert res.stderr.count("\n") == 1 and "invalid configuration: " in res.stderr, res
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup/memory"), reason="needs v1 memory")
+def test_exec_joins_a_sub_cgroup_given_by_cgroup(runtime, busybox_bundle):
+    cid = runtime.new_id("subcg")
+    path = f"/{cid}"
+    runtime.run(["run", "-d", "--bundle",
+                 busybox_bundle(args=SLEEP, changes={"linux.cgroupsPath": path}), cid])
+    os.mkdir(f"/sys/fs/cgroup/memory{path}/sub")  # delete removes it with the container
+    res = runtime.run(["exec", "--cgroup", "memory:sub", cid, "cat", "/proc/self/cgroup"])
+    lines = res.stdout.splitlines()
+    assert any(line.endswith(f":memory:{path}/sub") for line in lines), res
+    assert any(line.endswith(f":pids:{path}") for line in lines), res
+    for arg, says in (("..", ".. is not a sub cgroup path"), ("nope", "/nope/cgroup.procs: no such file"),
+                      ("whaaat:/", "unknown controller")):
+        res = runtime.run(["exec", "--cgroup", arg, cid, "true"], check=False)
+        assert res.returncode == 255 and says in res.stderr, res
+
+
+def test_exec_in_a_paused_container_needs_ignore_paused(runtime, busybox_bundle):
+    cid = runtime.new_id("paused")
+    runtime.run(["run", "-d", "--bundle", busybox_bundle(args=SLEEP), cid])
+    runtime.run(["pause", cid])
+    res = runtime.run(["exec", cid, "echo", "ok"], check=False)
+    assert res.returncode == 255 and "cannot exec in a paused container" in res.stderr, res
+    waiting = runtime.spawn(["exec", "--ignore-paused", cid, "echo", "ok"])
+    time.sleep(1)
+    assert waiting.proc.poll() is None  # frozen with the container until it resumes
+    runtime.run(["resume", cid])
+    res = waiting.wait()
+    assert res.returncode == 0 and res.stdout == "ok\n", res
+
+
+def test_a_shared_cgroup_is_warned_about(runtime, busybox_bundle):
+    path = f"/berth-test-{runtime.token}-shared-{os.getpid()}"
+    first, second = runtime.new_id("share"), runtime.new_id("share")
+    for cid in (first, second):
+        b = busybox_bundle(args=SLEEP, changes={"linux.cgroupsPath": path})
+        res = runtime.run(["run", "-d", "--bundle", b, cid])
+    assert "container's cgroup is not empty" in res.stderr, res
+    runtime.run(["delete", "-f", second])
+    runtime.run(["delete", "-f", first], check=False)

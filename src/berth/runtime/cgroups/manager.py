@@ -351,6 +351,13 @@ class Cgroup:
         elif kind == "v2":
             v2.set_frozen(d, False)
 
+    def procs_in_leaf(self):
+        """How many processes the container's own directory has already
+        (first hierarchy only: one read, as this runs on every create)."""
+        if not self.hierarchies:
+            return 0
+        return len(fs.read_or(f"{self.hierarchies[0]['dir']}/cgroup.procs").split())
+
     def freezer_dir(self):
         return self._freezer()[1]
 

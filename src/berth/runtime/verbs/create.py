@@ -79,6 +79,10 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
         # joining it would freeze the init mid-setup and hang create
         raise BerthError(f"container's cgroup unexpectedly frozen: {cg.freezer_dir()}",
                          hint="thaw it, or give the container another linux.cgroupsPath")
+    busy = cg.procs_in_leaf() if cg is not None else 0
+    if busy:
+        # runc warns too; delete of either container then kills both
+        ctx.warn(f"container's cgroup is not empty: {busy} process(es) found")
     c = Container(ctx.root, cid)
     c.make_dir()
     c.data = {"id": cid, "bundle": bundle, "rootfs": rootfs, "created": now_rfc3339(),
