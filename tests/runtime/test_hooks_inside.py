@@ -131,3 +131,13 @@ def test_start_container_hook_runs_under_the_containers_seccomp_filter(runtime, 
     assert res.returncode != 0, res
     assert "error running hook" in res.stderr and "bad system call" in res.stderr, res
     assert not (b / "rootfs" / "tmp" / "hooked").exists()
+
+
+def test_create_container_hook_runs_in_the_rootfs(runtime, busybox_bundle, tmp_path):
+    # runc's hooks.bats bind-mounts onto ./lib from such a hook
+    where = tmp_path / f"cwd-{runtime.name}"
+    b = busybox_bundle(args=["true"], changes={"hooks": {"createContainer": [
+        {"path": "/bin/sh", "args": ["sh", "-c", f"pwd > {where}"]}]}})
+    res = runtime.run_bundle(b)
+    assert res.returncode == 0, res
+    assert where.read_text().strip() == str(b / "rootfs")

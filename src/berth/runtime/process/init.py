@@ -154,6 +154,8 @@ def _build(plan, chan):
             chan.expect("ok")
         if hooks.get("createContainer"):
             from berth.runtime import hooks as H
+            if mnt_new:
+                os.chdir(plan.rootfs)  # runc runs them from the rootfs
             # hooks in the container's namespaces see its pid as it sees it
             H.run(hooks["createContainer"], dict(plan.hook_state, pid=os.getpid()),
                   "createContainer")
