@@ -26,6 +26,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 NETNS_MARK = "BERTH_CONFORMANCE_NETNS"
+CGROUP_ROOT = "/sys/fs/cgroup"
+SUITE_CGROUP = "runc-cgroups-integration-test"  # helpers.bash's set_cgroups_path
 TAP = re.compile(r"^(ok|not ok) \d+ (.*?)(?: # skip ?(.*))?\r?$")
 
 
@@ -121,12 +123,29 @@ def sweep(runtime, tmpdir):
     for point in sorted(mounts, key=len, reverse=True):
         subprocess.run(["umount", "-l", point], capture_output=True)
     shutil.rmtree(tmpdir, ignore_errors=True)
+    remove_suite_cgroups()
+
+
+def remove_suite_cgroups():
+    """The suite's cgroups live under one fixed name; runc leaves parents
+    there (the unified one of a hybrid host, a test's own mkdir -p). Empty
+    ones go; one still in use stays (rmdir refuses it)."""
+    for h in os.listdir(CGROUP_ROOT):
+        top = os.path.join(CGROUP_ROOT, h, SUITE_CGROUP)
+        if os.path.islink(os.path.join(CGROUP_ROOT, h)) or not os.path.isdir(top):
+            continue
+        for d, _, _ in sorted(os.walk(top), key=lambda t: t[0].count("/"), reverse=True):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
 
 
 def run_one(runtime, bats_file, name, args, work, index):
+    """index: the test's place in its file, which names its log."""
     tmpdir = os.path.join(work, "tmp", "%d" % index)
     os.makedirs(tmpdir, exist_ok=True)
-    log = os.path.join(work, "logs", "%s.%03d.log" % (os.path.basename(bats_file)[:-5], index))
+    log = os.path.join(work, "logs", "%s.%02d.log" % (os.path.basename(bats_file)[:-5], index))
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "HOME": "/root", "TERM": "dumb", "LANG": "C.UTF-8", "TMPDIR": tmpdir, "RUNC": runtime}
     started = time.monotonic()
@@ -146,20 +165,22 @@ def run_one(runtime, bats_file, name, args, work, index):
 
 def run_suite(label, runtime, files, args):
     work = os.path.join(args.work, label)
-    shutil.rmtree(os.path.join(work, "logs"), ignore_errors=True)
-    os.makedirs(os.path.join(work, "logs"))
-    results, index = {}, 0
+    partial = bool(args.files or args.filter)
+    if not partial:
+        shutil.rmtree(os.path.join(work, "logs"), ignore_errors=True)
+    os.makedirs(os.path.join(work, "logs"), exist_ok=True)
+    results = {}
     for bats_file in files:
-        for name in tests_of(bats_file):
+        for index, name in enumerate(tests_of(bats_file), 1):
             if args.filter and not re.search(args.filter, name):
                 continue
-            index += 1
             r = run_one(runtime, bats_file, name, args, work, index)
             results["%s: %s" % (os.path.basename(bats_file), name)] = r
             note = " (timed out)" if r["timed_out"] else ""
             print("%-6s %-6s %5.1fs %s: %s%s" % (label, r["result"], r["seconds"],
                                                  os.path.basename(bats_file), name, note), flush=True)
-    with open(os.path.join(work, "results.json"), "w") as f:
+    # a partial run (--files, --filter) leaves the last full run's results
+    with open(os.path.join(work, "results-partial.json" if partial else "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     return results
 
@@ -251,6 +272,9 @@ def main():
     if args.reuse_peer:
         with open(os.path.join(args.work, "runc", "results.json")) as f:
             peer = json.load(f)
+        if args.files or args.filter:
+            peer = {k: v for k, v in peer.items()
+                    if k.split(": ", 1)[0] in names and re.search(args.filter, k.split(": ", 1)[1])}
     else:
         peer = run_suite("runc", args.peer, files, args)
     berth = run_suite("berth", os.path.abspath(args.berth), files, args)

@@ -148,6 +148,24 @@ def test_console_size(parity, busybox_bundle, console):
     assert parity(scenario) == b"33 101\r\n"
 
 
+def test_the_process_user_owns_its_terminal(parity, busybox_bundle, console):
+    def scenario(rt):
+        sock = console(f"{rt.name}-owner.sock")
+        b = busybox_bundle(args=["sh", "-c", "stat -c %u:%g $(busybox tty)"],
+                           changes={"process.terminal": True, "process.user.uid": 1000,
+                                    "process.user.gid": 100})
+        cid = rt.new_id("ttyowner")
+        assert create_with_console(rt, b, sock, cid).returncode == 0
+        _, master = sock.receive()
+        rt.run(["start", cid])
+        output = read_until_hangup(master)
+        rt.wait_status(cid, "stopped")
+        rt.run(["delete", cid])
+        return output
+    # the group is devpts's gid=5 of the spec's mount options
+    assert parity(scenario) == b"1000:5\r\n"
+
+
 def exec_tty(rt, cid, sock, extra=()):
     return rt.spawn(["exec", *extra, "-t", "--console-socket", sock.path, cid,
                      "sh", "-c", "busybox tty; echo hi; exit 4"])

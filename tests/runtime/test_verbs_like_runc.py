@@ -161,3 +161,12 @@ def test_a_shared_cgroup_is_warned_about(runtime, busybox_bundle):
     assert "container's cgroup is not empty" in res.stderr, res
     runtime.run(["delete", "-f", second])
     runtime.run(["delete", "-f", first], check=False)
+
+
+def test_create_then_start_as_a_non_root_user(runtime, busybox_bundle):
+    # the init opens exec.fifo once it is that user, without DAC_OVERRIDE
+    cid = runtime.new_id("user")
+    b = busybox_bundle(args=SLEEP, changes={"process.user.uid": 1000, "process.user.gid": 1000})
+    runtime.run(["create", "--bundle", b, cid])
+    runtime.run(["start", cid])
+    runtime.wait_status(cid, "running")

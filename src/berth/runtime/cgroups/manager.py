@@ -386,6 +386,16 @@ class Cgroup:
                 if leaf in made and not gone:
                     for d in fs.subdirs_bottom_up(leaf) + [leaf]:
                         _rmdir(d)
+                elif not gone:
+                    # made before create (by hand, to set a parent's limit,
+                    # or shared with another container): the container's
+                    # all the same, so it goes as runc removes it, unless
+                    # another container still runs in it
+                    try:
+                        for d in fs.subdirs_bottom_up(leaf) + [leaf]:
+                            _rmdir(d)
+                    except BerthError:
+                        pass
                 for d in reversed(made):
                     if d != leaf and not _rmdir_if_unused(d):
                         break  # shared with another container; so is every parent

@@ -219,6 +219,11 @@ def _terminal(plan, proc):
     tty.send_fd_to(plan.console_fd, master)
     os.close(master)
     os.close(plan.console_fd)
+    # the process's user owns its terminal, so it can control it (runc's
+    # fixStdioPermissions); the group stays devpts's (gid=5 in the spec)
+    uid = (proc.get("user") or {}).get("uid", 0)
+    if uid:
+        os.fchown(slave, uid, -1)
     tty.make_controlling(slave)
     if slave > 2:
         os.close(slave)

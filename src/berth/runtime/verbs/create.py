@@ -92,7 +92,7 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
         c.save()  # the cgroup is on record before it exists: delete can always find it
         if fifo:
             os.mkfifo(c.fifo, 0o600)
-            _fifo_for_userns_root(c, linux)
+            _fifo_for_the_process_user(c, linux, proc.get("user") or {})
             dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         if console_socket is not None and proc.get("terminal"):
             from berth.runtime import tty
@@ -158,20 +158,31 @@ def main(ctx, opts, args):
     return 0
 
 
-def _fifo_for_userns_root(c, linux):
-    """In its own user namespace the init is root only inside: it opens
-    exec.fifo as the host id its root maps to, which needs search on the
-    state dir and the fifo as its own (runc does the same)."""
-    def host_id(key):
-        for m in linux.get(key) or ():
-            if m.get("containerID") == 0:
-                return m.get("hostID")
+def _fifo_for_the_process_user(c, linux, user):
+    """The init opens exec.fifo after it has become the process's user, and
+    without CAP_DAC_OVERRIDE (a non-root user, or root of its own user
+    namespace) only the owner of the 0600 fifo may: it is given to that
+    user's host id. In a user namespace the init also needs search on the
+    state dir (runc makes its fifo 0622 instead; this one stays private)."""
+    def host_id(key, cid):
+        maps = linux.get(key)
+        if not maps:
+            return cid
+        for m in maps:
+            start, size = m.get("containerID", 0), m.get("size", 0)
+            if start <= cid < start + size:
+                return m.get("hostID", 0) + cid - start
         return None
-    uid, gid = host_id("uidMappings"), host_id("gidMappings")
-    if uid is None and gid is None:
+    uid = host_id("uidMappings", user.get("uid", 0))
+    gid = host_id("gidMappings", user.get("gid", 0))
+    if not uid and not gid:
         return
-    os.chown(c.fifo, uid if uid is not None else -1, gid if gid is not None else -1)
-    os.chmod(c.dir, 0o711)
+    try:
+        os.chown(c.fifo, uid if uid is not None else -1, gid if gid is not None else -1)
+    except OSError:
+        pass  # a rootless runtime cannot give away what it cannot map
+    if linux.get("uidMappings"):
+        os.chmod(c.dir, 0o711)
 
 
 def _cgroup_for(linux, cid):
