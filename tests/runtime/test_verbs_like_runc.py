@@ -170,3 +170,13 @@ def test_create_then_start_as_a_non_root_user(runtime, busybox_bundle):
     runtime.run(["create", "--bundle", b, cid])
     runtime.run(["start", cid])
     runtime.wait_status(cid, "running")
+
+
+def test_a_cgroup_made_before_create_goes_with_the_container(runtime, busybox_bundle):
+    cid = runtime.new_id("premade")
+    pids = cgroup_file("pids", f"/{cid}", "")
+    os.makedirs(pids)
+    b = busybox_bundle(args=SLEEP, changes={"linux.cgroupsPath": f"/{cid}"})
+    runtime.run(["run", "-d", "--bundle", b, cid])
+    runtime.run(["delete", "-f", cid])
+    assert not os.path.exists(pids)
