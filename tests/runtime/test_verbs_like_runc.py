@@ -180,3 +180,15 @@ def test_a_cgroup_made_before_create_goes_with_the_container(runtime, busybox_bu
     runtime.run(["run", "-d", "--bundle", b, cid])
     runtime.run(["delete", "-f", cid])
     assert not os.path.exists(pids)
+
+
+@pytest.mark.skipif(not os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
+                    reason="needs v1 swap accounting")
+def test_update_memory_to_no_limit_after_a_swap_limit(runtime, busybox_bundle):
+    cid = runtime.new_id("memsw")
+    b = busybox_bundle(args=SLEEP, changes={"linux.cgroupsPath": f"/{cid}"})
+    runtime.run(["run", "-d", "--bundle", b, cid])
+    runtime.run(["update", cid, "--memory", "52428800", "--memory-swap", "96468992"])
+    runtime.run(["update", cid, "--memory", "-1"])
+    with open(cgroup_file("memory", f"/{cid}", "memory.limit_in_bytes")) as f:
+        assert int(f.read()) > 1 << 60

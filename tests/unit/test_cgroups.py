@@ -287,14 +287,15 @@ def test_destroy_keeps_a_parent_another_container_still_uses(tmp_path):
         not any((root / "sys/fs/cgroup/memory/berth").iterdir())
 
 
-def test_a_leaf_that_existed_before_is_not_removed(tmp_path):
+def test_a_leaf_that_existed_before_goes_with_the_container(tmp_path):
+    # it is the container's cgroup all the same: runc removes it too
     root = fake_host(tmp_path, V2_ONLY)
     leaf = root / "sys/fs/cgroup/mine"
     leaf.mkdir()
     cg = open_cgroup("/mine", "c1", root=str(root))
     cg.create()
     cg.destroy()
-    assert leaf.is_dir()
+    assert not leaf.exists()
 
 
 def test_v1_cpuset_is_inherited_so_tasks_can_join(tmp_path, writes, monkeypatch):

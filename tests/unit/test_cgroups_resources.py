@@ -368,3 +368,13 @@ def test_cpu_quota_goes_first_when_the_period_shrinks_under_an_old_quota():
     none = {"/cg/cpu.cfs_period_us": "100000", "/cg/cpu.cfs_quota_us": "-1"}
     assert [w[0] for w in cpu.arrange(ws, "/cg", none.get)] == ["cpu.cfs_period_us",
                                                                  "cpu.cfs_quota_us"]
+
+
+def test_no_memory_limit_lifts_the_memsw_limit_first():
+    from berth.runtime.cgroups import memory
+    ws = memory.writes({"memory": {"limit": -1}}, v2=False)
+    with_swap = {"/cg/memory.memsw.limit_in_bytes": "96468992"}
+    assert memory.arrange(ws, "/cg", with_swap.get) == [
+        ("memory.memsw.limit_in_bytes", -1, "memory.limit"),
+        ("memory.limit_in_bytes", -1, "memory.limit")]
+    assert memory.arrange(ws, "/cg", {}.get) == ws  # no swap accounting on the host
