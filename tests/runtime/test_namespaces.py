@@ -193,6 +193,26 @@ def test_ipc_namespace_isolation(parity, busybox_bundle, host_ipc, own_ipc):
 # ---------------------------------------------------------------- user
 
 
+def test_user_namespace_binds_sources_its_root_cannot_read(runtime, busybox_bundle, tmp_path):
+    # the runtime opens them before the namespace exists, as runc does; a
+    # relative source is the bundle's
+    b = busybox_bundle(args=["sh", "-c", "cat /mnt/a/foo /mnt/b/foo"], changes={
+        "linux.namespaces": namespaces(add=[{"type": "user"}]),
+        "linux.uidMappings": USERNS_MAP, "linux.gidMappings": USERNS_MAP})
+    spec = bundles.read_config(b)
+    for name in ("a", "b"):
+        d = b / f"private-{name}" / "dir"
+        d.mkdir(parents=True)
+        (d / "foo").write_text(name)
+        os.chmod(d.parent, 0o700)
+        (b / "rootfs" / "mnt" / name).mkdir(parents=True)  # its root cannot make them
+        spec["mounts"].append({"source": f"private-{name}/dir", "destination": f"/mnt/{name}",
+                               "options": ["bind"]})
+    bundles.write_config(b, spec)
+    res = runtime.run_bundle(b)
+    assert res.returncode == 0 and res.stdout == "ab", res
+
+
 def test_user_namespace_non_root_process(parity, busybox_bundle):
     changes = {"linux.namespaces": namespaces(add=[{"type": "user"}]),
                "linux.uidMappings": USERNS_MAP, "linux.gidMappings": USERNS_MAP,

@@ -19,10 +19,11 @@ DEV_LINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
              ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"))
 
 
-def prepare_before_cgroup(cfg, rootfs):
+def prepare_before_cgroup(cfg, rootfs, sources=None):
     """The part that does not need the container's cgroup: the spec's mounts
     up to the first cgroup mount. Returns (rootfd, index of the next mount),
-    so the init can do this while the runtime is still making the cgroup."""
+    so the init can do this while the runtime is still making the cgroup.
+    sources: mounts.bind_sources() of the runtime."""
     linux = cfg.get("linux") or {}
     prop = linux.get("rootfsPropagation")
     L.mount(None, "/", None, L.MS_REC | (M.PROPAGATION.get("r" + prop) if prop else L.MS_SLAVE))
@@ -33,19 +34,21 @@ def prepare_before_cgroup(cfg, rootfs):
     mounts = cfg.get("mounts") or ()
     i = 0
     while i < len(mounts) and mounts[i].get("type") != "cgroup":
-        M.mount_at(rootfd, mounts[i], i, lambda *a: _mount_special(rootfd, *a))
+        M.mount_at(rootfd, mounts[i], i, lambda *a: _mount_special(rootfd, *a),
+                   source=(sources or {}).get(i))
         i += 1
     return rootfd, i
 
 
-def prepare_rest(rootfd, cfg, start, userns, cgroups):
+def prepare_rest(rootfd, cfg, start, userns, cgroups, sources=None):
     """The remaining mounts (from the first cgroup mount on), devices, /dev
     links and the working directory. cgroups: cgroup_sources(), taken
     before a cgroup namespace hides the host's view of the paths."""
     linux = cfg.get("linux") or {}
     mounts = cfg.get("mounts") or ()
     for i in range(start, len(mounts)):
-        M.mount_at(rootfd, mounts[i], i, lambda *a: _mount_special(rootfd, *a, cgroups=cgroups))
+        M.mount_at(rootfd, mounts[i], i, lambda *a: _mount_special(rootfd, *a, cgroups=cgroups),
+                   source=(sources or {}).get(i))
     has_dev = any(m["destination"].rstrip("/") == "/dev" for m in mounts)
     if has_dev:
         _default_devices(rootfd, userns)

@@ -241,6 +241,29 @@ MOUNT_ATTR_IDMAP = 0x100000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 
 
+AT_RECURSIVE = 0x8000
+
+
+def open_tree_clone(source, recursive=False):
+    """A detached copy of the mount at source (O_CLOEXEC fd): it can be
+    attached later with move_mount, also from a mount namespace and a user
+    namespace that could not reach source by path."""
+    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if recursive else 0)
+    return _check(_syscall(SYS_open_tree, ctypes.c_int(AT_FDCWD), _b(source), ctypes.c_uint(flags)),
+                  f"open_tree {source}")
+
+
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+
+def move_mount(fd, target_fd):
+    """Attach the detached tree fd onto the directory target_fd (an O_PATH
+    fd; a /proc/self/fd path instead is refused with EINVAL)."""
+    _check(_syscall(SYS_move_mount, ctypes.c_int(fd), b"", ctypes.c_int(target_fd), b"",
+                    ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)),
+           "move_mount")
+
+
 def idmapped_bind(source, target, userns_fd):
     """Bind source at target with the ids shifted by the user namespace
     userns_fd (an idmapped mount): files owned by 0 on disk show as the

@@ -42,6 +42,7 @@ class Plan:
         self.hook_state = None
         self.keyring = None        # name of a new session keyring, if any
         self.debug = False         # send "log" lines (runc's --debug steps)
+        self.bind_sources = None   # mounts.bind_sources(): {index: path or tree fd}
         self.__dict__.update(kw)
 
 
@@ -134,7 +135,7 @@ def _build(plan, chan):
     userns = "user" in plan.new or "user" in plan.join or plan.in_userns
     mnt_new = plan.container and "mount" in plan.new
     if mnt_new:
-        rootfd, nxt = R.prepare_before_cgroup(cfg, plan.rootfs)
+        rootfd, nxt = R.prepare_before_cgroup(cfg, plan.rootfs, plan.bind_sources)
     if plan.cgroup is not None:
         # meanwhile the runtime made the cgroup (create; waiting out the
         # kernel's grace period for the first migration) and moved us in
@@ -147,7 +148,7 @@ def _build(plan, chan):
         if plan.cgroup is not None and "cgroup" in plan.new:
             L.unshare(L.CLONE_NEWCGROUP)
         if mnt_new:
-            R.prepare_rest(rootfd, cfg, nxt, userns, cgroups)
+            R.prepare_rest(rootfd, cfg, nxt, userns, cgroups, plan.bind_sources)
         hooks = cfg.get("hooks") or {}
         if hooks.get("prestart") or hooks.get("createRuntime"):
             chan.send("hooks")

@@ -83,8 +83,14 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
     if busy:
         # runc warns too; delete of either container then kills both
         ctx.warn(f"container's cgroup is not empty: {busy} process(es) found")
+    from berth.runtime import mounts as M
+    sources = M.bind_sources(cfg.get("mounts"), bundle, userns="user" in ns)
     c = Container(ctx.root, cid)
-    c.make_dir()
+    try:
+        c.make_dir()
+    except BaseException:
+        M.close_sources(sources)
+        raise
     c.data = {"id": cid, "bundle": bundle, "rootfs": rootfs, "created": now_rfc3339(),
               "pid": 0, "config": cfg, "cgroup": cg.to_dict() if cg else None}
     dirfd = None
@@ -121,6 +127,7 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
                     state_dirfd=dirfd, wait_fifo=fifo, console_fd=console_fd,
                     preserve_fds=preserve_fds, caps=caps, seccomp=seccomp,
                     keyring=None if no_new_keyring else f"_ses.{cid}", debug=ctx.debug,
+                    bind_sources=sources,
                     hook_state={"ociVersion": "1.0.2-dev", "id": cid, "status": "creating",
                                 "bundle": bundle, "pid": 0,
                                 "annotations": cfg.get("annotations") or {}})
@@ -135,6 +142,7 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
         for fd in (dirfd, console_fd):
             if fd is not None:
                 os.close(fd)
+        M.close_sources(sources)
     return c, chan
 
 
