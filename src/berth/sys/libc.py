@@ -201,6 +201,23 @@ def capset(effective, permitted, inheritable):
 
 
 SYS_mount_setattr = 442
+SYS_pidfd_open = 434
+SYS_pidfd_getfd = 438
+
+
+def fd_of_process(pid, fd):
+    """A copy of another process's fd (pidfd_getfd, Linux 5.6): how the
+    runtime takes a seccomp listener from the container's process, which
+    may not reach a socket of ours."""
+    pidfd = _check(_syscall(SYS_pidfd_open, ctypes.c_int(pid), ctypes.c_uint(0)),
+                   f"pidfd_open {pid}")
+    try:
+        return _check(_syscall(SYS_pidfd_getfd, ctypes.c_int(pidfd), ctypes.c_int(fd),
+                               ctypes.c_uint(0)), f"pidfd_getfd {pid} fd {fd}")
+    finally:
+        os.close(pidfd)
+
+
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
@@ -239,6 +256,23 @@ SYS_move_mount = 429
 OPEN_TREE_CLONE = 1
 MOUNT_ATTR_IDMAP = 0x100000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+
+
+SYS_pidfd_open = 434
+SYS_pidfd_getfd = 438
+
+
+def fd_of_process(pid, fd):
+    """A copy of another process's fd (pidfd_getfd, Linux 5.6): how the
+    runtime takes a seccomp listener from the container's process, which
+    may not reach a socket of ours."""
+    pidfd = _check(_syscall(SYS_pidfd_open, ctypes.c_int(pid), ctypes.c_uint(0)),
+                   f"pidfd_open {pid}")
+    try:
+        return _check(_syscall(SYS_pidfd_getfd, ctypes.c_int(pidfd), ctypes.c_int(fd),
+                               ctypes.c_uint(0)), f"pidfd_getfd {pid} fd {fd}")
+    finally:
+        os.close(pidfd)
 
 
 AT_RECURSIVE = 0x8000

@@ -181,11 +181,15 @@ def _build(plan, chan):
     path = setup.lookup(args[0], env)
     tramp = trampoline.make()
     nnp = proc.get("noNewPrivileges")
+    notify = plan.seccomp is not None and plan.seccomp.notify
     if plan.seccomp is not None and not nnp:
-        plan.seccomp.load()
+        _load_seccomp(plan, chan)
     setup.switch_user(proc, plan.caps)
     if nnp:
         L.prctl(L.PR_SET_NO_NEW_PRIVS, 1)
+        if notify:
+            # the runtime must still be there to hand the listener on
+            _load_seccomp(plan, chan)
     _debug(plan, chan, "init: closing the pipe to signal completion" if plan.container
            else f"setns_init: about to exec {path}")
     chan.send("ready")
@@ -195,7 +199,8 @@ def _build(plan, chan):
         chan.expect("start")
     chan.close()
     start_hooks = plan.container and (cfg.get("hooks") or {}).get("startContainer")
-    if plan.seccomp is not None and nnp and start_hooks:
+    late = plan.seccomp is not None and nnp and not notify
+    if late and start_hooks:
         # a startContainer hook is the container's own code: it runs under
         # the container's filter, as with runc (else as late as possible)
         plan.seccomp.load()
@@ -204,9 +209,19 @@ def _build(plan, chan):
         H.run(start_hooks, dict(plan.hook_state, pid=os.getpid(), status="created"),
               "startContainer")
     setup.close_fds(plan.preserve_fds)
-    if plan.seccomp is not None and nnp and not start_hooks:
+    if late and not start_hooks:
         plan.seccomp.load()
     trampoline.execute(tramp, path, args, env)
+
+
+def _load_seccomp(plan, chan):
+    listener = plan.seccomp.load()
+    if listener is not None:
+        # write() is the one syscall before the agent has the fd: compile()
+        # refuses to notify it
+        chan.send("seccomp", str(listener))
+        chan.expect("ok")
+        os.close(listener)
 
 
 def _terminal(plan, proc):

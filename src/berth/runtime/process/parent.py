@@ -6,6 +6,7 @@ import os
 from berth.errors import BerthError
 from berth.runtime.process import init
 from berth.runtime.process.sync import Channel
+from berth.sys import libc as L
 
 
 def preload(process, cfg, container):
@@ -25,11 +26,12 @@ def preload(process, cfg, container):
         from berth.runtime import hooks as _h  # noqa: F401
 
 
-def spawn(plan, on_hooks=None, on_pid=None, on_cgroup=None, on_log=None):
+def spawn(plan, on_hooks=None, on_pid=None, on_cgroup=None, on_log=None, on_listener=None):
     """Returns (init pid, channel). The channel stays open so that `run`
     can send "start"; the caller closes it. With plan.cgroup set,
     on_cgroup(pid) must put the process into it. on_log(text) gets the
-    children's debug lines (plan.debug)."""
+    children's debug lines (plan.debug); on_listener(fd, pid) the seccomp
+    listener of a notify filter (and closes it)."""
     preload(plan.process, plan.cfg, plan.container)
     # read before any namespace is joined: a rootless runtime's own view
     from berth.sys.rootless import in_user_namespace
@@ -62,6 +64,10 @@ def spawn(plan, on_hooks=None, on_pid=None, on_cgroup=None, on_log=None):
             elif kind == "hooks":
                 if on_hooks:
                     on_hooks(init_pid)
+                _send(parent, "ok")
+            elif kind == "seccomp":
+                fd = L.fd_of_process(init_pid, int(payload))
+                on_listener(fd, init_pid)
                 _send(parent, "ok")
             elif kind == "ready":
                 return init_pid, parent

@@ -17,6 +17,9 @@ message is one write() below PIPE_BUF, so it arrives whole.
     "hooks"                                 ->   runs prestart + createRuntime hooks
                                             <-   "ok"
     -- pivot_root, sysctl, user, caps ------
+    with a notify filter, once it is loaded:
+    "seccomp <listener fd number>"          ->   takes the fd (pidfd_getfd),
+                                            <-   "ok"  sends it to the agent
     "ready"                                 ->   create: writes state, exits;
                                                  run/exec: waits for the process
     any stage: "error <message>"            ->   parent raises it and cleans up

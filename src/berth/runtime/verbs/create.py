@@ -131,8 +131,13 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
                     hook_state={"ociVersion": "1.0.2-dev", "id": cid, "status": "creating",
                                 "bundle": bundle, "pid": 0,
                                 "annotations": cfg.get("annotations") or {}})
+        def on_listener(fd, pid):
+            from berth.runtime.security import notify
+            notify.send_listener(linux["seccomp"], fd, pid, c.oci_state("creating"))
+
         pid, chan = parent.spawn(plan, on_hooks=on_hooks, on_pid=on_pid, on_cgroup=on_cgroup,
-                                 on_log=lambda text: ctx.log("debug", text))
+                                 on_log=lambda text: ctx.log("debug", text),
+                                 on_listener=on_listener)
         if pid_file:
             write_pid_file(pid_file, pid)
     except BaseException:

@@ -97,8 +97,13 @@ def exec_(ctx, cid, opts, args):
                 cgroup=cg, wait_fifo=False, console_fd=console_fd,
                 preserve_fds=preserve_count(opts), caps=caps, seccomp=seccomp, debug=ctx.debug)
     try:
+        def on_listener(fd, pid):
+            from berth.runtime.security import notify
+            notify.send_listener(cfg["linux"]["seccomp"], fd, pid, c.oci_state())
+
         pid, chan = parent.spawn(plan, on_cgroup=(lambda p: _join(cg, p)) if cg is not None else None,
-                                 on_log=lambda text: ctx.log("debug", text))
+                                 on_log=lambda text: ctx.log("debug", text),
+                                 on_listener=on_listener)
     finally:
         if console_fd is not None:
             os.close(console_fd)
