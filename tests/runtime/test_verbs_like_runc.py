@@ -132,6 +132,9 @@ def test_exec_joins_a_sub_cgroup_given_by_cgroup(runtime, busybox_bundle):
     lines = res.stdout.splitlines()
     assert any(line.endswith(f":memory:{path}/sub") for line in lines), res
     assert any(line.endswith(f":pids:{path}") for line in lines), res
+    # elsewhere the init's cgroups, the unified one of a hybrid host too
+    with open(f"/proc/{runtime.state(cid)['pid']}/cgroup") as f:
+        assert f.read().splitlines()[-1] == lines[-1]
     for arg, says in (("..", ".. is not a sub cgroup path"), ("nope", "/nope/cgroup.procs: no such file"),
                       ("whaaat:/", "unknown controller")):
         res = runtime.run(["exec", "--cgroup", arg, cid, "true"], check=False)
