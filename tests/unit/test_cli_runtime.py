@@ -100,3 +100,15 @@ def test_debug_lines_are_logrus_text_on_stderr(tmp_path, capfd):
     Context(debug=True).log("debug", "step one")
     err = capfd.readouterr().err
     assert err.startswith('time="') and ' level=debug msg="step one"' in err
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["--log", "/nonexistent/dir/log", "state", "x"], "--log /nonexistent/dir/log: cannot open"),
+    (["--log-format", "yaml", "state", "x"], "--log-format 'yaml': unknown log format"),
+    (["list", "-f", "weird"], "--format 'weird': invalid format option"),
+    (["create", "--bundle", "/nonexistent", "x"], "/nonexistent/config.json"),
+])
+def test_bad_global_and_verb_flags_are_one_line_by_name(tmp_path, capfd, argv, says):
+    assert cli.main(["--root", str(tmp_path), *argv]) == 1
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and says in err, err

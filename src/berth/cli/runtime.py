@@ -167,6 +167,7 @@ def _main(argv):
             return 0 if rest or gopts.get("help") else 1
         ctx = Context(root=gopts.get("root") or "/run/berth-runtime", log=gopts.get("log"),
                       log_format=gopts.get("log-format") or "text", debug=gopts.get("debug"))
+        ctx.open_log()
         verb = rest[0]
         if gopts.get("systemd-cgroup") and verb in ("create", "run"):
             # a "slice:prefix:name" path taken literally would put the

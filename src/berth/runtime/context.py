@@ -32,6 +32,22 @@ class Context:
         finally:
             os.close(fd)
 
+    def open_log(self):
+        """Checks --log and --log-format up front, as runc does: a log that
+        cannot be written fails the command by name, before any work."""
+        from berth.errors import BerthError
+        if self.log_format not in ("text", "json"):
+            fmt, self.log_format = self.log_format, "text"
+            raise BerthError(f"--log-format {fmt!r}: unknown log format", hint="text or json")
+        if not self.log_path:
+            return
+        try:
+            os.close(os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                             0o644))
+        except OSError as e:
+            path, self.log_path = self.log_path, None
+            raise BerthError(f"--log {path}: cannot open the log file", errno=e.errno) from None
+
     @staticmethod
     def _line(level, msg, fmt):
         from berth.oci import jsonio
