@@ -201,23 +201,6 @@ def capset(effective, permitted, inheritable):
 
 
 SYS_mount_setattr = 442
-SYS_pidfd_open = 434
-SYS_pidfd_getfd = 438
-
-
-def fd_of_process(pid, fd):
-    """A copy of another process's fd (pidfd_getfd, Linux 5.6): how the
-    runtime takes a seccomp listener from the container's process, which
-    may not reach a socket of ours."""
-    pidfd = _check(_syscall(SYS_pidfd_open, ctypes.c_int(pid), ctypes.c_uint(0)),
-                   f"pidfd_open {pid}")
-    try:
-        return _check(_syscall(SYS_pidfd_getfd, ctypes.c_int(pidfd), ctypes.c_int(fd),
-                               ctypes.c_uint(0)), f"pidfd_getfd {pid} fd {fd}")
-    finally:
-        os.close(pidfd)
-
-
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
@@ -275,9 +258,6 @@ def fd_of_process(pid, fd):
         os.close(pidfd)
 
 
-AT_RECURSIVE = 0x8000
-
-
 def open_tree_clone(source, recursive=False):
     """A detached copy of the mount at source (O_CLOEXEC fd): it can be
     attached later with move_mount, also from a mount namespace and a user
@@ -302,8 +282,7 @@ def idmapped_bind(source, target, userns_fd):
     """Bind source at target with the ids shifted by the user namespace
     userns_fd (an idmapped mount): files owned by 0 on disk show as the
     namespace's root mapping, and are written back unshifted."""
-    fd = _check(_syscall(SYS_open_tree, ctypes.c_int(AT_FDCWD), _b(source),
-                         ctypes.c_uint(OPEN_TREE_CLONE | os.O_CLOEXEC)), f"open_tree {source}")
+    fd = open_tree_clone(source)
     try:
         attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
         _check(_syscall(SYS_mount_setattr, ctypes.c_int(fd), b"", ctypes.c_uint(AT_EMPTY_PATH),
