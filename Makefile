@@ -21,7 +21,7 @@ SYSPY ?= /usr/bin/python3
 # the socket's group, made on a real install (none with DESTDIR or BERTH_GROUP=)
 BERTH_GROUP ?= berth
 
-.PHONY: all deps venv build test unit demo bench bench-quick clean install uninstall
+.PHONY: all deps venv build test unit demo bench bench-quick conformance clean install uninstall
 
 all: build
 
@@ -101,6 +101,12 @@ install: build
 uninstall:
 	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(DOCDIR)
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,berth berthd berth-runtime) $(addprefix $(DESTDIR)$(UNITDIR)/,berth.service berth.socket)
+
+# runc's own bats suite (Debian's source package) against runc and
+# berth-runtime; sources and builds under build/conformance (git ignores it)
+conformance: deps build
+	bash tests/conformance/prepare.sh $(CURDIR)/build/conformance $(SHARED)/fixtures
+	$(VPY) tests/conformance/run_bats.py --suite $(CURDIR)/build/conformance/suite
 
 clean:
 	rm -rf bin build .venv

@@ -23,7 +23,8 @@ _IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
 
 
 def load(bundle, path="config.json"):
-    cfg = jsonio.load_file(os.path.join(bundle, path), path)
+    full = os.path.join(bundle, path)
+    cfg = jsonio.load_file(full, full)
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: top level must be an object")
     return cfg

@@ -19,7 +19,7 @@ def parse_signal(text):
     t = text.upper()
     if t.isdigit():
         n = int(t)
-        if 0 < n < 65:
+        if 0 <= n < 65:  # 0 sends nothing: it checks that the process is there
             return n
     else:
         t = t[3:] if t.startswith("SIG") else t
