@@ -10,7 +10,7 @@ VPY := $(VENV)/bin/python
 APT_PKGS := runc busybox-static libseccomp2 iproute2 hyperfine skopeo umoci docker.io docker-registry docker-compose containerd tini podman conmon iperf3 uidmap slirp4netns python3
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: all deps venv build test unit demo bench bench-quick clean
+.PHONY: all deps venv build test unit demo bench bench-quick dockerpy-conformance clean
 
 all: build
 
@@ -22,7 +22,7 @@ $(VPY):
 	$(PYTHON) -m venv $(VENV)
 
 venv: $(VPY)
-	@$(VPY) -c 'import pytest, cryptography, pyroute2' 2>/dev/null || $(VPY) -m pip install -q -r requirements-dev.txt
+	@$(VPY) -c 'import pytest, cryptography, pyroute2, docker, pytest_timeout' 2>/dev/null || $(VPY) -m pip install -q -r requirements-dev.txt
 
 # bin/ holds launchers that run the venv's python with -IS: site and the
 # pyenv shim cost 30-70 ms per start, more than the runtime's own work.
@@ -51,6 +51,11 @@ bench: deps build
 
 bench-quick: deps build
 	$(VPY) bench/all.py --quick
+
+# docker-py's integration suite against a dockerd of its own and berthd, side
+# by side; exits non-zero on a difference dockerpy-expected.txt does not list
+dockerpy-conformance: deps build
+	$(VPY) tests/conformance/dockerpy_conformance.py
 
 clean:
 	rm -rf bin build .venv
