@@ -14,7 +14,7 @@ on `file.py::Class::test`) and its reason a line. The run exits non-zero when
 a test passes on dockerd and fails on berthd without a pattern for it, or when
 a pattern matches no such test any more (stale: remove it).
 
-    tests/conformance/dockerpy_conformance.py [--reuse-dockerd] [-k EXPR] [FILE ...]
+    tests/conformance/dockerpy_conformance.py [--only dockerd|berthd] [-k EXPR] [FILE ...]
 """
 import argparse
 import fnmatch
@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -33,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "bench")]
 from shared_dir import FIXTURES  # noqa: E402
-from image_load import Dockerd, NETNS_WRAP  # noqa: E402
+from image_load import NETNS_WRAP  # noqa: E402
 
 VPY = sys.executable
 WORK = REPO / "build" / "dockerpy"
@@ -117,31 +118,17 @@ def parse_junit(path):
 
 
 def on_dockerd(root, select, tmp):
-    d = Dockerd(tmp / "dockerd", netns=True,
-                extra_args=["--cgroup-parent", f"/berth-dockerpy-{os.getpid()}"])
     conftest = _api_conftest()
-    try:
-        d.start(timeout=120)
-        env = dict(d.env, DOCKER_HOST=f"unix://{d.sock}")
-        load_images(env)
-        print(f"dockerd {d.versions()['server']}: running docker-py's suite", flush=True)
-        return run_suite(root, env, tmp / "dockerd.xml", select)
-    finally:
-        _remove_all(dict(d.env, DOCKER_HOST=f"unix://{d.sock}"))
-        d.stop()
-        conftest.remove_cgroup_parent(f"/berth-dockerpy-{os.getpid()}")
-
-
-def _remove_all(env):
-    """What the suite left on dockerd (berthd's fixture removes its own)."""
-    def docker(*args):
-        return subprocess.run(["docker", *args], env=env, capture_output=True, text=True,
-                              timeout=300).stdout.split()
-    ids = docker("ps", "-aq")
-    if ids:
-        docker("rm", "-f", "-v", *ids)
-    if "Swarm: active" in " ".join(docker("info")):
-        docker("swarm", "leave", "--force")
+    with conftest.private_dockerd() as d:
+        try:
+            load_images(d.env)
+            print(f"dockerd {d.json('GET', '/version')['Version']}: running docker-py's suite",
+                  flush=True)
+            return run_suite(root, d.env, tmp / "dockerd.xml", select)
+        finally:
+            # the suite's swarm tests may leave it a manager
+            subprocess.run(["docker", "swarm", "leave", "--force"], env=d.env,
+                           capture_output=True, timeout=300)
 
 
 def on_berthd(root, select, tmp):
@@ -213,8 +200,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="*", help="test files under tests/integration (default: all)")
     ap.add_argument("-k", help="pytest -k expression, to run a part")
-    ap.add_argument("--reuse-dockerd", action="store_true",
-                    help="take dockerd's results from the last run (build/dockerpy/dockerd.json)")
+    ap.add_argument("--only", choices=("dockerd", "berthd"),
+                    help="run on one daemon; the other's results come from its last run "
+                         "(build/dockerpy/DAEMON.json)")
     select = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("the daemons run as root")
@@ -222,18 +210,39 @@ def main():
         sys.exit("dockerd and the docker CLI come with `make deps` (docker.io)")
     root = fetch_suite()
     expected = read_expected()
-    cached = WORK / "dockerd.json"
     tmp = Path(tempfile.mkdtemp(prefix="dockerpy-", dir=WORK))
+    runs = {"dockerd": on_dockerd, "berthd": on_berthd}
+    results, errors = {}, {}
+
+    def run(name):
+        try:
+            results[name] = runs[name](root, select, tmp)
+            (WORK / f"{name}.json").write_text(json.dumps(results[name], indent=0, sort_keys=True))
+        except Exception as e:  # noqa: BLE001 - reported below, the other run goes on
+            errors[name] = e
     try:
-        if select.reuse_dockerd and cached.exists():
-            dockerd = json.loads(cached.read_text())
-        else:
-            dockerd = on_dockerd(root, select, tmp)
-            cached.write_text(json.dumps(dockerd, indent=0, sort_keys=True))
-        berthd = on_berthd(root, select, tmp)
-        (WORK / "berthd.json").write_text(json.dumps(berthd, indent=0, sort_keys=True))
+        # side by side: the two daemons share nothing, and the suite is long
+        threads = [threading.Thread(target=run, args=(n,)) for n in runs
+                   if select.only in (None, n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for name, e in errors.items():
+            print(f"{name}: the run failed: {e}", file=sys.stderr)
+        if errors:
+            return 2
+        for name in runs:
+            if name not in results:
+                cached = WORK / f"{name}.json"
+                if not cached.exists():
+                    sys.exit(f"no earlier results of {name} in {cached}: run without --only")
+                results[name] = json.loads(cached.read_text())
+        dockerd, berthd = results["dockerd"], results["berthd"]
         if select.files or select.k:
-            dockerd = {t: o for t, o in dockerd.items() if t in berthd}
+            ran = results[select.only or "berthd"]
+            dockerd = {t: o for t, o in dockerd.items() if t in ran}
+            berthd = {t: o for t, o in berthd.items() if t in ran}
         return report(dockerd, berthd, expected)
     finally:
         for log in tmp.glob("*.log"):

@@ -78,6 +78,7 @@ def register(router, engine):
         return json_response({"NetworksDeleted": removed})
 
     router.add("GET", "/networks", list_)
+    router.add("GET", "/networks/", list_)   # dockerd has both, for old clients
     router.add("POST", "/networks/create", create)
     router.add("POST", "/networks/prune", prune)
     router.add("GET", "/networks/{id}", inspect)

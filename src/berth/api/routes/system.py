@@ -7,6 +7,7 @@ import time
 from berth.api.app import API_VERSION, MIN_API_VERSION
 from berth.api.http import Response, json_response, json_stream
 from berth.api import filters as F
+from berth.engine.containers.record import now_rfc3339
 
 VERSION = "0.5.0"
 
@@ -122,7 +123,7 @@ def system_info(engine):
         "CpuCfsQuota": limits, "CPUShares": limits, "CPUSet": limits, "PidsLimit": limits,
         "IPv4Forwarding": True,
         "Debug": False, "NFd": len(os.listdir("/proc/self/fd")),
-        "NGoroutines": 0, "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "NGoroutines": 0, "SystemTime": now_rfc3339(),
         "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": cgv,
         "NEventsListener": 0, "KernelVersion": u.release, "OperatingSystem": _os_name(),
         "OSVersion": "", "OSType": "linux", "Architecture": u.machine,
@@ -131,7 +132,9 @@ def system_info(engine):
         "DockerRootDir": engine.paths.root, "HttpProxy": "", "HttpsProxy": "", "NoProxy": "",
         "Name": u.nodename, "Labels": [], "ExperimentalBuild": False, "ServerVersion": VERSION,
         "Runtimes": {name: {"path": path} for name, path in sorted(cfg.runtimes.items())},
-        "DefaultRuntime": cfg.default_runtime, "Swarm": {"LocalNodeState": "inactive"},
+        "DefaultRuntime": cfg.default_runtime,
+        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
+                  "ControlAvailable": False, "Error": "", "RemoteManagers": None},
         "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": cfg.init_path or "",
         "SecurityOptions": sec, "Warnings": warnings,
     }

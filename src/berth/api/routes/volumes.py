@@ -45,5 +45,6 @@ def register(router, engine):
     router.add("GET", "/volumes", list_)
     router.add("POST", "/volumes/create", create)
     router.add("POST", "/volumes/prune", prune)
-    router.add("GET", "/volumes/{name}", inspect)
-    router.add("DELETE", "/volumes/{name}", remove)
+    # {name:.*} as dockerd's route: GET /volumes/ is a look-up of no name
+    router.add("GET", "/volumes/{name:.*}", inspect)
+    router.add("DELETE", "/volumes/{name:.*}", remove)

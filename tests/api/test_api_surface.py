@@ -1,0 +1,116 @@
+"""The API surface as Docker's clients meet it, berthd beside a dockerd of
+the test's own: a node not in a swarm, plugins, the router's own answers
+(unknown paths and methods, trailing slashes), JSON as Go clients send it
+(null for an absent value), query parameters as Go reads them."""
+import json
+import re
+
+import pytest
+
+pytestmark = pytest.mark.skipif(__import__("os").geteuid() != 0, reason="the daemons run as root")
+
+NOT_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or '
+               '"docker swarm join" to connect this node to swarm and try again.')
+
+# answered by dockerd with a status and message the test compares exactly
+SAME = [
+    ("GET", "/swarm", None),
+    ("POST", "/swarm/leave?force=1", None),
+    ("GET", "/swarm/unlockkey", None),
+    ("POST", "/swarm/unlock", {}),
+    ("POST", "/swarm/init", {}),
+    ("GET", "/nodes", None),
+    ("GET", "/nodes/x", None),
+    ("DELETE", "/nodes/x", None),
+    ("GET", "/services", None),
+    ("POST", "/services/create", {}),
+    ("GET", "/services/x", None),
+    ("GET", "/services/x/logs", None),
+    ("GET", "/tasks", None),
+    ("GET", "/tasks/x", None),
+    ("GET", "/secrets", None),
+    ("POST", "/secrets/create", {}),
+    ("GET", "/configs/x", None),
+    ("GET", "/plugins", None),
+    ("GET", "/plugins/privileges?remote=x", None),
+    ("GET", "/plugins/x/json", None),
+    ("GET", "/plugins/vieux/sshfs:latest/json", None),
+    ("DELETE", "/plugins/x", None),
+    ("POST", "/plugins/x/enable", None),
+    ("POST", "/plugins/x/disable", None),
+    ("POST", "/plugins/x/push", None),
+    ("POST", "/session", None),
+    ("GET", "/nope", None),
+    ("GET", "/containers/json/", None),
+    ("PUT", "/containers/json", None),
+    ("DELETE", "/_ping", None),
+    ("GET", "/v1.41/swarm", None),
+]
+
+
+def _answer(d, method, path, body):
+    status, headers, data = d.api(method, path, body)
+    assert headers.get("content-type", "").startswith("application/json"), (path, headers, data)
+    return status, json.loads(data)
+
+
+def test_answers_as_dockerd_not_in_a_swarm(berthd, dockerd):
+    """Every request in SAME gets dockerd's status and JSON body from berthd."""
+    differ = []
+    for method, path, body in SAME:
+        ours, theirs = _answer(berthd, method, path, body), _answer(dockerd, method, path, body)
+        if ours != theirs:
+            differ.append(f"{method} {path}: berthd {ours}, dockerd {theirs}")
+    assert not differ, "\n".join(differ)
+    assert _answer(berthd, "GET", "/nodes", None) == (503, {"message": NOT_MANAGER})
+
+
+def test_swarm_in_info_and_init_refused_by_name(berthd, dockerd):
+    ours, theirs = berthd.json("GET", "/info")["Swarm"], dockerd.json("GET", "/info")["Swarm"]
+    assert ours == theirs
+    status, body = _answer(berthd, "POST", "/swarm/init", {"ListenAddr": "127.0.0.1:2377"})
+    assert status == 503 and "no swarm mode" in body["message"]
+
+
+def test_trailing_slash_lists_as_dockerd(berthd, dockerd):
+    names = sorted(n["Name"] for n in berthd.json("GET", "/networks/"))
+    assert names == sorted(n["Name"] for n in dockerd.json("GET", "/networks/"))
+    assert _answer(berthd, "GET", "/volumes/", None)[0] == _answer(dockerd, "GET", "/volumes/", None)[0] == 404
+
+
+def test_head_ping(berthd, dockerd):
+    for d in (berthd, dockerd):
+        status, headers, data = d.api("HEAD", "/_ping")
+        assert (status, data) == (200, b"")
+        assert "api-version" in headers
+
+
+def test_null_as_an_absent_value(berthd, dockerd):
+    """Go clients marshal a nil map or pointer as null: dockerd takes it as
+    absent, in bodies and in JSON query parameters."""
+    for d in (berthd, dockerd):
+        assert d.json("GET", "/images/json?filters=null") == []
+        assert d.json("GET", '/networks?filters={"name":null}')
+        vol = d.json("POST", "/volumes/create", {"Name": "nullvol", "Labels": None,
+                                                   "DriverOpts": None}, expect=201)
+        assert vol["Name"] == "nullvol"
+        d.json("DELETE", "/volumes/nullvol", expect=204)
+        net = d.json("POST", "/networks/create", {"Name": "nullnet", "Labels": None,
+                                                    "Options": None, "IPAM": None}, expect=201)
+        d.json("DELETE", f"/networks/{net['Id']}", expect=204)
+        status, _, data = d.api("POST", "/volumes/create", b"null",
+                                {"Content-Type": "application/json"})
+        assert status == 201, data
+        d.json("DELETE", f"/volumes/{json.loads(data)['Name']}", expect=204)
+
+
+def test_repeated_query_parameter_is_read_as_go_reads_it(berthd, dockerd):
+    """Go's Form.Get takes the first of repeated values."""
+    q = "/networks?filters=" + '{"name":["none"]}' + "&filters=" + '{"name":["host"]}'
+    for d in (berthd, dockerd):
+        assert [n["Name"] for n in d.json("GET", q)] == ["none"]
+
+
+def test_info_system_time_has_nanoseconds(berthd):
+    t = berthd.json("GET", "/info")["SystemTime"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{1,9}Z", t), t
