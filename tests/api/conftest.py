@@ -147,7 +147,7 @@ class Daemon:
         with open(IMAGES / f"{name}.tar", "rb") as f:
             status, _, data = self.api("POST", "/images/load?quiet=1", f,
                                        {"Content-Type": "application/x-tar"})
-        assert status == 200, data
+        assert status == 200 and b'"error"' not in data, data
         return data
 
     def events(self, since=0):

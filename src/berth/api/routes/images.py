@@ -150,6 +150,32 @@ class _Worker:
             yield item
 
 
+def _loading(short, current, total):
+    return {"status": "Loading layer", "progressDetail": {"current": current, "total": total},
+            "progress": progress_bar(current, total), "id": short}
+
+
+def progress_bar(current, total):
+    """dockerd's "progress" text (Go's JSONProgress at its width of 200):
+    a 50-column bar and decimal sizes with 4 significant digits."""
+    if total <= 0:
+        return f"{_human(current):>8}" if current > 0 else ""
+    n = min(int(current / total * 100) // 2, 50)
+    box = f"[{'=' * n}>{' ' * (50 - n)}] "
+    return box + (f"{_human(current):>8}/{_human(total)}" if current <= total
+                  else f"{_human(current):>8}")
+
+
+def _human(n):
+    units = ["B", "kB", "MB", "GB", "TB", "PB"]
+    i = 0
+    n = float(n)
+    while n >= 1000 and i < len(units) - 1:
+        n /= 1000
+        i += 1
+    return f"{n:.4g}{units[i]}"
+
+
 def _clean(ev):
     out = {k: v for k, v in ev.items() if k not in ("current", "total")}
     return out
@@ -376,21 +402,26 @@ def register(router, engine):
     # -- load / save ------------------------------------------------------
 
     def load(req):
-        try:
-            ids = archive.load(store, req.stream())
-        except (NotFound, Conflict):
-            raise
-        except BerthError as e:
-            raise BadRequest(f"load: {e}") from None
+        """As dockerd: 200, "Loading layer" progress unless quiet, then a
+        "Loaded image" line per tag the archive itself gave, or an error
+        line (docker-py raises ImageLoadError on it). Like dockerd, the
+        archive is taken in whole before the answer starts (the server reads
+        a request's body before it answers), so the bars come at its end."""
         lines = []
-        for image_id in ids:
-            tags = [names.parse(t).familiar() for t in store.tags_of(image_id)]
-            for t in tags:
-                lines.append({"stream": f"Loaded image: {t}\n"})
-                _emit(engine, "load", image_id, t)
-            if not tags:
-                lines.append({"stream": f"Loaded image ID: {image_id}\n"})
-                _emit(engine, "load", image_id, image_id)
+
+        def layer(short, current, total):
+            lines.append(_loading(short, current, total))
+        try:
+            loaded = archive.load_tagged(store, req.stream(), progress=None if req.qbool("quiet")
+                                         else layer)
+        except BerthError as e:
+            return Response(200, json_stream(lines + [_error_line(e)]))
+        for image_id, tags in loaded:
+            shown = [names.parse(t).familiar() for t in tags] or [None]
+            for t in shown:
+                lines.append({"stream": f"Loaded image: {t}\n" if t else
+                              f"Loaded image ID: {image_id}\n"})
+                _emit(engine, "load", image_id, t or image_id)
         return Response(200, json_stream(lines))
 
     def _save(refs):
