@@ -114,3 +114,17 @@ def test_repeated_query_parameter_is_read_as_go_reads_it(berthd, dockerd):
 def test_info_system_time_has_nanoseconds(berthd):
     t = berthd.json("GET", "/info")["SystemTime"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{1,9}Z", t), t
+
+
+def test_network_named_with_a_space_or_a_slash_and_ipam_options_null(berthd, dockerd):
+    seen = []
+    for d in (berthd, dockerd):
+        net = d.json("POST", "/networks/create", {"Name": "with space"}, expect=201)
+        got = d.json("GET", "/networks/with%20space")
+        assert got["Id"] == net["Id"] and got["Name"] == "with space"
+        seen.append(got["IPAM"]["Options"])
+        d.json("DELETE", "/networks/with%20space", expect=204)
+        d.json("POST", "/networks/create", {"Name": "a/b"}, expect=201)
+        assert d.json("GET", "/networks/a/b")["Name"] == "a/b"
+        d.json("DELETE", "/networks/a/b", expect=204)
+    assert seen == [None, None]
