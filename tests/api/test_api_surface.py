@@ -128,3 +128,14 @@ def test_network_named_with_a_space_or_a_slash_and_ipam_options_null(berthd, doc
         assert d.json("GET", "/networks/a/b")["Name"] == "a/b"
         d.json("DELETE", "/networks/a/b", expect=204)
     assert seen == [None, None]
+
+
+def test_volume_prune_of_api_1_41_removes_named_volumes(berthd, dockerd):
+    """Before API 1.42 prune took every unused volume; from 1.42 on only
+    anonymous ones unless all=true. dockerd 20.10 speaks 1.41."""
+    for d in (berthd, dockerd):
+        d.json("POST", "/volumes/create", {"Name": "named-old"}, expect=201)
+        assert "named-old" in d.json("POST", "/v1.41/volumes/prune")["VolumesDeleted"]
+    berthd.json("POST", "/volumes/create", {"Name": "named-new"}, expect=201)
+    assert "named-new" not in (berthd.json("POST", "/v1.43/volumes/prune")["VolumesDeleted"] or [])
+    assert "named-new" in berthd.json("POST", '/v1.43/volumes/prune?filters={"all":["true"]}')["VolumesDeleted"]

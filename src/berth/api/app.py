@@ -73,6 +73,12 @@ class App:
                     traceback.print_exc(file=sys.stderr)
 
 
+def asked_before(req, version):
+    """Whether the request speaks an API version older than `version`
+    (a request without /vX.Y speaks ours): answers changed between them."""
+    return _older(req.version or API_VERSION, version)
+
+
 def _older(version, minimum):
     try:
         return tuple(map(int, version.split("."))) < tuple(map(int, minimum.split(".")))
@@ -80,4 +86,4 @@ def _older(version, minimum):
         raise HTTPError(400, f"invalid API version {version!r}")
 
 
-__all__ = ["App", "Router", "Forbidden", "API_VERSION", "MIN_API_VERSION"]
+__all__ = ["App", "Router", "Forbidden", "API_VERSION", "MIN_API_VERSION", "asked_before"]

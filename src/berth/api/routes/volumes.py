@@ -1,5 +1,6 @@
 """/volumes: list, create, inspect, remove, prune (local driver)."""
 from berth.api import filters as F
+from berth.api.app import asked_before
 from berth.api.errors import BadRequest
 from berth.api.http import empty, json_response
 
@@ -39,7 +40,12 @@ def register(router, engine):
         return empty()
 
     def prune(req):
-        removed, freed = vols.prune(F.parse(req.q("filters")))
+        filt = F.parse(req.q("filters"))
+        if asked_before(req, "1.42") and "all" not in filt:
+            # API 1.42 made prune keep named volumes unless all=true; the
+            # clients of older versions (docker-py 5, compose 1) expect them gone
+            filt["all"] = ["true"]
+        removed, freed = vols.prune(filt)
         return json_response({"VolumesDeleted": removed, "SpaceReclaimed": freed})
 
     router.add("GET", "/volumes", list_)
