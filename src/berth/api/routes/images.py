@@ -1,7 +1,7 @@
 """/images: list, inspect, history, tag, remove, prune, search. The
 transfers (load, save, pull, import, push, login) are in image_transfer.py."""
-import fnmatch
 import json
+import re
 import shlex
 
 from berth.api import filters as F
@@ -156,7 +156,12 @@ def register(router, engine):
         if "label" in filt:
             imgs = [i for i in imgs if F.label_matches(filt["label"], i["Labels"])]
         if "reference" in filt:
-            imgs = [i for i in imgs if _ref_match(filt["reference"], i["RepoTags"])]
+            # as dockerd: an image shows only the names that match, and
+            # goes when none does
+            for i in imgs:
+                for key in ("RepoTags", "RepoDigests"):
+                    i[key] = [r for r in i[key] or [] if _familiar_match(filt["reference"], r)]
+            imgs = [i for i in imgs if i["RepoTags"] or i["RepoDigests"]]
         for key in ("before", "since"):
             for ref in filt.get(key, []):
                 t = store.inspect(resolve(store, ref))
@@ -283,16 +288,38 @@ def register(router, engine):
     router.add("DELETE", "/images/{name:.+}", remove)
 
 
-def _ref_match(patterns, repo_tags):
-    for t in repo_tags:
-        name, _, tag = t.rpartition(":") if ":" in t.rsplit("/", 1)[-1] else (t, "", "")
-        for p in patterns:
-            if ":" in p.rsplit("/", 1)[-1] or "@" in p:
-                if fnmatch.fnmatchcase(t, p):
-                    return True
-            elif fnmatch.fnmatchcase(name, p):
-                return True
-    return False
+def _familiar_match(patterns, ref):
+    """dockerd's reference filter: Go's path.Match of a pattern on the
+    familiar name with its tag or digest, or on the name alone."""
+    name = ref.split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    return any(_go_match(p, ref) or _go_match(p, name) for p in patterns)
+
+
+def _go_match(pattern, text):
+    """Go's path.Match: * and ? stop at '/', [...] classes, \\ escapes."""
+    rx, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            rx.append("[^/]*")
+        elif c == "?":
+            rx.append("[^/]")
+        elif c == "[":
+            j = pattern.find("]", i + 2)
+            if j < 0:
+                return False   # Go: ErrBadPattern, which the filter takes as no match
+            body = pattern[i + 1:j]
+            rx.append("[" + ("^" + body[1:] if body.startswith("^") else body).replace("\\", "\\\\") + "]")
+            i = j
+        elif c == "\\" and i + 1 < len(pattern):
+            i += 1
+            rx.append(re.escape(pattern[i]))
+        else:
+            rx.append(re.escape(c))
+        i += 1
+    return re.fullmatch("".join(rx), text) is not None
 
 
 def _unix_until(text):
