@@ -139,3 +139,21 @@ def test_volume_prune_of_api_1_41_removes_named_volumes(berthd, dockerd):
     berthd.json("POST", "/volumes/create", {"Name": "named-new"}, expect=201)
     assert "named-new" not in (berthd.json("POST", "/v1.43/volumes/prune")["VolumesDeleted"] or [])
     assert "named-new" in berthd.json("POST", '/v1.43/volumes/prune?filters={"all":["true"]}')["VolumesDeleted"]
+
+
+def test_distribution_describes_a_name_without_pulling(berthd, dockerd, registry):
+    berthd.load("busybox-1.38")
+    ref = f"{registry.host}/test/busybox:1.38"
+    berthd.json("POST", f"/images/busybox:latest/tag?repo={registry.host}/test/busybox&tag=1.38",
+                expect=201)
+    r = berthd.docker("push", ref, check=True)
+    digest = next(w for w in r.stdout.split() if w.startswith("sha256:"))
+    got = berthd.json("GET", f"/distribution/{ref}/json")
+    assert got["Descriptor"]["digest"] == digest and got["Descriptor"]["size"] > 0
+    assert got["Descriptor"]["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert got["Platforms"] == [{"architecture": "amd64", "os": "linux"}]
+    # a name the registry does not have, and a registry that is not there
+    assert berthd.api("GET", f"/distribution/{registry.host}/test/nothere:1/json")[0] == 404
+    ours = _answer(berthd, "GET", "/distribution/127.0.0.1:1/x/json", None)
+    theirs = _answer(dockerd, "GET", "/distribution/127.0.0.1:1/x/json", None)
+    assert ours[0] == theirs[0] == 500 and "127.0.0.1:1" in ours[1]["message"]

@@ -19,7 +19,7 @@ _PIPE_CHUNK = 1 << 16
 _END = object()
 
 
-def _auth(req):
+def registry_auth(req):
     """X-Registry-Auth: base64url(JSON {username, password, serveraddress}
     or {identitytoken}); absent or empty means anonymous."""
     raw = req.headers.get("X-Registry-Auth")
@@ -223,8 +223,8 @@ def register(router, engine):
             plat = req.q("platform")
             if not plat.startswith("linux"):
                 raise BadRequest(f"platform {plat!r}: only linux images can run here")
-        _reachable(engine, r)
-        auth = _auth(req)
+        reachable(engine, r)
+        auth = registry_auth(req)
         worker = _Worker(lambda progress: registry.pull(store, r, auth=auth, progress=progress))
         try:
             first, finished, result = worker.start(_started)
@@ -233,7 +233,7 @@ def register(router, engine):
         except ConfigError as e:
             raise BadRequest(str(e)) from None
         except BerthError as e:
-            raise _registry_error(e) from None
+            raise registry_error(e) from None
         shown = r.familiar()
 
         def done(image_id):
@@ -280,8 +280,8 @@ def register(router, engine):
             refs = refs or [r]
         for x in refs:
             resolve(store, str(x))
-            _reachable(engine, x)
-        auth = _auth(req)
+            reachable(engine, x)
+        auth = registry_auth(req)
         pushed = {}
 
         def run(progress):
@@ -299,7 +299,7 @@ def register(router, engine):
         except (NotFound, Conflict, HTTPError):
             raise
         except BerthError as e:
-            raise _registry_error(e) from None
+            raise registry_error(e) from None
 
         def done(res):
             for x in refs:
@@ -317,7 +317,7 @@ def register(router, engine):
         host = server.split("://", 1)[-1].split("/", 1)[0]
         if host in ("index.docker.io", "registry-1.docker.io"):
             host = names.DEFAULT_REGISTRY
-        _reachable(engine, names.Ref(host, "login"))
+        reachable(engine, names.Ref(host, "login"))
         creds = {k: body[k] for k in ("username", "password") if body.get(k)}
         try:
             registry.login(host, creds or None)
@@ -365,7 +365,7 @@ class _PipeBody:
         self.close()
 
 
-def _registry_error(e):
+def registry_error(e):
     text = str(e)
     low = text.lower()
     if "unauthorized" in low or "denied" in low or "401" in text:
@@ -375,7 +375,7 @@ def _registry_error(e):
     return HTTPError(500, text)
 
 
-def _reachable(engine, ref):
+def reachable(engine, ref):
     """--loopback-registries-only (the test suites' daemons): no request
     may leave the machine, not even the DNS look-up of docker.io."""
     if getattr(engine.config, "loopback_registries_only", False):
