@@ -137,8 +137,9 @@ def register(router, engine):
 
     def container_stats(req):
         c = cs.get(req.params["id"])
-        one = not req.qbool("stream", True) or req.qbool("one-shot")
-        return Response(200, stats.stream(cs, c, one))
+        one = not req.qbool("stream", True)
+        # one-shot (API 1.41): the single sample without waiting for a previous one
+        return Response(200, stats.stream(cs, c, one, previous=one and not req.qbool("one-shot")))
 
     def prune(req):
         filt = F.parse(req.q("filters"))
