@@ -157,3 +157,15 @@ def test_distribution_describes_a_name_without_pulling(berthd, dockerd, registry
     ours = _answer(berthd, "GET", "/distribution/127.0.0.1:1/x/json", None)
     theirs = _answer(dockerd, "GET", "/distribution/127.0.0.1:1/x/json", None)
     assert ours[0] == theirs[0] == 500 and "127.0.0.1:1" in ours[1]["message"]
+
+
+def test_unknown_top_level_create_fields_are_ignored(berthd, dockerd):
+    """Go's decoder drops fields a struct does not have: docker-py 5 sends
+    Runtime at the top level of the create body."""
+    for d in (berthd, dockerd):
+        d.load("busybox-1.38")
+        c = d.json("POST", "/containers/create", {"Image": "busybox:latest", "Runtime": "runc",
+                                                  "NoSuchField": {"x": 1}}, expect=201)
+        got = d.json("GET", f"/containers/{c['Id']}/json")
+        assert "NoSuchField" not in got["Config"] and "Runtime" not in got["Config"]
+        d.json("DELETE", f"/containers/{c['Id']}", expect=204)
