@@ -40,7 +40,7 @@ VPY = sys.executable
 WORK = REPO / "build" / "dockerpy"
 EXPECTED = HERE / "dockerpy-expected.txt"
 IMAGES = ("alpine-3.10", "alpine-3.20", "busybox-1.38")
-TEST_TIMEOUT = 180      # seconds per test: a hang on one daemon must not stop the run
+TEST_TIMEOUT = 90       # seconds per test: a hang on one daemon must not stop the run
 API_VERSION = "1.41"    # what Debian's dockerd 20.10 speaks; berthd claims at least that
 
 
