@@ -203,10 +203,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="*", help="test files under tests/integration (default: all)")
     ap.add_argument("-k", help="pytest -k expression, to run a part")
-    ap.add_argument("--only", choices=("dockerd", "berthd"),
+    ap.add_argument("--only", choices=("dockerd", "berthd", "none"),
                     help="run on one daemon; the other's results come from its last run "
                          "(build/dockerpy/DAEMON.json)")
+    ap.add_argument("--report", action="store_true",
+                    help="run nothing: compare both daemons' last results again")
     select = ap.parse_args()
+    if select.report:
+        select.only = "none"
     if os.geteuid() != 0:
         sys.exit("the daemons run as root")
     if not shutil.which("dockerd") or not shutil.which("docker"):
@@ -243,7 +247,7 @@ def main():
                 results[name] = json.loads(cached.read_text())
         dockerd, berthd = results["dockerd"], results["berthd"]
         if select.files or select.k:
-            ran = results[select.only or "berthd"]
+            ran = results.get(select.only, results["berthd"])
             dockerd = {t: o for t, o in dockerd.items() if t in ran}
             berthd = {t: o for t, o in berthd.items() if t in ran}
         return report(dockerd, berthd, expected)
