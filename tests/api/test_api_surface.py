@@ -169,3 +169,40 @@ def test_unknown_top_level_create_fields_are_ignored(berthd, dockerd):
         got = d.json("GET", f"/containers/{c['Id']}/json")
         assert "NoSuchField" not in got["Config"] and "Runtime" not in got["Config"]
         d.json("DELETE", f"/containers/{c['Id']}", expect=204)
+
+
+def _shape(o, p=""):
+    """{path: JSON type} of every field, lists by their first item."""
+    out = {}
+    if isinstance(o, dict):
+        for k, v in o.items():
+            out[f"{p}.{k}"] = type(v).__name__
+            out.update(_shape(v, f"{p}.{k}"))
+    elif isinstance(o, list) and o:
+        out.update(_shape(o[0], p + "[]"))
+    return out
+
+
+# what differs on purpose: the runtimes each daemon has, dockerd's registry
+# mirror of docker.io, the dockerd-only GraphDriver paths
+SHAPE_DIFFERENT = (".Runtimes.", ".GraphDriver.Data", ".Containers[].SizeRw")
+
+
+def test_response_shapes_as_dockerd(berthd, dockerd):
+    """Fields and their JSON types (null where dockerd has null) of the
+    system, image, volume and network answers."""
+    paths = ["/info", "/version", "/system/df", "/images/json", "/images/busybox:latest/json",
+             "/volumes", "/volumes/shape"]
+    differ = []
+    for d in (berthd, dockerd):
+        d.load("busybox-1.38")
+        d.json("POST", "/volumes/create", {"Name": "shape"}, expect=201)
+    for p in paths:
+        ours, theirs = _shape(berthd.json("GET", p)), _shape(dockerd.json("GET", p))
+        for k in sorted(set(ours) | set(theirs)):
+            if any(x in k for x in SHAPE_DIFFERENT) or ours.get(k) == theirs.get(k):
+                continue
+            differ.append(f"{p} {k}: berthd {ours.get(k)}, dockerd {theirs.get(k)}")
+    ours = berthd.json("POST", "/networks/prune")
+    assert ours == dockerd.json("POST", "/networks/prune") == {"NetworksDeleted": None}
+    assert not differ, "\n".join(differ)

@@ -171,6 +171,9 @@ def register(router, engine):
                 else:
                     imgs = [i for i in imgs if i["Created"] > created]
         for i in imgs:
+            # dockerd's list has null, not [] or {}, for none (its inspect has [])
+            i["RepoDigests"] = i["RepoDigests"] or None
+            i["Labels"] = i["Labels"] or None
             i["VirtualSize"] = i["Size"]
             i.setdefault("Containers", -1)
             i.setdefault("SharedSize", -1)
@@ -184,6 +187,8 @@ def register(router, engine):
         out["VirtualSize"] = out["Size"]
         out["Container"] = ""
         out["ContainerConfig"] = _empty_container_config()
+        # every field of Go's container.Config, zero where the image has none
+        out["Config"] = {**_empty_container_config(), **(out.get("Config") or {})}
         out["GraphDriver"] = {"Name": getattr(engine.driver, "name", "overlay2"), "Data": None}
         out["Metadata"] = {"LastTagTime": "0001-01-01T00:00:00Z"}
         return json_response(out)

@@ -75,7 +75,7 @@ def register(router, engine):
 
     def prune(req):
         removed = _call(nets.prune, F.parse(req.q("filters")))
-        return json_response({"NetworksDeleted": removed})
+        return json_response({"NetworksDeleted": removed or None})
 
     router.add("GET", "/networks", list_)
     router.add("GET", "/networks/", list_)   # dockerd has both, for old clients

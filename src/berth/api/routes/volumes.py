@@ -14,11 +14,17 @@ def _strmap(body, key):
     return v
 
 
+def shown_volume(v):
+    """As dockerd shows a volume: Options and Labels null when none were given."""
+    return dict(v, Options=v.get("Options") or None, Labels=v.get("Labels") or None)
+
+
 def register(router, engine):
     vols = engine.volumes
 
     def list_(req):
-        return json_response({"Volumes": vols.list(F.parse(req.q("filters"))), "Warnings": []})
+        return json_response({"Volumes": [shown_volume(v) for v in vols.list(F.parse(req.q("filters")))],
+                              "Warnings": None})
 
     def create(req):
         body = req.json(default={})
@@ -30,10 +36,10 @@ def register(router, engine):
             raise BadRequest("Driver: expected a string")
         v = vols.create(name or None, driver=driver, labels=_strmap(body, "Labels"),
                         options=_strmap(body, "DriverOpts"))
-        return json_response(v, 201)
+        return json_response(shown_volume(v), 201)
 
     def inspect(req):
-        return json_response(vols.get(req.params["name"]))
+        return json_response(shown_volume(vols.get(req.params["name"])))
 
     def remove(req):
         vols.remove(req.params["name"], force=req.qbool("force"))
