@@ -206,3 +206,12 @@ def test_response_shapes_as_dockerd(berthd, dockerd):
     ours = berthd.json("POST", "/networks/prune")
     assert ours == dockerd.json("POST", "/networks/prune") == {"NetworksDeleted": None}
     assert not differ, "\n".join(differ)
+
+
+@pytest.mark.skipif(__import__("shutil").which("docker") is None, reason="no docker CLI")
+def test_docker_cli_sees_a_node_not_in_a_swarm(berthd, dockerd):
+    for args in (["node", "ls"], ["service", "ls"], ["secret", "ls"], ["config", "ls"],
+                 ["plugin", "ls"], ["swarm", "leave"], ["plugin", "inspect", "x"]):
+        ours, theirs = berthd.docker(*args), dockerd.docker(*args)
+        assert (ours.returncode, ours.stdout, ours.stderr) == \
+            (theirs.returncode, theirs.stdout, theirs.stderr), args
