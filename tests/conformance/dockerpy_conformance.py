@@ -41,6 +41,8 @@ WORK = REPO / "build" / "dockerpy"
 EXPECTED = HERE / "dockerpy-expected.txt"
 IMAGES = ("alpine-3.10", "alpine-3.20", "busybox-1.38")
 TEST_TIMEOUT = 90       # seconds per test: a hang on one daemon must not stop the run
+# BERTHD points the run at another launcher (an older build, to measure)
+BERTHD = os.environ.get("BERTHD") or str(REPO / "bin" / "berthd")
 API_VERSION = "1.41"    # what Debian's dockerd 20.10 speaks; berthd claims at least that
 
 
@@ -138,7 +140,7 @@ def on_berthd(root, select, tmp):
     conftest = _api_conftest()
     wrapper = tmp / "berthd-netns"
     wrapper.write_text("#!/bin/sh\nexec " + " ".join(f"'{a}'" for a in NETNS_WRAP)
-                       + f" '{REPO / 'bin' / 'berthd'}' \"$@\"\n")
+                       + f" '{BERTHD}' \"$@\"\n")
     wrapper.chmod(0o755)
     conftest.BERTHD = str(wrapper)
     with conftest.private_berthd() as d:
