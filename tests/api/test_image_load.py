@@ -69,3 +69,17 @@ def test_archive_made_with_tar_c_dot_loads(berthd, dockerd, tmp_path):
         assert tf.getnames()[0] == "." and all(n.startswith("./") for n in tf.getnames()[1:])
     for d in (berthd, dockerd):
         assert _load(d, dot, 1) == [{"stream": "Loaded image: alpine:3.10\n"}]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # docker-py 5 uses distutils
+def test_docker_py_raises_image_load_error(berthd, dockerd):
+    docker = pytest.importorskip("docker")
+    for d in (berthd, dockerd):
+        client = docker.DockerClient(base_url="unix://" + d.sock, version="1.41", timeout=120)
+        try:
+            with pytest.raises(docker.errors.ImageLoadError):
+                client.images.load(b"not a tar archive" * 200)
+            (image,) = client.images.load(BUSYBOX.read_bytes())
+            assert "busybox:latest" in image.tags
+        finally:
+            client.close()
