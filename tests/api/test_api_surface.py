@@ -216,3 +216,9 @@ def test_docker_cli_sees_a_node_not_in_a_swarm(berthd, dockerd):
         ours, theirs = berthd.docker(*args), dockerd.docker(*args)
         assert (ours.returncode, ours.stdout, ours.stderr) == \
             (theirs.returncode, theirs.stdout, theirs.stderr), args
+
+
+def test_prunes_of_nothing_answer_null(berthd, dockerd):
+    for path, key in (("/containers/prune", "ContainersDeleted"), ("/build/prune", "CachesDeleted"),
+                      ("/images/prune", "ImagesDeleted"), ("/networks/prune", "NetworksDeleted")):
+        assert berthd.json("POST", path)[key] is dockerd.json("POST", path)[key] is None, path

@@ -145,7 +145,7 @@ def register(router, engine):
         filt = F.parse(req.q("filters"))
         F.check(filt, {"until", "label", "label!"}, "container prune")
         gone, space = cs.prune(keep=lambda c: not _prune_match(c, filt))
-        return json_response({"ContainersDeleted": gone, "SpaceReclaimed": space})
+        return json_response({"ContainersDeleted": gone or None, "SpaceReclaimed": space})
 
     r = router.add
     r("GET", "/containers/json", listing)

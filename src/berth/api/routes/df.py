@@ -56,7 +56,7 @@ def register(router, engine):
         })
 
     def build_prune(req):
-        return json_response({"CachesDeleted": [], "SpaceReclaimed": 0})
+        return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})
 
     router.add("GET", "/system/df", df)
     router.add("POST", "/build/prune", build_prune)
