@@ -216,20 +216,29 @@ def private_berthd():
         pytest.skip(f"{BERTHD} is missing: run make build")
     tmp = os.path.realpath(tempfile.mkdtemp(prefix="berthd-test-"))
     d = Daemon(tmp)
+
+    def stop():
+        d.stop()
+        if d._log:
+            d._log.close()
     try:
         d.start()
         yield d
     finally:
-        try:
-            if d.proc is not None and d.proc.poll() is None:
-                d.remove_containers()
-        finally:
-            d.stop()
-            if d._log:
-                d._log.close()
-            unmount_all(tmp)
-            remove_cgroup_parent(d.cgroup_parent)
-            shutil.rmtree(tmp, ignore_errors=True)
+        _end(d, d.proc, stop, tmp)
+
+
+def _end(client, proc, stop, tmp):
+    """After a private daemon: its containers, the daemon, mounts left under
+    tmp, its cgroup parent and tmp go, also after a failure."""
+    try:
+        if proc is not None and proc.poll() is None:
+            client.remove_containers()
+    finally:
+        stop()
+        unmount_all(tmp)
+        remove_cgroup_parent(client.cgroup_parent)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture
@@ -286,14 +295,7 @@ def private_dockerd():
         d.start(timeout=120)
         yield peer
     finally:
-        try:
-            if d.proc is not None and d.proc.poll() is None:
-                peer.remove_containers()
-        finally:
-            d.stop()
-            unmount_all(tmp)
-            remove_cgroup_parent(peer.cgroup_parent)
-            shutil.rmtree(tmp, ignore_errors=True)
+        _end(peer, d.proc, d.stop, tmp)
 
 
 @pytest.fixture(scope="module")
