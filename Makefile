@@ -21,7 +21,7 @@ SYSPY ?= /usr/bin/python3
 # the socket's group, made on a real install (none with DESTDIR or BERTH_GROUP=)
 BERTH_GROUP ?= berth
 
-.PHONY: all deps venv build test unit demo bench bench-quick conformance clean install uninstall
+.PHONY: all deps venv build test unit demo bench bench-quick conformance dockerpy-conformance clean install uninstall
 
 all: build
 
@@ -39,7 +39,7 @@ $(VPY):
 	$(PYTHON) -m venv $(VENV)
 
 venv: $(VPY)
-	@$(VPY) -c 'import pytest, cryptography, pyroute2, zstandard, nacl, yaml, grpc, grpc_tools' 2>/dev/null || $(VPY) -m pip install -q -r requirements-dev.txt
+	@$(VPY) -c 'import pytest, cryptography, pyroute2, zstandard, nacl, yaml, grpc, grpc_tools, docker, pytest_timeout' 2>/dev/null || $(VPY) -m pip install -q -r requirements-dev.txt
 
 # bin/ holds launchers that run the venv's python with -IS: site and the
 # pyenv shim cost 30-70 ms per start, more than the runtime's own work.
@@ -107,6 +107,11 @@ uninstall:
 conformance: deps build
 	bash tests/conformance/prepare.sh $(CURDIR)/build/conformance $(SHARED)/fixtures
 	$(VPY) tests/conformance/run_bats.py --suite $(CURDIR)/build/conformance/suite
+
+# docker-py's integration suite against a dockerd of its own and berthd, side
+# by side; exits non-zero on a difference dockerpy-expected.txt does not list
+dockerpy-conformance: deps build
+	$(VPY) tests/conformance/dockerpy_conformance.py
 
 clean:
 	rm -rf bin build .venv

@@ -211,11 +211,15 @@ def _read_ip_forward():
 
 class Dockerd:
     """A dockerd of our own: data, exec root, socket, pid file, config and
-    trust key under `work`; no bridge, no iptables, so it touches no network."""
+    trust key under `work`; no bridge, no iptables, so it touches no network.
+    With netns=True it runs in a network namespace of its own with only
+    loopback: its default bridge collides with nothing and no pull can leave
+    the machine (the namespace goes away with its last process)."""
 
-    def __init__(self, work, extra_args=()):
+    def __init__(self, work, extra_args=(), netns=False):
         self.work = Path(work)
         self.extra_args = list(extra_args)  # e.g. --add-runtime for drop-in tests
+        self.netns = netns
         self.sock = self.work / "docker.sock"
         self.log = self.work / "dockerd.log"
         self.proc = None
@@ -236,10 +240,14 @@ class Dockerd:
                 "--exec-root", str(self.work / "exec"),
                 "--pidfile", str(self.work / "docker.pid"),
                 "-H", f"unix://{self.sock}",
-                "--bridge=none", "--iptables=false", "--ip6tables=false",
+                "--iptables=false", "--ip6tables=false",
                 "--ip-masq=false", "--userland-proxy=false",
                 # dockerd turns the host's IP forwarding on unless told not to
                 "--ip-forward=false", *self.extra_args]
+        if self.netns:
+            argv = [*NETNS_WRAP, *argv]
+        else:
+            argv.insert(1, "--bridge=none")
         self.ip_forward = _read_ip_forward()
         # dockerd makes its plugin dir, and its containerd its fifos and shim
         # sockets, under /run whatever --exec-root says
@@ -303,6 +311,10 @@ class Dockerd:
             except OSError:
                 pass
         self.proc = None
+
+
+# a fresh network namespace with loopback up, then exec: the pid stays the daemon's
+NETNS_WRAP = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"']
 
 
 def _kill_pid(pid, comm):

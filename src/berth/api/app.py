@@ -30,16 +30,14 @@ class Router:
         self.routes.append((method, regex, fn))
 
     def find(self, method, path):
-        allowed = False
         for m, rx, fn in self.routes:
-            found = rx.match(path)
-            if found:
-                if m == method or (method == "HEAD" and m == "GET"):
+            if m == method or (method == "HEAD" and m == "GET"):
+                found = rx.match(path)
+                if found:
                     return fn, found.groupdict()
-                allowed = True
-        if allowed:
-            raise HTTPError(405, f"{method} is not allowed on {path}")
-        raise HTTPError(404, f"page not found: {path}")
+        # dockerd's router answers a path it has under another method the
+        # same way as one it has not: clients (and berth's CLI) match on it
+        raise HTTPError(404, "page not found")
 
 
 class App:
@@ -80,6 +78,12 @@ class App:
                     traceback.print_exc(file=sys.stderr)
 
 
+def asked_before(req, version):
+    """Whether the request speaks an API version older than `version`
+    (a request without /vX.Y speaks ours): answers changed between them."""
+    return _older(req.version or API_VERSION, version)
+
+
 def _older(version, minimum):
     try:
         return tuple(map(int, version.split("."))) < tuple(map(int, minimum.split(".")))
@@ -87,4 +91,4 @@ def _older(version, minimum):
         raise HTTPError(400, f"invalid API version {version!r}")
 
 
-__all__ = ["App", "Router", "Forbidden", "API_VERSION", "MIN_API_VERSION"]
+__all__ = ["App", "Router", "Forbidden", "API_VERSION", "MIN_API_VERSION", "asked_before"]

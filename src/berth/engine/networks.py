@@ -38,7 +38,9 @@ PREDEFINED = {
 DRIVERS = ("bridge", "macvlan", "ipvlan")
 LIST_FILTERS = ("name", "id", "driver", "label", "type", "scope", "dangling")
 PRUNE_FILTERS = ("label", "label!", "until")
-_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
+# dockerd takes any name (a space, a slash); control characters would
+# not print in a table, so they are refused
+_NAME = re.compile(r"[^\x00-\x1f\x7f]+\Z")
 _ID = re.compile(r"[0-9a-f]{64}\Z")
 
 
@@ -184,7 +186,7 @@ class Networks:
         if not isinstance(name, str) or not name:
             raise ConfigError("network name is required")
         if not _NAME.match(name) or len(name) > 255:
-            raise ConfigError(f"network name {name!r}: invalid, use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+            raise ConfigError(f"network name {name!r}: invalid, a name has no control characters")
         driver = driver or "bridge"
         if driver in ("host", "null"):
             raise ConfigError(f"only one instance of \"{driver}\" network is allowed")
@@ -225,7 +227,7 @@ class Networks:
             pools.sort(key=lambda p: ":" in p["Subnet"])
             net = {"Name": name, "Id": os.urandom(32).hex(), "Created": _now(), "Scope": "local",
                    "Driver": driver, "EnableIPv6": bool(enable_ipv6),
-                   "IPAM": {"Driver": ipam_driver, "Options": ipam.get("Options") or {},
+                   "IPAM": {"Driver": ipam_driver, "Options": ipam.get("Options"),
                             "Config": pools},
                    "Internal": bool(internal), "Attachable": bool(attachable), "Ingress": False,
                    "ConfigFrom": {"Network": ""}, "ConfigOnly": False,

@@ -15,6 +15,7 @@ import os
 
 from berth.api.errors import BadRequest, Forbidden
 from berth.api.http import json_response
+from berth.api.routes.image_transfer import registry_auth
 from berth.engine.images import trust
 from berth.errors import NotFound
 
@@ -52,30 +53,27 @@ def register(router, engine):
             return json_response({"Path": path, "Policy": json.load(f)})
 
     def sigstore_payload(req):
-        from berth.api.routes.images import _auth
         from berth.engine.images import signing
-        return json_response(signing.payload(store, req.params["name"], _auth(req)))
+        return json_response(signing.payload(store, req.params["name"], registry_auth(req)))
 
     def sigstore_attach(req):
-        from berth.api.routes.images import _auth
         from berth.engine.images import signing
         body = req.json() or {}
         if not isinstance(body, dict) or not all(isinstance(body.get(k), str)
                                                  for k in ("Payload", "Signature")):
             raise BadRequest("sign: the body must be {\"Payload\": b64, \"Signature\": b64}")
         out = signing.attach(store, req.params["name"], body["Payload"], body["Signature"],
-                             _auth(req))
+                             registry_auth(req))
         engine.events.emit("image", "sign", req.params["name"], {"tag": out["Tag"]})
         return json_response(out, 201)
 
     def sigstore_verify(req):
-        from berth.api.routes.images import _auth
         from berth.engine.images import signing
         body = req.json() or {}
         key = body.get("PublicKey") if isinstance(body, dict) else None
         if not isinstance(key, str) or not key:
             raise BadRequest("verify: the body must be {\"PublicKey\": \"<PEM>\"}")
-        return json_response(signing.verify(store, req.params["name"], key.encode(), _auth(req)))
+        return json_response(signing.verify(store, req.params["name"], key.encode(), registry_auth(req)))
 
     # the longer routes first: {name:.+} would swallow their suffixes
     router.add("POST", "/berth/images/{name:.+}/sigstore/payload", sigstore_payload)

@@ -74,7 +74,7 @@ def cmd_info(ctx, argv):
     lines += [f"  {k}: {v}" for k, v in g("DriverStatus") or []]
     lines += [f" Logging Driver: {g('LoggingDriver', '')}", f" Cgroup Driver: {g('CgroupDriver', '')}",
               f" Cgroup Version: {g('CgroupVersion', '')}", " Plugins:"]
-    lines += [f"  {k}: {' '.join(v)}" for k, v in (g("Plugins") or {}).items()]
+    lines += [f"  {k}: {' '.join(v or [])}" for k, v in (g("Plugins") or {}).items()]
     lines += [f" Runtimes: {' '.join(sorted(g('Runtimes') or {}))}",
               f" Default Runtime: {g('DefaultRuntime', '')}",
               f" Init Binary: {g('InitBinary', '')}", " Security Options:"]

@@ -23,6 +23,33 @@ from berth.oci import jsonio
 
 # pull
 
+def describe(ref, *, auth=None, insecure_loopback_ok=True):
+    """What GET /distribution/{name}/json tells: (the descriptor of the
+    manifest ref names, the platforms it offers: each entry's of a
+    manifest list, the image config's of a single image)."""
+    r = names.parse(ref) if isinstance(ref, str) else ref
+    client = _Client(r, auth, "pull", insecure_loopback_ok)
+    reference = r.digest or r.tag
+    where = f"{client.what}: manifest {reference}"
+    resp = client.request("GET", manifest_path(r.repository, reference), {"Accept": ACCEPT})
+    if resp.status != 200:
+        raise client.fail(resp, f"manifest {reference}")
+    data = _read_small(resp)
+    doc = jsonio.loads(data, where)
+    if not isinstance(doc, dict):
+        raise BerthError(f"{where}: expected a json object")
+    mt = doc.get("mediaType") or (resp.getheader("Content-Type") or "").split(";")[0].strip()
+    if mt in INDEXES:
+        platforms = [m.get("platform") or {} for m in doc.get("manifests") or []
+                     if isinstance(m, dict)]
+    else:
+        digest = check_digest((doc.get("config") or {}).get("digest"), f"{where} config.digest")
+        cfg = jsonio.loads(_read_small(client.open_blob(digest, 0)), f"{where} config")
+        platforms = [{k: cfg[k] for k in ("architecture", "os", "variant")
+                      if isinstance(cfg, dict) and cfg.get(k)}]
+    return {"mediaType": mt, "digest": _sha(data), "size": len(data)}, platforms
+
+
 def pull(store, ref, *, auth=None, progress=None, insecure_loopback_ok=True, policy=None):
     """Pull ref (name[:tag] or name@digest) into store and return the image
     id. auth: (user, password), or a dict with username/password or auth.
