@@ -123,10 +123,20 @@ def _accounts():
     return out
 
 
+def _cgroup_roots():
+    """/sys/fs/cgroup's own entries: a tool that mkdir -p's a controller the
+    host does not mount makes a plain directory on its tmpfs, and every
+    cgroupfs user (podman, the tests' cleanup) then writes into it."""
+    try:
+        return {os.path.join(CGROUP_ROOT, n) for n in os.listdir(CGROUP_ROOT)}
+    except OSError:
+        return set()
+
+
 def take_snapshot():
     return {
         "mounts": _mounts(),
-        "cgroups": set(walk_cgroups(lambda n: "berth" in n)),
+        "cgroups": set(walk_cgroups(lambda n: "berth" in n)) | _cgroup_roots(),
         "processes": _processes(),
         "state files": _state_files(),
         "netns": _netns(),
