@@ -10,7 +10,6 @@ import textwrap
 
 import pytest
 
-from dockerd_oracle import oracle  # noqa: F401 - the module's dockerd
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="berthd runs as root")
 
@@ -103,14 +102,15 @@ def builds(docker, tmp):
     return seen
 
 
-def test_builds_as_dockerd(berthd, oracle, tmp_path):
+def test_builds_as_dockerd(berthd, dockerd, tmp_path):
     berthd.load("alpine-3.20")
+    dockerd.load("alpine-3.20")
     (tmp_path / "b").mkdir()
     (tmp_path / "d").mkdir()
     env = {"DOCKER_BUILDKIT": "0"}
     berthd.env.update(env)
-    oracle.env.update(env)
-    ours, theirs = builds(berthd.docker, tmp_path / "b"), builds(oracle.docker, tmp_path / "d")
+    dockerd.env.update(env)
+    ours, theirs = builds(berthd.docker, tmp_path / "b"), builds(dockerd.docker, tmp_path / "d")
     assert ours == theirs
     first = ours["first"][1]
     assert "/ctx/sub/keep.log" in first and "/ctx/b.log" not in first

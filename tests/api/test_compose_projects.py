@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from dockerd_oracle import oracle  # noqa: F401 - the module's dockerd
 from test_compose import FIRST_USER_POOL, free_subnet, routed
 
 COMPOSE = shutil.which("docker-compose")
@@ -124,12 +123,13 @@ def seeded_volume(daemon, tmp, subnet):
 
 
 @pytest.mark.parametrize("scenario", [healthy_links, seeded_volume], ids=lambda f: f.__name__)
-def test_compose_project_as_on_dockerd(berthd, oracle, tmp_path, scenario):
+def test_compose_project_as_on_dockerd(berthd, dockerd, tmp_path, scenario):
     berthd.load("alpine-3.20")
+    dockerd.load("alpine-3.20")
     (tmp_path / "b").mkdir()
     (tmp_path / "d").mkdir()
     ours = scenario(berthd, tmp_path / "b", _subnet())
-    theirs = scenario(oracle, tmp_path / "d", None)
+    theirs = scenario(dockerd, tmp_path / "d", None)
     assert ours == theirs
     assert ours["left"] == []
     if scenario is healthy_links:

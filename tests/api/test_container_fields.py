@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from dockerd_oracle import oracle  # noqa: F401 - the module's dockerd
+import peer_util
+
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="berthd runs as root")
 
@@ -98,11 +99,12 @@ def fields(docker, work):
     return seen
 
 
-def test_fields_as_dockerd(berthd, oracle, tmp_path):
+def test_fields_as_dockerd(berthd, dockerd, tmp_path):
     berthd.load("alpine-3.20")
+    dockerd.load("alpine-3.20")
     (tmp_path / "b").mkdir()
     (tmp_path / "d").mkdir()
-    ours, theirs = fields(berthd.docker, tmp_path / "b"), fields(oracle.docker, tmp_path / "d")
+    ours, theirs = fields(berthd.docker, tmp_path / "b"), fields(dockerd.docker, tmp_path / "d")
     assert ours.pop("rshared")[1][0].replace(str(tmp_path / "b"), "P") == \
         theirs.pop("rshared")[1][0].replace(str(tmp_path / "d"), "P")
     assert ours == theirs
@@ -146,24 +148,26 @@ def volumes_from(docker, bind):
     return seen
 
 
-def test_volumes_from_and_rm_v_as_dockerd(berthd, oracle, tmp_path):
+def test_volumes_from_and_rm_v_as_dockerd(berthd, dockerd, tmp_path):
     berthd.load("alpine-3.20")
-    ours, theirs = volumes_from(berthd.docker, tmp_path), volumes_from(oracle.docker, tmp_path)
+    dockerd.load("alpine-3.20")
+    ours, theirs = volumes_from(berthd.docker, tmp_path), volumes_from(dockerd.docker, tmp_path)
     assert ours == theirs
     assert ours["inherited"][0] == "a\nn\nno-tmpfs\n" and ours["after rm -v"] == ["named1"]
     assert "/named bind true " in ours["mounts"]
 
 
-def test_masked_and_readonly_paths_from_the_request(berthd, oracle):
+def test_masked_and_readonly_paths_from_the_request(berthd, dockerd):
     """docker-py and the API can set them; the CLI only empties them."""
     berthd.load("alpine-3.20")
+    dockerd.load("alpine-3.20")
     body = {"Image": "alpine", "Cmd": ["sh", "-c", "wc -c < /proc/cpuinfo; touch /srv/x"],
             "HostConfig": {"MaskedPaths": ["/proc/cpuinfo"], "ReadonlyPaths": ["/srv"]}}
     out = []
     for create, docker in ((lambda: berthd.json("POST", "/containers/create", body)["Id"],
                             berthd.docker),
-                           (lambda: oracle.api("POST", "/containers/create", body)[1]["Id"],
-                            oracle.docker)):
+                           (lambda: peer_util.api(dockerd, "POST", "/containers/create", body)[1]["Id"],
+                            dockerd.docker)):
         cid = create()
         try:
             r = docker("start", "-a", cid)

@@ -9,7 +9,6 @@ import subprocess
 
 import pytest
 
-from dockerd_oracle import oracle  # noqa: F401 - the module's dockerd
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="berthd runs as root")
 
@@ -57,12 +56,13 @@ def scenario(docker, work):
     return seen
 
 
-def test_cp_through_volumes_binds_and_tmpfs_as_dockerd(berthd, oracle, tmp_path):
+def test_cp_through_volumes_binds_and_tmpfs_as_dockerd(berthd, dockerd, tmp_path):
     berthd.load("alpine-3.20")
+    dockerd.load("alpine-3.20")
     (tmp_path / "b").mkdir()
     (tmp_path / "d").mkdir()
     ours = scenario(berthd.docker, tmp_path / "b")
-    theirs = scenario(oracle.docker, tmp_path / "d")
+    theirs = scenario(dockerd.docker, tmp_path / "d")
     # dockerd writes the running tmpfs copy under the mount: lost
     assert theirs.pop("run cat /tmpf") == "" and ours.pop("run cat /tmpf") == "hello\n"
     # and a copy into a stopped container's tmpfs is lost at start; berth refuses it
@@ -98,10 +98,11 @@ def test_cp_of_a_created_container_makes_its_mountpoints(berthd, tmp_path):
         assert str(berthd.tmp) + "/lib/volumes" not in f.read()
 
 
-def test_cp_of_the_root_skips_proc_and_names_members_as_dockerd(berthd, oracle):
+def test_cp_of_the_root_skips_proc_and_names_members_as_dockerd(berthd, dockerd):
     berthd.load("alpine-3.20")
+    dockerd.load("alpine-3.20")
     names = {}
-    for who, docker in (("berth", berthd.docker), ("docker", oracle.docker)):
+    for who, docker in (("berth", berthd.docker), ("docker", dockerd.docker)):
         docker("run", "-d", "--name", "root1", "alpine", "sleep", "600", check=True)
         try:
             tars = {}

@@ -8,17 +8,10 @@ import re
 
 import pytest
 
-from dockerd_oracle import oracle  # noqa: F401 - the module's dockerd
+import peer_util
+
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="berthd runs as root")
-
-
-def berth_api(d, method, path, body=None):
-    status, _, data = d.api(method, path, body)
-    try:
-        return status, json.loads(data) if data.strip() else None
-    except ValueError:
-        return status, data
 
 
 def hc(**host):
@@ -60,33 +53,36 @@ SAME_AS_DOCKERD = [
 
 
 @pytest.mark.parametrize("body", SAME_AS_DOCKERD, ids=lambda b: json.dumps(b)[:60])
-def test_create_refused_as_dockerd_refuses(berthd, oracle, body):
+def test_create_refused_as_dockerd_refuses(berthd, dockerd, body):
     berthd.load("alpine-3.20")
-    ours = berth_api(berthd, "POST", "/containers/create", body)
-    theirs = oracle.api("POST", "/containers/create", body)
+    dockerd.load("alpine-3.20")
+    ours = peer_util.api(berthd, "POST", "/containers/create", body)
+    theirs = peer_util.api(dockerd, "POST", "/containers/create", body)
     assert theirs[0] >= 400, theirs
     assert ours == theirs
 
 
-def test_create_warnings_as_dockerd(berthd, oracle):
+def test_create_warnings_as_dockerd(berthd, dockerd):
     """What dockerd accepts with a warning (a weight this kernel cannot
     apply, no OOM killer without a limit) comes back with the same words."""
     berthd.load("alpine-3.20")
+    dockerd.load("alpine-3.20")
     body = hc(BlkioWeight=300, OomKillDisable=True)
-    ours = berth_api(berthd, "POST", "/containers/create", body)
-    theirs = oracle.api("POST", "/containers/create", body)
+    ours = peer_util.api(berthd, "POST", "/containers/create", body)
+    theirs = peer_util.api(dockerd, "POST", "/containers/create", body)
     berthd.api("DELETE", f"/containers/{ours[1]['Id']}?force=1")
-    oracle.api("DELETE", f"/containers/{theirs[1]['Id']}?force=1")
+    peer_util.api(dockerd, "DELETE", f"/containers/{theirs[1]['Id']}?force=1")
     assert ours[0] == theirs[0] == 201
     assert ours[1]["Warnings"] == theirs[1]["Warnings"] and len(ours[1]["Warnings"]) == 2
 
 
 @pytest.mark.parametrize("query", ["platform=linux/arm64", "platform=bogus"])
-def test_create_platform_as_dockerd(berthd, oracle, query):
+def test_create_platform_as_dockerd(berthd, dockerd, query):
     berthd.load("alpine-3.20")
+    dockerd.load("alpine-3.20")
     body = {"Image": "alpine"}
-    assert berth_api(berthd, "POST", "/containers/create?" + query, body) == \
-        oracle.api("POST", "/containers/create?" + query, body)
+    assert peer_util.api(berthd, "POST", "/containers/create?" + query, body) == \
+        peer_util.api(dockerd, "POST", "/containers/create?" + query, body)
 
 
 @pytest.mark.parametrize("body, message", [
@@ -102,7 +98,7 @@ def test_a_bad_user_network_or_device_is_no_404(berthd, body, message):
     so `docker run` says what is wrong instead of pulling the image (and
     in dockerd's words)."""
     berthd.load("alpine-3.20")
-    status, err = berth_api(berthd, "POST", "/containers/create", body)
+    status, err = peer_util.api(berthd, "POST", "/containers/create", body)
     assert status == 400 and message in err["message"], (status, err)
 
 
@@ -113,10 +109,11 @@ def test_docker_run_with_a_bad_user_says_so_and_does_not_pull(berthd):
     assert "unable to find user nosuch: no matching entries in passwd file" in r.stderr
 
 
-def test_rename_and_update_refused_as_dockerd(berthd, oracle):
+def test_rename_and_update_refused_as_dockerd(berthd, dockerd):
     berthd.load("alpine-3.20")
+    dockerd.load("alpine-3.20")
     results = {}
-    for who, api in (("berth", lambda *a: berth_api(berthd, *a)), ("docker", oracle.api)):
+    for who, api in (("berth", lambda *a: peer_util.api(berthd, *a)), ("docker", lambda *a: peer_util.api(dockerd, *a))):
         got = []
         for name, extra in (("rn1", {}), ("rn2", {"AutoRemove": True})):
             status, _ = api("POST", f"/containers/create?name={name}", hc(**extra))

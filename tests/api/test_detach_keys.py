@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from dockerd_oracle import oracle  # noqa: F401 - the module's dockerd
+import peer_util
+
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="berthd runs as root")
 
@@ -75,14 +76,12 @@ def detaching(sock, docker, api):
     return seen
 
 
-def test_detach_keys_as_dockerd(berthd, oracle):
+def test_detach_keys_as_dockerd(berthd, dockerd):
     berthd.load("alpine-3.20")
+    dockerd.load("alpine-3.20")
 
-    def berth_api(method, path, body):
-        status, _, data = berthd.api(method, path, body)
-        return status, json.loads(data) if data.strip() else None
-    ours = detaching(berthd.sock, berthd.docker, berth_api)
-    theirs = detaching(oracle.sock, oracle.docker, oracle.api)
+    ours = detaching(berthd.sock, berthd.docker, lambda *a: peer_util.api(berthd, *a))
+    theirs = detaching(dockerd.sock, dockerd.docker, lambda *a: peer_util.api(dockerd, *a))
     assert ours.pop("exec running") == (b"", True)
     assert theirs.pop("exec running")[1] is False
     assert ours == theirs

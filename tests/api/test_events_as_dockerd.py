@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from dockerd_oracle import oracle  # noqa: F401 - the module's dockerd
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="berthd runs as root")
 FORMAT = ("{{.Type}} {{.Action}} {{range $k, $v := .Actor.Attributes}}{{if or (eq $k \"exitCode\")"
@@ -47,9 +46,10 @@ def life(docker):
     return events(docker, since, f"{time.time():.3f}")
 
 
-def test_a_containers_events_as_dockerd(berthd, oracle):
+def test_a_containers_events_as_dockerd(berthd, dockerd):
     berthd.load("alpine-3.20")
-    ours, theirs = life(berthd.docker), life(oracle.docker)
+    dockerd.load("alpine-3.20")
+    ours, theirs = life(berthd.docker), life(dockerd.docker)
     assert ours == theirs
     assert "container exec_die execID=X exitCode=3" in ours
     assert ours.count("network disconnect") == 4 and "container kill signal=10" in ours

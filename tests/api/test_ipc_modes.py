@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from dockerd_oracle import oracle  # noqa: F401 - the module's dockerd
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="berthd runs as root")
 
@@ -48,9 +47,10 @@ def scenario(docker):
     return seen
 
 
-def test_ipc_modes_as_dockerd(berthd, oracle):
+def test_ipc_modes_as_dockerd(berthd, dockerd):
     berthd.load("alpine-3.20")
-    ours, theirs = scenario(berthd.docker), scenario(oracle.docker)
+    dockerd.load("alpine-3.20")
+    ours, theirs = scenario(berthd.docker), scenario(dockerd.docker)
     assert ours == theirs
     assert ours["none"] == "mq\n" and ours["joined"][:2] == (0, True)
     assert ours["after restart"][:2] == (0, True)

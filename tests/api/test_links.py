@@ -10,7 +10,6 @@ import re
 
 import pytest
 
-from dockerd_oracle import oracle  # noqa: F401 - the module's dockerd
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="berthd runs as root")
 
@@ -53,9 +52,10 @@ def legacy(docker):
     return seen
 
 
-def test_legacy_links_as_dockerd(berthd, oracle):
+def test_legacy_links_as_dockerd(berthd, dockerd):
     berthd.load("alpine-3.20")
-    ours, theirs = legacy(berthd.docker), legacy(oracle.docker)
+    dockerd.load("alpine-3.20")
+    ours, theirs = legacy(berthd.docker), legacy(dockerd.docker)
     assert ours == theirs
     assert ours["traffic"] == "hi\n" and ours["hosts line"] == ["IP\twa HOST web"]
     assert "WA_PORT_80_TCP=tcp://IP:80" in ours["env"] and "WA_ENV_FOO=bar" in ours["env"]
@@ -74,6 +74,7 @@ def user_network(docker):
         docker("network", "rm", "lnet")
 
 
-def test_a_link_alias_resolves_on_a_user_network(berthd, oracle):
+def test_a_link_alias_resolves_on_a_user_network(berthd, dockerd):
     berthd.load("alpine-3.20")
-    assert user_network(berthd.docker) == user_network(oracle.docker) == (0, "hi\n")
+    dockerd.load("alpine-3.20")
+    assert user_network(berthd.docker) == user_network(dockerd.docker) == (0, "hi\n")

@@ -16,11 +16,19 @@ def remove_cgroups(dirs):
     everything = sorted(set(everything), key=len, reverse=True)
     for d in everything:
         for f, v in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+            # never O_CREAT: where a controller's directory is a plain one
+            # on /sys/fs/cgroup's tmpfs (someone's mkdir -p), a new file in
+            # it would make the rmdir below fail
             try:
-                with open(os.path.join(d, f), "w") as fh:
-                    fh.write(v)
+                fd = os.open(os.path.join(d, f), os.O_WRONLY)
+            except OSError:
+                continue
+            try:
+                os.write(fd, v.encode())
             except OSError:
                 pass
+            finally:
+                os.close(fd)
     for d in everything:
         for _ in range(100):
             try:

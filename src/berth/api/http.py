@@ -94,7 +94,7 @@ class Request:
     # -- query string -------------------------------------------------
     def q(self, name, default=None):
         values = self.query.get(name)
-        return values[-1] if values else default
+        return values[0] if values else default   # Go's Form.Get: the first
 
     def qbool(self, name, default=False):
         v = self.q(name)
@@ -116,9 +116,10 @@ class Request:
         if not v:
             return default
         try:
-            return json.loads(v)
+            obj = json.loads(v)
         except ValueError as e:
             raise BadRequest(f"query parameter {name}: invalid JSON: {e}")
+        return default if obj is None else obj   # null: Go's nil map, as if absent
 
     # -- body ---------------------------------------------------------
     def stream(self):
@@ -146,6 +147,8 @@ class Request:
             obj = json.loads(data)
         except ValueError as e:
             raise BadRequest(f"request body: malformed JSON: {e}")
+        if obj is None and default is not None:
+            return default   # Go decodes null into a zero value, as if nothing was sent
         if default is not None and not isinstance(obj, type(default)):
             raise BadRequest(f"request body: expected a JSON {type(default).__name__}")
         return obj
