@@ -22,7 +22,7 @@ $(VPY):
 	$(PYTHON) -m venv $(VENV)
 
 venv: $(VPY)
-	@$(VPY) -c 'import pytest, cryptography, pyroute2' 2>/dev/null || $(VPY) -m pip install -q -r requirements-dev.txt
+	@$(VPY) -c 'import pytest, cryptography, pyroute2, h11' 2>/dev/null || $(VPY) -m pip install -q -r requirements-dev.txt
 
 # bin/ holds launchers that run the venv's python with -IS: site and the
 # pyenv shim cost 30-70 ms per start, more than the runtime's own work.

@@ -58,7 +58,42 @@ def parse_args(argv):
                    help="rootless: let containers reach the host's 127.0.0.1 as 10.0.2.2")
     p.add_argument("--cgroup-parent", default="/berth",
                    help="cgroup under which containers go (HostConfig.CgroupParent overrides)")
+    # the HTTP layer's bounds (berth/api/connection.py); tests shorten them
+    p.add_argument("--http-header-timeout", type=float, default=30.0,
+                   help="seconds a client has to send a request head (default 30)")
+    p.add_argument("--http-idle-timeout", type=float, default=300.0,
+                   help="seconds an idle connection is kept open (default 300)")
+    p.add_argument("--http-body-timeout", type=float, default=60.0,
+                   help="seconds a request body may stall (default 60)")
+    p.add_argument("--max-connections", type=int, default=0,
+                   help="API connections served at once (default: from the fd limit, "
+                        "at most 4096)")
     return p.parse_args(argv)
+
+
+def http_limits(args):
+    """The HTTP layer's bounds. Each connection costs a descriptor: the
+    soft fd limit is raised to the hard one (no privilege needed) and a
+    quarter of it is kept for everything else berthd opens."""
+    import resource
+    from berth.api.connection import Limits
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    cap = max(64, min(4096, soft * 3 // 4 - 256))
+    for name in ("http_header_timeout", "http_idle_timeout", "http_body_timeout"):
+        if getattr(args, name) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')}: must be a positive number of seconds")
+    if args.max_connections < 0:
+        raise ConfigError("--max-connections: must be positive")
+    return Limits(header_timeout=args.http_header_timeout,
+                  idle_timeout=args.http_idle_timeout,
+                  body_timeout=args.http_body_timeout,
+                  max_connections=min(args.max_connections or cap, cap))
 
 
 def _userns_remap(text):
@@ -185,6 +220,7 @@ def main(argv=None):
             _fill_dirs(args, True)
             return rootless.reexec(os.path.abspath(args.exec_root))
         _fill_dirs(args, rootless.active())
+        limits = http_limits(args)
         engine, app, paths = build(args)
         srvs = listeners(args, app, paths)
     except BerthError as e:
@@ -206,7 +242,7 @@ def main(argv=None):
           file=sys.stderr, flush=True)
     from berth.api.server import serve_all
     try:
-        serve_all(srvs)
+        serve_all(srvs, limits)
     finally:
         # containers keep running: their shims hold them (live restore)
         running = any(c.running for c in engine.containers.list(all=True))
