@@ -23,6 +23,7 @@ import time
 import h11
 
 from berth.api.errors import BadRequest
+from berth.errors import BerthError
 from berth.api.http import Headers, Peer, Request, Response, split_target
 
 MAX_HEAD = 256 << 10
@@ -44,14 +45,44 @@ class BodyTimeout(BadRequest):
     pass
 
 
-def error_bytes(status, message, keep_headers=()):
+class ClientGone(BerthError, BrokenPipeError):
+    """The client of a hijacked connection left: an OSError to code that
+    relays, and no bug to report (a berth error) if it reaches the app."""
+
+
+class _Guarded:
+    """Writes to a client that left raise ClientGone."""
+    __slots__ = ()
+
+    def sendall(self, data, *flags):
+        try:
+            return super().sendall(data, *flags)
+        except (BrokenPipeError, ConnectionResetError):
+            raise ClientGone("attach: the client closed the connection") from None
+
+    def send(self, data, *flags):
+        try:
+            return super().send(data, *flags)
+        except (BrokenPipeError, ConnectionResetError):
+            raise ClientGone("attach: the client closed the connection") from None
+
+
+class _HijackedSocket(_Guarded, socket.socket):
+    __slots__ = ()
+
+
+class _HijackedTLSSocket(_Guarded, ssl.SSLSocket):
+    __slots__ = ()
+
+
+def error_bytes(status, message):
     """A complete answer in Docker's error shape, for a connection that is
     closed after it (nothing h11 could frame: the request was not one)."""
     body = json.dumps({"message": message}).encode() + b"\n"
     reason = http.HTTPStatus(status).phrase if status in http.HTTPStatus._value2member_map_ \
         else "Error"
     head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json",
-            f"Content-Length: {len(body)}", "Connection: close", *keep_headers]
+            f"Content-Length: {len(body)}", "Connection: close"]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
@@ -264,6 +295,8 @@ class Connection:
         else:
             self._write(f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n\r\n".encode())
         self.sock.settimeout(None)
+        # same layout: the class is swapped in place for the handler
+        self.sock.__class__ = _HijackedTLSSocket if self.tls else _HijackedSocket
         return self.sock, h.trailing_data[0]
 
     def close(self):

@@ -357,9 +357,13 @@ class Containers(Lifecycle):
             if c.state["Status"] == "removing":
                 raise Conflict(f"removal of container {c.id[:12]} is already in progress")
             if c.running and not force:
-                raise Conflict(f"You cannot remove a running container {c.id}. Stop the "
+                what = "restarting" if c.state["Status"] == "restarting" else "running"
+                raise Conflict(f"You cannot remove a {what} container {c.id}. Stop the "
                                "container before attempting removal or force remove")
             c.data["_manual_stop"] = True
+            if c.state["Status"] == "restarting":
+                # between two runs: nothing to kill, the timer sees _manual_stop
+                c.set_state(Status="exited")
         if c.running:
             if c.state["Paused"]:
                 try:
@@ -367,7 +371,7 @@ class Containers(Lifecycle):
                 except BerthError:
                     pass
             try:
-                self.kill(c.id, "KILL")
+                self.kill(c.id, "KILL", wait=0)
             except Conflict:
                 pass
             if not self._wait_stopped(c, 30):
@@ -401,6 +405,8 @@ class Containers(Lifecycle):
                     self.e.volumes.remove(name, force=True)
                 except BerthError:
                     pass
+        with c.cond:
+            c.deleted = True
         rmtree(c.dir)
         with self._lock:
             self._all.pop(c.id, None)

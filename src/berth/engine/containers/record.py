@@ -34,13 +34,18 @@ class Container:
         self.shim_watch = None
         # the rootfs path while this berthd knows it is mounted
         self.mounted_rootfs = None
+        # set (under cond) before the directory is removed: a late writer
+        # (a restart timer, a watcher) must not bring back a removed record
+        self.deleted = False
 
     @classmethod
     def load(cls, directory):
         return cls(directory, jsonio.load_file(os.path.join(directory, cls.FILE)))
 
     def save(self):
-        jsonio.write_atomic(os.path.join(self.dir, self.FILE), self.data)
+        with self.cond:
+            if not self.deleted:
+                jsonio.write_atomic(os.path.join(self.dir, self.FILE), self.data)
 
     @property
     def id(self):
