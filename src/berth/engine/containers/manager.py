@@ -18,6 +18,7 @@ from berth.engine.containers import cgwarm, files, names, rootless, shimctl
 from berth.engine.containers.lifecycle import Lifecycle, NotModified, rmtree  # noqa: F401 - NotModified is part of this module's API
 from berth.engine.containers.options import run_options
 from berth.engine.containers.record import Container, new_state, now_rfc3339
+from berth.engine.containers.restore import Restore, load_records
 from berth.engine.specgen import generate
 from berth.engine.storage import layers
 from berth.oci import jsonio
@@ -35,7 +36,7 @@ _CONFIG_FIELDS = frozenset((
     "NetworkingConfig", "Platform"))
 
 
-class Containers(Lifecycle):
+class Containers(Lifecycle, Restore):
     def __init__(self, engine):
         self.e = engine
         self.paths = engine.paths
@@ -44,12 +45,7 @@ class Containers(Lifecycle):
         self._closing = False
         from berth.engine.containers.execs import Execs
         self.execs = Execs(self)
-        for cid in sorted(os.listdir(self.paths.containers)):
-            d = self.paths.container(cid)
-            try:
-                self._all[cid] = Container.load(d)
-            except BerthError:
-                continue
+        self._all, self.unreadable = load_records(self.paths.containers)
 
     # -- lookup -------------------------------------------------------
     def get(self, ref):
@@ -407,6 +403,11 @@ class Containers(Lifecycle):
                     pass
         with c.cond:
             c.deleted = True
+        # the record first: a directory without one is a removal cut short
+        try:
+            os.unlink(os.path.join(c.dir, Container.FILE))
+        except FileNotFoundError:
+            pass
         rmtree(c.dir)
         with self._lock:
             self._all.pop(c.id, None)
@@ -450,47 +451,7 @@ class Containers(Lifecycle):
             space += size
         return gone, space
 
-    # -- daemon start/stop --------------------------------------------
-    def restore(self):
-        for c in self.list(all=True):
-            if c.data.get("_creating"):
-                self._destroy(c, volumes=True)
-                continue
-            shim_dir = self.paths.shim(c.id)
-            if c.state["Status"] in ("running", "paused", "restarting") and c.state["Pid"]:
-                if shimctl.shim_alive(shim_dir):
-                    self._watch(c)
-                    from berth.engine.containers import health
-                    health.start(self, c)
-                    continue
-                ex = shimctl.exit_record(shim_dir) or {
-                    "exit_code": 255, "error": "berth-shim was gone when berthd restarted"}
-                subprocess.run(self.runtime_cmd(c, "delete", "-f", c.id), capture_output=True)
-                self._exited(c, ex)
-            elif c.state["Status"] in ("restarting", "removing"):
-                if c.state["Status"] == "removing":
-                    self._destroy(c, volumes=False)
-                else:
-                    c.set_state(Status="exited")
-            elif os.path.isdir(shim_dir) and not shimctl.shim_alive(shim_dir):
-                rmtree(shim_dir)
-        live = {c.id for c in self.list(all=True)}
-        if os.path.isdir(self.paths.shims):
-            short = {cid[:24] for cid in live}
-            for name in os.listdir(self.paths.shims):
-                d = os.path.join(self.paths.shims, name)
-                if name not in short and not shimctl.shim_alive(d):
-                    rmtree(d)
-        self.e.driver.cleanup_stale(live)
-        self.e.network.restore([c for c in self.list(all=True) if c.running])
-        for c in self.list(all=True):
-            pol = (c.host_config.get("RestartPolicy") or {}).get("Name")
-            if not c.running and pol == "always" and not c.data.get("_manual_stop"):
-                try:
-                    self._start(c)
-                except BerthError:
-                    pass
-
+    # -- daemon start/stop (restore: restore.py) -------------------------
     def close(self):
         self._closing = True
 
