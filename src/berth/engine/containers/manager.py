@@ -151,8 +151,12 @@ class Containers(Lifecycle, Restore):
             c.data["LogPath"] = os.path.join(d, f"{cid}-json.log")
             self._runtime(c)
             c.data["IdMap"] = self._idmap(host.get("UsernsMode") or "")
-            os.makedirs(os.path.join(d, "bundle"), mode=0o700)
-            c.save()
+            try:
+                os.makedirs(os.path.join(d, "bundle"), mode=0o700)
+                c.save()
+            except BaseException:
+                rmtree(d)      # a full disk: nothing of this container stays
+                raise
             self._all[cid] = c
         try:
             self._prepare(c, body, host, image_id, image_cfg)
