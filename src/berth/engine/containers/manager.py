@@ -19,6 +19,7 @@ from berth.engine.containers.lifecycle import Lifecycle, NotModified, rmtree  # 
 from berth.engine.containers.options import run_options
 from berth.engine.containers.record import Container, new_state, now_rfc3339
 from berth.engine.containers.restore import Restore, load_records
+from berth.engine.containers.trash import Trash
 from berth.engine.specgen import generate
 from berth.engine.storage import layers
 from berth.oci import jsonio
@@ -45,6 +46,7 @@ class Containers(Lifecycle, Restore):
         self._closing = False
         from berth.engine.containers.execs import Execs
         self.execs = Execs(self)
+        self.trash = Trash(self.paths.root)
         self._all, self.unreadable = load_records(self.paths.containers)
 
     # -- lookup -------------------------------------------------------
@@ -395,6 +397,9 @@ class Containers(Lifecycle, Restore):
             self.e.driver.unmount(c.id)
         except BerthError:
             pass
+        else:
+            # unmounted: its upper layer can go with the trash
+            self.trash.discard(self.e.driver.container_path(c.id))
         self.e.driver.remove_container(c.id)
         if pid and not shimctl.wait_gone(pid):
             self._runtime_delete(c, shim_dir)
@@ -407,12 +412,8 @@ class Containers(Lifecycle, Restore):
                     pass
         with c.cond:
             c.deleted = True
-        # the record first: a directory without one is a removal cut short
-        try:
-            os.unlink(os.path.join(c.dir, Container.FILE))
-        except FileNotFoundError:
-            pass
-        rmtree(c.dir)
+        # one rename: the record and its directory are gone together
+        self.trash.discard(c.dir)
         with self._lock:
             self._all.pop(c.id, None)
         with c.cond:

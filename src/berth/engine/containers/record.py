@@ -42,10 +42,11 @@ class Container:
     def load(cls, directory):
         return cls(directory, jsonio.load_file(os.path.join(directory, cls.FILE)))
 
-    def save(self):
+    def save(self, durable=True):
         with self.cond:
             if not self.deleted:
-                jsonio.write_atomic(os.path.join(self.dir, self.FILE), self.data)
+                jsonio.write_atomic(os.path.join(self.dir, self.FILE), self.data,
+                                    durable=durable)
 
     @property
     def id(self):
@@ -118,5 +119,7 @@ class Container:
                 st["Paused"] = s == "paused"
                 st["Restarting"] = s == "restarting"
                 st["Dead"] = s == "dead"
-            self.save()
+            # the rename alone survives a killed berthd; a state change needs
+            # no fsync, a reboot ends every container whatever it said
+            self.save(durable=False)
             self.cond.notify_all()
