@@ -96,7 +96,9 @@ def cycle(e, run, rounds):
         ok, c = run.call(e, "create", "POST", "/containers/create", dict(CONFIG, Cmd=["true"]))
         if not ok:
             continue
-        cid = c["Id"]
+        cid = c.get("Id") if isinstance(c, dict) else None
+        if not cid:
+            continue
         if run.call(e, "start", "POST", f"/containers/{cid}/start")[0]:
             run.call(e, "wait", "POST", f"/containers/{cid}/wait")
         run.call(e, "rm", "DELETE", f"/containers/{cid}")
@@ -115,23 +117,36 @@ def run_d(e, run):
     return None
 
 
-def measure(e, clients, rounds):
-    run = Run()
+def snapshot(e):
     pids = e.daemon_pids()
-    before = (mem_sum(pids)["rss"], threads(pids))
+    return mem_sum(pids)["rss"], threads(pids)
+
+
+def measure(engines, clients, rounds):
+    """Both daemons up, the engines taking turns round by round (the
+    machine's load moves: each gets the same stretch of it)."""
+    res = {e.name: {"run": Run(), "before": snapshot(e)} for e in engines}
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        list(pool.map(lambda _: cycle(e, run, rounds), range(clients)))
-        # the wave's create/start are not the cycle's: timed as run -d alone
-        wave = Run()
-        ids = [i for i in pool.map(lambda _: run_d(e, wave), range(clients)) if i]
-        run.times["run -d"], run.errors["run -d"] = wave.times["run -d"], wave.errors["run -d"]
-        list(pool.map(lambda cid: run.call(e, "rm -f", "DELETE", f"/containers/{cid}?force=1"),
-                      ids))
-    pids = e.daemon_pids()
-    after = (mem_sum(pids)["rss"], threads(pids))
-    status, left = api(e.sock, "GET", "/containers/json?all=1", timeout=120)
-    return {"run": run, "before": before, "after": after,
-            "left": len(left) if status == 200 and isinstance(left, list) else None}
+        for _ in range(rounds):
+            for e in engines:
+                run = res[e.name]["run"]
+                list(pool.map(lambda _: cycle(e, run, 1), range(clients)))
+        for e in engines:
+            run, wave = res[e.name]["run"], Run()
+            # the wave's create/start are not the cycle's: timed as run -d alone
+            ids = [i for i in pool.map(lambda _: run_d(e, wave), range(clients)) if i]
+            run.times["run -d"], run.errors["run -d"] = wave.times["run -d"], wave.errors["run -d"]
+            list(pool.map(lambda cid: run.call(e, "rm -f", "DELETE",
+                                               f"/containers/{cid}?force=1"), ids))
+    for e in engines:
+        r = res[e.name]
+        r["after"] = snapshot(e)
+        try:
+            status, left = api(e.sock, "GET", "/containers/json?all=1", timeout=120)
+        except OSError:
+            status, left = None, None
+        r["left"] = len(left) if status == 200 and isinstance(left, list) else None
+    return res
 
 
 def ms(values, q):
@@ -191,6 +206,7 @@ def main(argv=None):
     work = Path(os.path.realpath(tempfile.mkdtemp(prefix="bs-")))  # short: sun_path
     results, notes = {}, {}
     names = [args.only] if args.only else ["docker", "berth"]
+    up = []
     try:
         for name in names:
             if name == "docker":
@@ -202,20 +218,28 @@ def main(argv=None):
                 BerthEngine(work / "b", cgroup_parent=BERTH_CGROUP)
             try:
                 e.work.mkdir(parents=True, exist_ok=True)
+                up.append(e)
                 e.start()
                 e.docker("load", "-i", ALPINE)
-                print(f"[{time.strftime('%H:%M:%S')}] {name}: {args.clients} clients",
-                      flush=True)
-                results[name] = measure(e, args.clients, args.rounds)
             except Exception as err:  # noqa: BLE001 - a missing figure, not a crash
-                results[name], notes[name] = None, f"{type(err).__name__}: {err}"
-            finally:
+                up.remove(e)
                 _take_down(e)
+                results[name], notes[name] = None, f"{type(err).__name__}: {err}"
+        print(f"[{time.strftime('%H:%M:%S')}] {', '.join(e.name for e in up)}: "
+              f"{args.clients} clients", flush=True)
+        try:
+            results.update(measure(up, args.clients, args.rounds))
+        except Exception as err:  # noqa: BLE001
+            for e in up:
+                results[e.name], notes[e.name] = None, f"{type(err).__name__}: {err}"
     finally:
+        for e in up:
+            _take_down(e)
         for cg in (BERTH_CGROUP, DOCKER_CGROUP):
             remove_cgroup(cg)
         unmount_under(work)
         shutil.rmtree(work, ignore_errors=True)
+    results = {n: results.get(n) for n in names}
     text = report(results, args, notes)
     print(text)
     if not args.no_save:

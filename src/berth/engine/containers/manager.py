@@ -153,13 +153,19 @@ class Containers(Lifecycle, Restore):
             c.data["LogPath"] = os.path.join(d, f"{cid}-json.log")
             self._runtime(c)
             c.data["IdMap"] = self._idmap(host.get("UsernsMode") or "")
-            try:
-                os.makedirs(os.path.join(d, "bundle"), mode=0o700)
-                c.save()
-            except BaseException:
-                rmtree(d)      # a full disk: nothing of this container stays
-                raise
+            # the name and id range are taken; the disk is written outside
+            # the lock, which every create and remove shares
             self._all[cid] = c
+        try:
+            os.makedirs(os.path.join(d, "bundle"), mode=0o700)
+            # the first record is for a crash in what follows: the rename
+            # alone survives a killed berthd (fsync'd below, once complete)
+            c.save(durable=False)
+        except BaseException:
+            with self._lock:
+                self._all.pop(cid, None)
+            rmtree(d)      # a full disk: nothing of this container stays
+            raise
         try:
             self._prepare(c, body, host, image_id, image_cfg)
         except BaseException:
@@ -180,7 +186,7 @@ class Containers(Lifecycle, Restore):
         if anon:
             # on record before anything else is made: restore after a crash
             # removes them with the half-made container
-            c.save()
+            c.save(durable=False)
         idmap = tuple(c.data["IdMap"]) if c.data.get("IdMap") else None
         if idmap:
             opts.userns_map = idmap
@@ -208,7 +214,10 @@ class Containers(Lifecycle, Restore):
         c.data["Path"] = spec["process"]["args"][0]
         c.data["Args"] = spec["process"]["args"][1:]
         c.config["Hostname"] = opts.hostname or c.config.get("Hostname", "")
-        jsonio.write_atomic(os.path.join(c.bundle, "config.json"), spec)
+        # renamed into place without fsync (that survives a killed berthd):
+        # one fsync per create, the finished record's, is what a loaded disk
+        # can take
+        jsonio.write_atomic(os.path.join(c.bundle, "config.json"), spec, durable=False)
 
     # -- start --------------------------------------------------------
     def start(self, ref):

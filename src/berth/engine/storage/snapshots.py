@@ -159,7 +159,8 @@ class Driver:
         return os.path.join(self.mounts, _check_id(cid, "container") + ".json")
 
     def _write_record(self, cid, rec):
-        jsonio.write_atomic(self._record_path(cid), rec)
+        # a record of mounts, which a reboot ends: no fsync needed
+        jsonio.write_atomic(self._record_path(cid), rec, durable=False)
 
     def _read_record(self, cid):
         path = self._record_path(cid)
