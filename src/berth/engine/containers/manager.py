@@ -157,10 +157,9 @@ class Containers(Lifecycle, Restore):
             # the lock, which every create and remove shares
             self._all[cid] = c
         try:
+            # no record yet: a crash before the one below leaves a directory
+            # without one, which restore removes with the storage it names
             os.makedirs(os.path.join(d, "bundle"), mode=0o700)
-            # the first record is for a crash in what follows: the rename
-            # alone survives a killed berthd (fsync'd below, once complete)
-            c.save(durable=False)
         except BaseException:
             with self._lock:
                 self._all.pop(cid, None)

@@ -3,15 +3,16 @@ ends up running with its shim, stopped (or created) and startable, or
 gone; nothing of a removed or half-made container is left.
 
 Where a kill can land, and what restore makes of it:
-- in create (record says _creating): the half-made container is removed;
+- in create (no record yet, or one that says _creating): the half-made
+  container is removed;
 - in start, shim launched but the container not started yet (runtime
   says "created"): the start is undone (runtime delete, network torn
   down), the record keeps its state: startable again;
 - in start, after the runtime's start but before the record said so
   (runtime says "running"/"paused"): the container is adopted as running;
 - while running, shim gone meanwhile: its exit (exit.json) is recorded;
-- in remove (record says removing, or its directory has no record left):
-  the removal is finished;
+- in remove (record says removing): the removal is finished (its
+  directories are renamed into the trash, which is emptied at start);
 - runtime state, shim directories and storage of ids with no record
   are released. A record that cannot be read is skipped with a warning
   naming it, and whatever carries its id is left alone."""
@@ -32,7 +33,7 @@ def warn(msg):
 
 def load_records(directory):
     """{id: Container} of the readable records, and the names of entries
-    kept but not understood. A directory with no record is a removal cut
+    kept but not understood. A directory with no record is a create cut
     short by a crash: it goes."""
     found, unreadable = {}, set()
     for cid in sorted(os.listdir(directory)):
@@ -40,7 +41,7 @@ def load_records(directory):
         if not os.path.isdir(d):
             continue
         if not os.path.exists(os.path.join(d, Container.FILE)):
-            warn(f"{d}: no {Container.FILE} (a removal cut short): removing what is left")
+            warn(f"{d}: no {Container.FILE} (a create cut short): removing what is left")
             shutil.rmtree(d, ignore_errors=True)   # storage, shim: released by restore
             continue
         try:
