@@ -208,14 +208,17 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 @contextlib.contextmanager
-def private_berthd():
+def private_berthd(before_start=None):
     """A started berthd on a temp dir; on exit its containers, daemon,
-    mounts, cgroup parent and dir are gone, also after a failure."""
+    mounts, cgroup parent and dir are gone, also after a failure.
+    before_start(daemon) may prepare the dir (e.g. mount a small tmpfs)."""
     if not os.access(BERTHD, os.X_OK):
         pytest.skip(f"{BERTHD} is missing: run make build")
     tmp = os.path.realpath(tempfile.mkdtemp(prefix="berthd-test-"))
     d = Daemon(tmp)
     try:
+        if before_start:
+            before_start(d)
         d.start()
         yield d
     finally:
@@ -242,6 +245,25 @@ def second_berthd(berthd):
     """Another private berthd beside the `berthd` fixture's."""
     with private_berthd() as d:
         yield d
+
+
+@pytest.fixture(scope="module")
+def own_dockerd(tmp_path_factory):
+    """Debian's dockerd under a temp dir of the module's own (no bridge,
+    no iptables), as the reference peer; stopped by its PID at the end."""
+    import sys
+    if shutil.which("dockerd") is None:
+        pytest.skip("dockerd comes with make deps (docker.io)")
+    sys.path.insert(0, str(REPO / "bench"))
+    from image_load import Dockerd
+    d = Dockerd(tmp_path_factory.mktemp("dockerd"))
+    try:
+        d.start()
+    except RuntimeError as e:
+        d.stop()
+        pytest.fail(f"dockerd did not start: {e}")
+    yield d
+    d.stop()
 
 
 @pytest.fixture

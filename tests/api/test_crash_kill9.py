@@ -21,6 +21,7 @@ import time
 import pytest
 
 from conftest import UnixHTTPConnection, private_berthd, _mounts_under
+from procutil import alive
 
 ROUNDS = int(os.environ.get("BERTH_CRASH_ROUNDS", "6"))
 CLIENTS = 6
@@ -125,14 +126,6 @@ def cgroup_procs(parent, cid):
         except OSError:
             pass
     return pids
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def shim_pid(d, cid):

@@ -5,37 +5,25 @@ serves again once space is freed. A truncated or garbled record is
 skipped at start with a warning that names it; berthd starts."""
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 
 import pytest
 
-from conftest import IMAGES, Daemon, private_berthd, remove_cgroup_parent, unmount_all
+from conftest import IMAGES, private_berthd
+
+
+def _tmpfs_data_root(d):
+    d.data_root.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0710", "tmpfs",
+                    str(d.data_root)], check=True)
 
 
 @pytest.fixture
 def small_root():
-    tmp = os.path.realpath(tempfile.mkdtemp(prefix="berthd-test-"))
-    d = Daemon(tmp)
-    d.data_root.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0710", "tmpfs",
-                    str(d.data_root)], check=True)
-    try:
-        d.start()
+    # the teardown unmounts everything under the temp dir, the tmpfs too
+    with private_berthd(before_start=_tmpfs_data_root) as d:
         yield d
-    finally:
-        try:
-            if d.proc is not None and d.proc.poll() is None:
-                d.remove_containers()
-        finally:
-            d.stop()
-            if d._log:
-                d._log.close()
-            unmount_all(tmp)
-            remove_cgroup_parent(d.cgroup_parent)
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def fill(path):

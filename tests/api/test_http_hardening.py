@@ -7,18 +7,12 @@ berthd runs here with short timeouts (2 s for a head or a stalled body,
 4 s idle) so that the cuts are seen in a test's time."""
 import json
 import os
-import shutil
 import socket
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from conftest import private_berthd
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from image_load import Dockerd  # noqa: E402  (the bench's isolated dockerd)
 
 HEADER_T, IDLE_T, BODY_T = 2, 4, 2
 
@@ -33,17 +27,8 @@ def berthd():
 
 
 @pytest.fixture(scope="module")
-def dockerd(tmp_path_factory):
-    if shutil.which("dockerd") is None:
-        pytest.skip("dockerd comes with make deps (docker.io)")
-    d = Dockerd(tmp_path_factory.mktemp("dockerd"))
-    try:
-        d.start()
-    except RuntimeError as e:
-        d.stop()
-        pytest.fail(f"dockerd did not start: {e}")
-    yield d
-    d.stop()
+def dockerd(own_dockerd):
+    return own_dockerd
 
 
 def connect(path, timeout=30):
