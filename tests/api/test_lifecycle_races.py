@@ -70,6 +70,9 @@ def test_restart_always_never_shows_exited(daemon):
         time.sleep(2)
         st = state(daemon, cid)
         assert st["State"]["Status"] == "exited" and st["RestartCount"] == count
+        # a start by hand begins the count anew (dockerd's way)
+        assert daemon.docker("start", cid).returncode == 0
+        assert state(daemon, cid)["RestartCount"] == 0
     finally:
         rm(daemon, cid)
 

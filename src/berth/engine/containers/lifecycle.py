@@ -125,7 +125,11 @@ class Lifecycle:
 
     def _restart_later(self, c):
         n = c.data.get("RestartCount", 0)
-        time.sleep(min(0.1 * (2 ** n), 60))
+        # dockerd's back-off: 100 ms doubling to a minute, from the start
+        # again after a run of 10 s or more
+        ran = time.monotonic() - getattr(c, "started_at", 0.0)
+        c.backoff = 0.1 if ran >= 10 else min(getattr(c, "backoff", 0.05) * 2, 60)
+        time.sleep(c.backoff)
         with c.lifecycle:
             with c.cond:
                 if c.state["Status"] != "restarting":
@@ -144,10 +148,11 @@ class Lifecycle:
         self.e.events.emit("container", "restart", c.id, self._attrs(c))
 
     # -- signals ------------------------------------------------------
-    def kill(self, ref, sig="KILL", wait=KILL_WAIT):
+    def kill(self, ref, sig="KILL", wait=KILL_WAIT, record=True):
         """As dockerd: SIGKILL returns once the container has stopped
         (bounded by `wait`); SIGKILL, the container's stop signal, or any
-        signal when it has none, ends its restart policy."""
+        signal when it has none, ends its restart policy (kept on disk
+        unless record=False: a removal needs no fsync for it)."""
         c = self.get(ref)
         sig = signal_name(sig)
         stop_sig = signal_name(c.config.get("StopSignal")) if c.config.get("StopSignal") else None
@@ -156,7 +161,8 @@ class Lifecycle:
                 raise Conflict(f"Container {c.id} is not running")
             if sig == "KILL" or stop_sig is None or sig == stop_sig:
                 c.data["_manual_stop"] = True
-                c.save()
+                if record:
+                    c.save()
         p = subprocess.run(self.runtime_cmd(c, "kill", c.id, sig), capture_output=True, text=True)
         if p.returncode != 0 and c.running and not self._wait_stopped(c, 2):
             raise BerthError(f"kill {c.id[:12]}: {p.stderr.strip()}")
@@ -209,6 +215,7 @@ class Lifecycle:
             except NotModified:
                 pass
             c.data["_manual_stop"] = False
+            c.data["RestartCount"] = 0     # as dockerd: a restart by hand starts the count anew
             self._start(c)
         self.e.events.emit("container", "restart", c.id, self._attrs(c))
 

@@ -229,6 +229,7 @@ class Containers(Lifecycle, Restore):
                     raise Conflict(f"container {c.id[:12]} is marked for removal and cannot "
                                    "be started")
                 c.data["_manual_stop"] = False
+                c.data["RestartCount"] = 0   # as dockerd: a start by hand starts the count anew
             try:
                 self._start(c)
             except BaseException:
@@ -314,6 +315,7 @@ class Containers(Lifecycle, Restore):
             rmtree(shim_dir)
             raise BerthError(str(e))
         c.data["_exit_seq"] = c.data.get("_exit_seq", 0)
+        c.started_at = time.monotonic()    # the restart back-off's measure
         c.set_state(Status="running", Pid=ready["pid"], StartedAt=now_rfc3339(), Error="",
                     ExitCode=0, OOMKilled=False, FinishedAt=c.state["FinishedAt"])
         self._watch(c, waiting)
@@ -381,7 +383,7 @@ class Containers(Lifecycle, Restore):
                 except BerthError:
                     pass
             try:
-                self.kill(c.id, "KILL", wait=0)
+                self.kill(c.id, "KILL", wait=0, record=False)
             except Conflict:
                 pass
             if not self._wait_stopped(c, 30):
