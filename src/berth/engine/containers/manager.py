@@ -14,7 +14,7 @@ import threading
 import time
 
 from berth.errors import BerthError, ConfigError, Conflict, NotFound
-from berth.engine.containers import cgwarm, files, names, rootless, shimctl
+from berth.engine.containers import cgwarm, crashpoint, files, names, rootless, shimctl
 from berth.engine.containers.lifecycle import Lifecycle, NotModified, rmtree  # noqa: F401 - NotModified is part of this module's API
 from berth.engine.containers.options import run_options
 from berth.engine.containers.record import Container, new_state, now_rfc3339
@@ -170,6 +170,7 @@ class Containers(Lifecycle, Restore):
         except BaseException:
             self._destroy(c, volumes=True)
             raise
+        crashpoint.reached("create:prepared")
         c.data.pop("_creating", None)
         c.save()
         self.e.events.emit("container", "create", cid, self._attrs(c))
@@ -277,6 +278,7 @@ class Containers(Lifecycle, Restore):
             self._start_failed(c, e)
             rmtree(shim_dir)
             raise
+        crashpoint.reached("start:launched")
         try:
             # the init waits for "start": its network namespace exists and
             # is empty, the moment to plug it in
@@ -306,6 +308,7 @@ class Containers(Lifecycle, Restore):
             reply = shimctl.request(shim_dir, {"op": "start"})
             if "error" in reply:
                 raise BerthError(reply["error"])
+            crashpoint.reached("start:started")
         except (OSError, ValueError, BerthError) as e:
             if waiting is not None:
                 waiting.close()
@@ -389,7 +392,9 @@ class Containers(Lifecycle, Restore):
             if not self._wait_stopped(c, 30):
                 raise BerthError(f"container {c.id[:12]} did not stop after SIGKILL")
         c.set_state(Status="removing")
+        crashpoint.reached("remove:removing")
         self._destroy(c, volumes)
+        crashpoint.reached("remove:destroyed")
         self.e.events.emit("container", "destroy", c.id, self._attrs(c))
 
     def _destroy(self, c, volumes):

@@ -490,6 +490,9 @@ class Driver:
     def restore(self, running):
         live = {c.id for c in running}
         with self.lock:
+            for n in os.listdir(self.epdir):
+                if ".json.tmp" in n:     # a write a killed berthd left half-done
+                    os.unlink(os.path.join(self.epdir, n))
             records = self._records()
             for cid in records:
                 if cid not in live:
