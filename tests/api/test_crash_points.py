@@ -1,4 +1,4 @@
-"""kill -9 at chosen points of create, start and remove (the windows the
+"""kill -9 at chosen points of create, start, pause and remove (the windows the
 random kills of test_crash_kill9 hit only sometimes): berthd started with
 BERTH_CRASH_AT=<point> kills itself there (engine/containers/crashpoint.py);
 started again without it, the container must be running with its shim,
@@ -16,6 +16,7 @@ POINTS = {
     "create:prepared": ("create", {None}),
     "start:launched": ("start", {"created"}),
     "start:started": ("start", {"running"}),
+    "pause:done": ("pause", {"paused"}),
     "remove:removing": ("remove", {None}),
     "remove:destroyed": ("remove", {None}),
 }
@@ -46,15 +47,15 @@ def test_kill9_at(daemon, point):
     cid = None
     if step != "create":
         cid = d.json("POST", "/containers/create", {"Image": "alpine", "Cmd": ["sleep", "1000"]})["Id"]
-    if step == "remove":
+    if step in ("remove", "pause"):
         d.json("POST", f"/containers/{cid}/start", expect=204)
     crash_at(d, point)
     try:
         if step == "create":
             d.api("POST", "/containers/create", {"Image": "alpine", "Cmd": ["sleep", "1000"]},
                   timeout=60)
-        elif step == "start":
-            d.api("POST", f"/containers/{cid}/start", timeout=60)
+        elif step in ("start", "pause"):
+            d.api("POST", f"/containers/{cid}/{step}", timeout=60)
         else:
             d.api("DELETE", f"/containers/{cid}?force=1", timeout=60)
     except OSError:

@@ -11,7 +11,7 @@ import threading
 import time
 
 from berth.errors import BerthError, ConfigError, Conflict, NotFound
-from berth.engine.containers import shimctl
+from berth.engine.containers import crashpoint, shimctl
 from berth.engine.containers.record import now_rfc3339
 
 STOP_TIMEOUT = 10
@@ -226,8 +226,7 @@ class Lifecycle:
                 raise Conflict(f"Container {c.id} is not running")
             if c.state["Paused"]:
                 raise Conflict(f"Container {c.id} is already paused")
-            self._runtime_or_gone(c, "pause")
-            c.set_state(Status="paused")
+            self._freeze(c, "pause", "paused")
         self.e.events.emit("container", "pause", c.id, self._attrs(c))
 
     def unpause(self, ref):
@@ -235,9 +234,25 @@ class Lifecycle:
         with c.lifecycle:
             if not c.state["Paused"]:
                 raise Conflict(f"Container {c.id} is not paused")
-            self._runtime_or_gone(c, "resume")
-            c.set_state(Status="running")
+            self._freeze(c, "resume", "running")
         self.e.events.emit("container", "unpause", c.id, self._attrs(c))
+
+    def _freeze(self, c, verb, status):
+        """The runtime's pause or resume, marked on the record while it
+        runs: a berthd killed in between finds the mark and asks the
+        runtime which it is (a frozen container recorded as running would
+        never die of SIGKILL)."""
+        with c.cond:
+            c.data["_pausing"] = True
+            c.save(durable=False)
+        try:
+            self._runtime_or_gone(c, verb)
+            crashpoint.reached(f"{verb}:done")
+        finally:
+            with c.cond:
+                c.data.pop("_pausing", None)
+                c.save(durable=False)
+        c.set_state(Status=status)
 
     def _runtime_or_gone(self, c, verb):
         """A container that exits while it is paused or resumed makes the

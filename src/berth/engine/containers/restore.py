@@ -10,6 +10,8 @@ Where a kill can land, and what restore makes of it:
   down), the record keeps its state: startable again;
 - in start, after the runtime's start but before the record said so
   (runtime says "running"/"paused"): the container is adopted as running;
+- in a pause or resume (the record is marked while the runtime works):
+  the runtime says whether it is frozen;
 - while running, shim gone meanwhile: its exit (exit.json) is recorded;
 - in remove (record says removing): the removal is finished (its
   directories are renamed into the trash, which is emptied at start);
@@ -104,6 +106,11 @@ class Restore:
         status = c.state["Status"]
         if status in ("running", "paused", "restarting") and c.state["Pid"]:
             if alive:
+                if c.data.pop("_pausing", None):
+                    # killed in a pause or resume: the runtime knows which
+                    now = self._runtime_status(c)
+                    if now in ("running", "paused") and now != status:
+                        c.set_state(Status=now)
                 self._adopt(c)
                 return
             ex = shimctl.exit_record(shim_dir) or {
