@@ -102,6 +102,7 @@ class Connection:
         self._body_bytes = 0
         self._body_started = 0.0
         self.broken = False
+        self.body_failed = False
 
     def fileno(self):
         return self.sock.fileno()
@@ -156,8 +157,8 @@ class Connection:
         if req.hijacked:
             self.close()
             return None
-        keep = True
-        if self.h11.their_state is h11.SEND_BODY:
+        keep = not self.body_failed
+        if keep and self.h11.their_state is h11.SEND_BODY:
             try:
                 self._drain()
             except (BadRequest, OSError):
@@ -195,6 +196,7 @@ class Connection:
             try:
                 ev = h.next_event()
             except h11.RemoteProtocolError as e:
+                self.body_failed = True
                 raise BadRequest(f"request body: {e}") from None
             if isinstance(ev, h11.Data):
                 self._body_bytes += len(ev.data)
@@ -204,7 +206,11 @@ class Connection:
             if ev is h11.NEED_DATA:
                 if h.client_is_waiting_for_100_continue:
                     self._write(h.send(h11.InformationalResponse(status_code=100, headers=[])))
-                h.receive_data(self._recv_body())
+                try:
+                    h.receive_data(self._recv_body())
+                except BadRequest:
+                    self.body_failed = True   # answered, then closed: never drained
+                    raise
                 continue
             raise BadRequest(f"request body: unexpected {type(ev).__name__}")
 
@@ -237,7 +243,7 @@ class Connection:
         fixed = isinstance(body, (bytes, bytearray))
         if fixed and resp.status not in (204, 304) and resp.status >= 200:
             headers.append(("Content-Length", str(len(body))))
-        if self.h11.their_state is h11.ERROR or self.over_limit:
+        if self.h11.their_state is h11.ERROR or self.over_limit or self.body_failed:
             headers.append(("Connection", "close"))
         reason = http.HTTPStatus(resp.status).phrase.encode() \
             if resp.status in http.HTTPStatus._value2member_map_ else b""
