@@ -248,6 +248,14 @@ def second_berthd(berthd):
 
 
 @pytest.fixture(scope="module")
+def alpine_berthd():
+    """One private berthd for a module, alpine loaded."""
+    with private_berthd() as d:
+        d.load("alpine-3.20")
+        yield d
+
+
+@pytest.fixture(scope="module")
 def own_dockerd(tmp_path_factory):
     """Debian's dockerd under a temp dir of the module's own (no bridge,
     no iptables), as the reference peer; stopped by its PID at the end."""

@@ -8,7 +8,6 @@ import signal
 
 import pytest
 
-from conftest import private_berthd
 from test_crash_kill9 import check_invariant, runtime_ids
 
 POINTS = {
@@ -23,10 +22,8 @@ POINTS = {
 
 
 @pytest.fixture(scope="module")
-def daemon():
-    with private_berthd() as d:
-        d.load("alpine-3.20")
-        yield d
+def daemon(alpine_berthd):
+    return alpine_berthd
 
 
 def crash_at(d, point):

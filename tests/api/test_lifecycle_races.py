@@ -10,14 +10,11 @@ import time
 
 import pytest
 
-from conftest import private_berthd
 
 
 @pytest.fixture(scope="module")
-def daemon():
-    with private_berthd() as d:
-        d.load("alpine-3.20")
-        yield d
+def daemon(alpine_berthd):
+    return alpine_berthd
 
 
 def state(d, name):
