@@ -256,13 +256,25 @@ class Lifecycle:
 
     def _runtime_or_gone(self, c, verb):
         """A container that exits while it is paused or resumed makes the
-        runtime say it does not exist: that is a 409, not a failure."""
+        runtime say it does not exist: that is a 409, not a failure. (The
+        shim deletes the runtime's container before it reports the exit,
+        so the runtime is asked, not the record.)"""
         try:
             self._runtime_ok(c, verb, c.id)
         except BerthError:
-            if self._wait_stopped(c, 2):
+            if self._runtime_status(c) in (None, "stopped") or self._wait_stopped(c, 0.5):
                 raise Conflict(f"Container {c.id} is not running") from None
             raise
+
+    def _runtime_status(self, c):
+        """The runtime's word on the container: created, running,
+        paused, stopped, or None when it has no such container."""
+        try:
+            p = subprocess.run(self.runtime_cmd(c, "state", c.id), capture_output=True,
+                               text=True, timeout=30)
+            return json.loads(p.stdout).get("status") if p.returncode == 0 else None
+        except (subprocess.TimeoutExpired, ValueError, AttributeError, BerthError, OSError):
+            return None
 
     @contextlib.contextmanager
     def paused(self, ref):

@@ -18,7 +18,6 @@ Where a kill can land, and what restore makes of it:
 - runtime state, shim directories and storage of ids with no record
   are released. A record that cannot be read is skipped with a warning
   naming it, and whatever carries its id is left alone."""
-import json
 import os
 import shutil
 import subprocess
@@ -142,16 +141,6 @@ class Restore:
         self._watch(c)
         from berth.engine.containers import health
         health.start(self, c)
-
-    def _runtime_status(self, c):
-        """The runtime's word on the container: created, running,
-        paused, stopped, or None when it has no such container."""
-        try:
-            p = subprocess.run(self.runtime_cmd(c, "state", c.id), capture_output=True,
-                               text=True, timeout=30)
-            return json.loads(p.stdout).get("status") if p.returncode == 0 else None
-        except (subprocess.TimeoutExpired, ValueError, AttributeError, BerthError, OSError):
-            return None
 
     def _shim_pid(self, shim_dir):
         try:
