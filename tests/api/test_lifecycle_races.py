@@ -46,6 +46,18 @@ def test_sigkill_returns_once_stopped(daemon):
             rm(daemon, cid)
 
 
+def test_sigkill_of_a_paused_container(daemon):
+    cid = run(daemon, "alpine", "sleep", "1000")
+    try:
+        assert daemon.docker("pause", cid).returncode == 0
+        r = daemon.docker("kill", cid)
+        assert r.returncode == 0, r.stderr
+        st = state(daemon, cid)["State"]
+        assert st["Status"] == "exited" and st["ExitCode"] == 137, st
+    finally:
+        rm(daemon, cid)
+
+
 def test_restart_always_never_shows_exited(daemon):
     cid = run(daemon, "--restart", "always", "alpine", "sh", "-c", "sleep 0.2; exit 3")
     try:

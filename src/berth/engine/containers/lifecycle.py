@@ -166,6 +166,12 @@ class Lifecycle:
         p = subprocess.run(self.runtime_cmd(c, "kill", c.id, sig), capture_output=True, text=True)
         if p.returncode != 0 and c.running and not self._wait_stopped(c, 2):
             raise BerthError(f"kill {c.id[:12]}: {p.stderr.strip()}")
+        if c.state["Paused"] and c.data.get("_manual_stop"):
+            # as dockerd: a frozen container gets the signal once thawed
+            try:
+                self._runtime_ok(c, "resume", c.id)
+            except BerthError:
+                pass
         self.e.events.emit("container", "kill", c.id, dict(self._attrs(c), signal=sig))
         if sig == "KILL" and wait and not self._wait_stopped(c, wait):
             raise BerthError(f"container {c.id[:12]} did not stop within {wait}s of SIGKILL")
