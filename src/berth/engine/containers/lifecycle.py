@@ -172,6 +172,10 @@ class Lifecycle:
                 self._runtime_ok(c, "resume", c.id)
             except BerthError:
                 pass
+            else:
+                with c.cond:
+                    if c.state["Status"] == "paused":   # a signal it survives
+                        c.set_state(Status="running")
         self.e.events.emit("container", "kill", c.id, dict(self._attrs(c), signal=sig))
         if sig == "KILL" and wait and not self._wait_stopped(c, wait):
             raise BerthError(f"container {c.id[:12]} did not stop within {wait}s of SIGKILL")
