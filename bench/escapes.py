@@ -31,10 +31,11 @@ REPO = HERE.parent
 RESULTS = HERE / "results"
 sys.path[:0] = [str(HERE), str(REPO / "tests")]
 import engine as eng  # noqa: E402
+import engines  # noqa: E402
 
 # cgroup parents of our own, so a concurrent bench/engine.py is not touched
-eng.BERTH_CGROUP = "/berth-bench-escapes"
-eng.DOCKER_CGROUP = "/berth-bench-escapes-docker"
+engines.BERTH_CGROUP = f"/berth-bench-escapes-{os.getpid()}"
+engines.DOCKER_CGROUP = f"/berth-bench-escapes-{os.getpid()}-docker"
 
 BATTERY = REPO / "tests" / "api" / "escape_battery.sh"
 MODES = {"default": [], "privileged": ["--privileged"]}

@@ -16,7 +16,8 @@ if ! "$berth" version >/dev/null 2>&1; then
   mkdir -p /var/log/berth
   echo "+ berthd (log: /var/log/berth/berthd.log)"
   setsid "$here/bin/berthd" >>/var/log/berth/berthd.log 2>&1 < /dev/null &
-  for _ in $(seq 100); do "$berth" version >/dev/null 2>&1 && break; sleep 0.1; done
+  # a busy machine may take a while; berth version below says why if it never came up
+  for _ in $(seq 600); do "$berth" version >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 "$berth" version
 echo "+ berth load -i alpine-3.20.tar"
@@ -32,3 +33,4 @@ echo "berthd is running (pid $(cat /run/berth/berthd.pid)); try:"
 echo "  DOCKER_HOST=$DOCKER_HOST docker run -it --rm alpine sh"
 echo "  $berth ps -a; $berth images"
 echo "stop it with: kill \$(cat /run/berth/berthd.pid)"
+echo "next: README.md's first session; docs/install.md to install it as a service"

@@ -16,6 +16,11 @@ SESSION_TOKEN = secrets.token_hex(3)
 ID_PREFIX = "berth-test-"
 CGROUP_ROOT = "/sys/fs/cgroup"
 STATE_GLOBS = ("/run/berth*", "/var/lib/berth*", "/tmp/berth-run-*", "/tmp/berth-rootless-*")
+# the host paths Debian's tools make on first use (/run/netns, /run/mount):
+# made before the snapshot, as `make deps` does, so a fresh machine's first
+# run does not count them as the suite's leftovers
+HOST_PATHS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                 "scripts", "host-paths.sh")
 # daemons the tests start (dockerd, registries) may drop state elsewhere:
 # any new top-level entry of these is a leftover too
 WATCHED_DIRS = ("/run", "/var/lib", "/etc")
@@ -96,7 +101,7 @@ def _bridges():
 
 def _sysctls():
     out = set()
-    for key in ("net/ipv4/ip_forward",):
+    for key in ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"):
         try:
             with open(f"/proc/sys/{key}") as f:
                 out.add(f"{key}={f.read().strip()}")
@@ -167,6 +172,8 @@ class HostSnapshot:
 
 @pytest.fixture(scope="session", autouse=True)
 def host_snapshot():
+    if os.geteuid() == 0:
+        subprocess.run(["sh", HOST_PATHS_SCRIPT], check=True)
     return HostSnapshot()
 
 

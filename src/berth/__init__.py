@@ -1,2 +1,2 @@
 """berth: a container engine for Linux."""
-__version__ = "0.1.0"
+__version__ = "0.5.0"

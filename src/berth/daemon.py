@@ -1,74 +1,25 @@
-"""berthd's composition root: options -> Engine -> API app -> listeners.
+"""berthd's composition root: options (berth.daemon_config: flags and
+/etc/berth/daemon.json) -> Engine -> API app -> listeners.
 
     berthd [-H unix:///run/berth/berth.sock] [-H tcp://0.0.0.0:2376 --tlsverify
-           --tlscacert ca.pem --tlscert cert.pem --tlskey key.pem]
-           [--data-root /var/lib/berth] [--exec-root /run/berth] [--config-dir /etc/berth]
-           [--default-runtime berth] [--add-runtime name=path] [--storage-driver overlay|vfs]
-           [--log-opt max-size=10m --log-opt max-file=3] [--group berth]
-"""
-import argparse
+           --tlscacert ca.pem --tlscert cert.pem --tlskey key.pem] [-H fd://]
+           [--config-file /etc/berth/daemon.json] [--log-level info] ...   (berthd --help)
+
+The log goes to stderr, one line an event with a timestamp and a level
+(logfmt, as dockerd's): time="..." level=info msg="..."."""
+import logging
 import os
 import pwd
 import signal
+import socket
 import sys
+import time
 
+from berth.daemon_config import parse_args, settle
 from berth.errors import BerthError, ConfigError
 from berth.sys import rootless
 
-
-def parse_args(argv):
-    p = argparse.ArgumentParser(prog="berthd", description="berth's container engine daemon")
-    p.add_argument("-H", "--host", action="append", default=[])
-    # rootless: XDG dirs of the user (berth.rootless.default_dirs)
-    p.add_argument("--data-root", default=None, help="default /var/lib/berth")
-    p.add_argument("--exec-root", default=None, help="default /run/berth")
-    p.add_argument("--config-dir", default=None, help="default /etc/berth")
-    p.add_argument("--group", default="berth")
-    p.add_argument("--default-runtime", default="berth")
-    p.add_argument("--add-runtime", action="append", default=[])
-    p.add_argument("--storage-driver", default=None)
-    p.add_argument("--log-opt", action="append", default=[])
-    p.add_argument("--tlsverify", action="store_true")
-    p.add_argument("--tlscacert")
-    p.add_argument("--tlscert")
-    p.add_argument("--tlskey")
-    p.add_argument("--insecure-tcp", action="store_true",
-                   help="allow TCP without TLS (gives root to whoever reaches the port)")
-    p.add_argument("--authz-policy", default=None)
-    p.add_argument("--audit-log", default=None)
-    p.add_argument("--trust-policy", default=None)
-    p.add_argument("--init-path", default="/usr/bin/tini-static" if os.path.exists(
-        "/usr/bin/tini-static") else None, help="init for --init (Debian's tini-static)")
-    p.add_argument("--userns-remap", default=None,
-                   help="auto: each container gets a uid/gid range of its own; "
-                        "UID:GID:SIZE: every container maps root to that range")
-    p.add_argument("--icc", action="store_true",
-                   help="allow traffic between containers on the default bridge (off: berth's default)")
-    p.add_argument("--ip-forward", default="true", choices=("true", "false"))
-    p.add_argument("--ip-masq", default="true", choices=("true", "false"))
-    p.add_argument("--mtu", type=int, default=1500)
-    p.add_argument("--bip", default=None, help="the default bridge's address, e.g. 172.17.0.1/16")
-    p.add_argument("--fixed-cidr", default=None, help="containers' addresses on the default bridge")
-    p.add_argument("-b", "--bridge", default=None, help="name of the default bridge")
-    p.add_argument("--no-dns-forward", action="store_true",
-                   help="the embedded resolver answers container names only (NXDOMAIN otherwise)")
-    p.add_argument("--loopback-registries-only", action="store_true",
-                   help="refuse pulls and pushes to registries not on loopback")
-    p.add_argument("--rootless-host-loopback", action="store_true",
-                   help="rootless: let containers reach the host's 127.0.0.1 as 10.0.2.2")
-    p.add_argument("--cgroup-parent", default="/berth",
-                   help="cgroup under which containers go (HostConfig.CgroupParent overrides)")
-    # the HTTP layer's bounds (berth/api/connection.py); tests shorten them
-    p.add_argument("--http-header-timeout", type=float, default=30.0,
-                   help="seconds a client has to send a request head (default 30)")
-    p.add_argument("--http-idle-timeout", type=float, default=300.0,
-                   help="seconds an idle connection is kept open (default 300)")
-    p.add_argument("--http-body-timeout", type=float, default=60.0,
-                   help="seconds a request body may stall (default 60)")
-    p.add_argument("--max-connections", type=int, default=0,
-                   help="API connections served at once (default: from the fd limit, "
-                        "at most 4096)")
-    return p.parse_args(argv)
+log = logging.getLogger("berth")
 
 
 def http_limits(args):
@@ -109,17 +60,30 @@ def _userns_remap(text):
     return tuple(int(p) for p in parts)
 
 
-def _fill_dirs(args, rootless_mode):
+def _default_dirs(rootless_mode):
     if rootless_mode:
         uid, _ = rootless.outer_ids()
         home = os.environ.get("HOME") or pwd.getpwuid(uid).pw_dir
-        data, run, conf = rootless.default_dirs(uid, home)
-        args.group = None
-    else:
-        data, run, conf = "/var/lib/berth", "/run/berth", "/etc/berth"
-    args.data_root = args.data_root or data
-    args.exec_root = args.exec_root or run
-    args.config_dir = args.config_dir or conf
+        return rootless.default_dirs(uid, home)
+    return "/var/lib/berth", "/run/berth", "/etc/berth"
+
+
+class _Logfmt(logging.Formatter):
+    def format(self, record):
+        t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        msg = record.getMessage().replace("\\", "\\\\").replace('"', '\\"')
+        level = {"WARNING": "warning", "CRITICAL": "fatal"}.get(record.levelname,
+                                                               record.levelname.lower())
+        return f'time="{t}.{int(record.msecs):03d}Z" level={level} msg="{msg}"'
+
+
+def setup_logging(level):
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Logfmt())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel({"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+                   "error": logging.ERROR, "fatal": logging.CRITICAL}[level])
 
 
 def build(args):
@@ -130,18 +94,8 @@ def build(args):
     from berth.engine.containers.manager import parse_size
     from berth.engine.paths import Paths
 
-    runtimes = {}
-    for item in args.add_runtime:
-        name, eq, path = item.partition("=")
-        if not eq or not name or not path:
-            raise ConfigError(f"--add-runtime {item!r}: expected name=path")
-        runtimes[name] = path
-    log = {"max-size": "0", "max-file": "1"}
-    for item in args.log_opt:
-        k, eq, v = item.partition("=")
-        if k not in log or not eq:
-            raise ConfigError(f"--log-opt {item!r}: known options are max-size and max-file")
-        log[k] = v
+    runtimes = dict(args.add_runtime)
+    logopt = args.log_opt
     paths = Paths(args.data_root, args.exec_root, args.config_dir)
     rootless_mode = rootless.active()
     if rootless_mode and args.userns_remap:
@@ -153,21 +107,24 @@ def build(args):
     trust = args.trust_policy or paths.trust_policy
     cfg = Config(runtimes=runtimes, default_runtime=args.default_runtime,
                  storage_driver=args.storage_driver,
-                 log_max_size=parse_size(log["max-size"], "--log-opt max-size"),
-                 log_max_files=int(log["max-file"]), trust_policy=trust,
+                 log_max_size=parse_size(logopt["max-size"], f"{args.where['log_opt']} max-size"),
+                 log_max_files=_int(logopt["max-file"], f"{args.where['log_opt']} max-file"),
+                 trust_policy=trust,
                  init_path=args.init_path, cgroup_parent=args.cgroup_parent,
                  rootless=rootless_mode, run_root=paths.run)
     if cfg.default_runtime not in cfg.runtimes:
-        raise ConfigError(f"--default-runtime {cfg.default_runtime!r}: unknown runtime")
+        raise ConfigError(f"{args.where['default_runtime']} {cfg.default_runtime!r}: unknown "
+                          f"runtime", hint="known: " + ", ".join(sorted(cfg.runtimes)))
     cfg.loopback_registries_only = args.loopback_registries_only
     cfg.userns_remap = _userns_remap(args.userns_remap)
     cfg.daemon_options = vars(args)   # what `berth audit` checks
     cfg.icc = args.icc
     cfg.dns_forward = not args.no_dns_forward
-    cfg.ip_forward = args.ip_forward == "true"
-    cfg.ip_masq = args.ip_masq == "true"
+    cfg.ip_forward = args.ip_forward
+    cfg.ip_masq = args.ip_masq
     cfg.mtu = args.mtu
     cfg.bip, cfg.fixed_cidr, cfg.bridge_name = args.bip, args.fixed_cidr, args.bridge
+    cfg.ipv6, cfg.fixed_cidr_v6 = args.ipv6, args.fixed_cidr_v6
     cfg.host_loopback = args.rootless_host_loopback
     engine = Engine(paths, cfg)
     policy = authz.load(args.authz_policy or paths.authz_policy,
@@ -179,8 +136,14 @@ def build(args):
     return engine, app, paths
 
 
+def _int(text, where):
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{where}: {text!r} is not a number") from None
+
+
 def listeners(args, app, paths):
-    from berth.api import server
     hosts = args.host or ["unix://" + paths.socket]
     out = []
     try:
@@ -195,14 +158,55 @@ def close_all(servers):
     for s in servers:
         s.server_close()
         addr = s.server_address
-        if isinstance(addr, str) and os.path.exists(addr):
+        # systemd's sockets are systemd's to remove
+        if isinstance(addr, str) and os.path.exists(addr) and not getattr(s, "inherited", False):
             os.unlink(addr)
+
+
+def systemd_sockets():
+    """The listening sockets systemd passed (LISTEN_FDS, from fd 3 on)."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    n = int(os.environ.get("LISTEN_FDS") or 0)
+    for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(var, None)   # not for the monitors and runtimes we start
+    return [socket.socket(fileno=3 + i) for i in range(n)]
+
+
+def _inherited(sock, app):
+    from berth.api import server
+    if sock.family != socket.AF_UNIX:
+        raise ConfigError("-H fd://: berthd takes only unix sockets from systemd (TCP needs "
+                          "TLS: use -H tcp://... --tlsverify)")
+    srv = server.Listener(sock, app)
+    srv.inherited = True
+    return srv
+
+
+def notify(state):
+    """sd_notify(3): tell systemd (Type=notify) we are ready or stopping."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(state.encode(), addr)
+    except OSError as e:
+        log.warning("could not notify systemd: %s", e)
 
 
 def _listen(hosts, args, app, out):
     from berth.api import server
     for h in hosts:
-        if h.startswith("unix://"):
+        if h.startswith("fd://"):
+            socks = systemd_sockets()
+            if not socks:
+                raise ConfigError("-H fd://: systemd passed no sockets (start berthd through "
+                                  "berth.socket, or use -H unix:///run/berth/berth.sock)")
+            out.extend(_inherited(s, app) for s in socks)
+        elif h.startswith("unix://"):
             out.append(server.unix_server(h[len("unix://"):], app, args.group))
         elif h.startswith("tcp://"):
             tls = None
@@ -210,16 +214,18 @@ def _listen(hosts, args, app, out):
                 tls = server.tls_context(args.tlscacert, args.tlscert, args.tlskey)
             out.append(server.tcp_server(h[len("tcp://"):], app, tls, args.insecure_tcp))
         else:
-            raise ConfigError(f"-H {h}: expected unix:///path or tcp://host:port")
+            raise ConfigError(f"-H {h}: expected unix:///path, tcp://host:port or fd://")
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    given = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         if os.geteuid() != 0:
-            _fill_dirs(args, True)
+            args = settle(given, True, _default_dirs(True))
             return rootless.reexec(os.path.abspath(args.exec_root))
-        _fill_dirs(args, rootless.active())
+        mode = rootless.active()
+        args = settle(given, mode, _default_dirs(mode))
+        setup_logging(args.log_level)
         limits = http_limits(args)
         engine, app, paths = build(args)
         srvs = listeners(args, app, paths)
@@ -238,12 +244,15 @@ def main(argv=None):
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"berthd: listening on {', '.join(args.host or ['unix://' + paths.socket])}",
-          file=sys.stderr, flush=True)
+    log.info("berthd %s listening on %s (data root %s, exec root %s)", _version(),
+             ", ".join(args.host or ["unix://" + paths.socket]), paths.root, paths.run)
+    notify("READY=1")
     from berth.api.server import serve_all
     try:
         serve_all(srvs, limits)
     finally:
+        notify("STOPPING=1")
+        log.info("berthd stopping; containers keep running (live restore)")
         # containers keep running: their shims hold them (live restore)
         running = any(c.running for c in engine.containers.list(all=True))
         engine.close()
@@ -255,3 +264,8 @@ def main(argv=None):
         except OSError:
             pass
     return 0
+
+
+def _version():
+    from berth import __version__
+    return __version__

@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -146,7 +147,7 @@ class Daemon:
         with open(IMAGES / f"{name}.tar", "rb") as f:
             status, _, data = self.api("POST", "/images/load?quiet=1", f,
                                        {"Content-Type": "application/x-tar"})
-        assert status == 200, data
+        assert status == 200 and b'"error"' not in data, data
         return data
 
     def events(self, since=0):
@@ -216,22 +217,31 @@ def private_berthd(before_start=None):
         pytest.skip(f"{BERTHD} is missing: run make build")
     tmp = os.path.realpath(tempfile.mkdtemp(prefix="berthd-test-"))
     d = Daemon(tmp)
+
+    def stop():
+        d.stop()
+        if d._log:
+            d._log.close()
     try:
         if before_start:
             before_start(d)
         d.start()
         yield d
     finally:
-        try:
-            if d.proc is not None and d.proc.poll() is None:
-                d.remove_containers()
-        finally:
-            d.stop()
-            if d._log:
-                d._log.close()
-            unmount_all(tmp)
-            remove_cgroup_parent(d.cgroup_parent)
-            shutil.rmtree(tmp, ignore_errors=True)
+        _end(d, d.proc, stop, tmp)
+
+
+def _end(client, proc, stop, tmp):
+    """After a private daemon: its containers, the daemon, mounts left under
+    tmp, its cgroup parent and tmp go, also after a failure."""
+    try:
+        if proc is not None and proc.poll() is None:
+            client.remove_containers()
+    finally:
+        stop()
+        unmount_all(tmp)
+        remove_cgroup_parent(client.cgroup_parent)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture
@@ -255,25 +265,6 @@ def alpine_berthd():
         yield d
 
 
-@pytest.fixture(scope="module")
-def own_dockerd(tmp_path_factory):
-    """Debian's dockerd under a temp dir of the module's own (no bridge,
-    no iptables), as the reference peer; stopped by its PID at the end."""
-    import sys
-    if shutil.which("dockerd") is None:
-        pytest.skip("dockerd comes with make deps (docker.io)")
-    sys.path.insert(0, str(REPO / "bench"))
-    from image_load import Dockerd
-    d = Dockerd(tmp_path_factory.mktemp("dockerd"))
-    try:
-        d.start()
-    except RuntimeError as e:
-        d.stop()
-        pytest.fail(f"dockerd did not start: {e}")
-    yield d
-    d.stop()
-
-
 @pytest.fixture
 def fixture_image():
     def path(name):
@@ -292,3 +283,34 @@ def registry(tmp_path):
         pytest.skip("docker-registry is not installed")
     with registry_proc.running(tmp_path) as r:
         yield r
+
+
+@contextlib.contextmanager
+def private_dockerd():
+    """The peer: Debian's dockerd on a temp dir, in a network namespace of its
+    own with only loopback (no pull leaves the machine, its bridge collides
+    with nothing), behind the same client methods as berthd's Daemon. Skips
+    when dockerd is not installed; on exit its containers, daemon, mounts,
+    cgroup parent and dir are gone."""
+    if shutil.which("dockerd") is None:
+        pytest.skip("dockerd is not installed (docker.io comes with make deps)")
+    sys.path.insert(0, str(REPO / "bench"))
+    from image_load import Dockerd
+    tmp = os.path.realpath(tempfile.mkdtemp(prefix="dockerd-peer-"))
+    peer = Daemon(tmp)
+    d = Dockerd(Path(tmp) / "dockerd", netns=True, extra_args=["--cgroup-parent", peer.cgroup_parent])
+    peer.sock = str(d.sock)
+    peer.env["DOCKER_HOST"] = "unix://" + peer.sock
+    peer.log = lambda: d.log_tail(20)
+    try:
+        d.start(timeout=120)
+        yield peer
+    finally:
+        _end(peer, d.proc, d.stop, tmp)
+
+
+@pytest.fixture(scope="module")
+def dockerd():
+    """A private dockerd shared by a module's tests, to compare berthd with."""
+    with private_dockerd() as d:
+        yield d

@@ -209,8 +209,10 @@ def test_bad_requests_get_clear_4xx(alpine):
 
 
 def test_unknown_fields_and_conflicting_requests(alpine):
+    # a field the config does not have is ignored, as dockerd's decoder ignores it
     status, _, body = alpine.api("POST", "/containers/create", {"Image": "alpine", "Imagee": "x"})
-    assert status == 400 and b"Imagee" in body
+    assert status == 201, body
+    alpine.json("DELETE", f"/containers/{json.loads(body)['Id']}", expect=204)
     import concurrent.futures as cf
     with cf.ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(lambda _: alpine.api("POST", "/containers/create?name=race",

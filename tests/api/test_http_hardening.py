@@ -1,7 +1,7 @@
 """The API's HTTP layer against bad, slow and too many clients, byte for
 byte over the Unix socket. Where dockerd's answer is the reference, the
-same bytes go to a dockerd of the test's own and both answers are
-compared; berthd must also answer in Docker's JSON error shape.
+same bytes go to a dockerd of the module's own (conftest's `dockerd`) and
+both answers are compared; berthd must also answer in Docker's JSON error shape.
 
 berthd runs here with short timeouts (2 s for a head or a stalled body,
 4 s idle) so that the cuts are seen in a test's time."""
@@ -24,11 +24,6 @@ def berthd():
                         str(IDLE_T), "--http-body-timeout", str(BODY_T)]
         d.restart()
         yield d
-
-
-@pytest.fixture(scope="module")
-def dockerd(own_dockerd):
-    return own_dockerd
 
 
 def connect(path, timeout=30):

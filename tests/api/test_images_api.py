@@ -45,6 +45,12 @@ def message(data):
     return json.loads(data)["message"]
 
 
+def stream_error(data):
+    """The error of a JSON progress stream's last line, if it has one."""
+    last = json.loads(data.strip().splitlines()[-1])
+    return last.get("error") and last["errorDetail"]["message"] == last["error"]
+
+
 @need_docker
 def test_load_ls_inspect_history(berthd):
     r = berthd.docker("load", "-i", IMAGES / "alpine-3.20.tar", check=True)
@@ -54,7 +60,7 @@ def test_load_ls_inspect_history(berthd):
     imgs = berthd.json("GET", "/images/json")
     assert len(imgs) == 1
     i = imgs[0]
-    assert i["Id"] == ALPINE and i["RepoTags"] == ["alpine:latest"] and i["RepoDigests"] == []
+    assert i["Id"] == ALPINE and i["RepoTags"] == ["alpine:latest"] and i["RepoDigests"] is None
     assert isinstance(i["Created"], int) and i["Created"] > 0
     assert i["Size"] == i["VirtualSize"] > 1000000
     assert i["SharedSize"] == -1 and i["Containers"] == -1 and i["ParentId"] == ""
@@ -179,12 +185,11 @@ def test_load_of_a_truncated_archive_changes_nothing(berthd):
     for cut in (len(data) // 2, 700, len(data) - 1024 * 3):
         status, _, body = berthd.api("POST", "/images/load", data[:cut],
                                      {"Content-Type": "application/x-tar"})
-        assert 400 <= status < 600, body
-        assert message(body)
+        assert status == 200 and stream_error(body), body   # in the stream, as dockerd
         assert berthd.json("GET", "/images/json") == before
         assert store_files(berthd) == before_files
     status, _, body = berthd.api("POST", "/images/load", b"not a tar at all" * 100)
-    assert 400 <= status < 500 and message(body)
+    assert status == 200 and stream_error(body), body
     assert store_files(berthd) == before_files
     # the daemon is still fine and loads a whole archive after that
     berthd.load("alpine-3.20")
@@ -355,7 +360,7 @@ def test_system_df(berthd):
         f.write(b"q" * 10000)
     df = berthd.json("GET", "/system/df")
     assert set(df) >= {"LayersSize", "Images", "Containers", "Volumes", "BuildCache"}
-    assert df["BuildCache"] == [] and df["Containers"] == []
+    assert df["BuildCache"] is None and df["Containers"] == []   # null, as dockerd
     assert df["LayersSize"] == sum(i["Size"] for i in df["Images"]) > 0 or df["LayersSize"] > 0
     assert sorted(t for i in df["Images"] for t in i["RepoTags"])[0].startswith("alpine")
     assert all(i["Containers"] == 0 for i in df["Images"])
@@ -365,7 +370,7 @@ def test_system_df(berthd):
     assert "Images" in r.stdout and "Local Volumes" in r.stdout
     r = berthd.docker("system", "df", "-v", check=True)
     assert "dfvol" in r.stdout
-    assert berthd.json("POST", "/build/prune") == {"CachesDeleted": [], "SpaceReclaimed": 0}
+    assert berthd.json("POST", "/build/prune") == {"CachesDeleted": None, "SpaceReclaimed": 0}
 
 
 def test_save_streams_and_survives_a_client_that_goes_away(berthd):

@@ -211,25 +211,34 @@ def outside():
         sh("ip", "netns", "del", ns, check=False)
 
 
-def test_egress_is_masqueraded(net, outside):
-    ns, host_addr, out_addr = outside
-    code = ("import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+def seen_outside(d, ns, out_addr, *run_args):
+    """A container (docker run run_args alpine) connects to out_addr:9099
+    in namespace ns -> (its run, what the server there saw: "<source> egress")."""
+    family = "socket.AF_INET6" if ":" in out_addr else "socket.AF_INET"
+    code = (f"import socket;s=socket.socket({family});"
+            "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
             f"s.bind(('{out_addr}',9099));s.listen(1);s.settimeout(30);c,a=s.accept();"
             "print(a[0], c.recv(100).decode().strip(), flush=True)")
     server = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", code],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(0.5)
-        r = net.docker("run", "--rm", "alpine", "sh", "-c",
-                       f"echo egress | nc -w 3 {out_addr} 9099", timeout=60)
+        r = d.docker("run", "--rm", *run_args, "alpine", "sh", "-c",
+                     f"echo egress | nc -w 3 {out_addr} 9099", timeout=60)
         out, err = server.communicate(timeout=40)
     finally:
         if server.poll() is None:
             server.kill()
             server.wait()
+    return r, out + err
+
+
+def test_egress_is_masqueraded(net, outside):
+    ns, host_addr, out_addr = outside
+    r, seen = seen_outside(net, ns, out_addr)
     assert r.returncode == 0, r.stderr
     # the outside sees the host's address, not the container's
-    assert out.split() == [host_addr, "egress"], (out, err)
+    assert seen.split() == [host_addr, "egress"], seen
 
 
 def test_internal_network_has_no_egress(net, outside):

@@ -126,7 +126,7 @@ def test_networks_survive_restart_and_prune(berthd):
 @pytest.mark.parametrize("method,path,body,status", [
     ("POST", "/networks/create", b"{oops", 400),
     ("POST", "/networks/create", {}, 400),
-    ("POST", "/networks/create", {"Name": "bad name"}, 400),
+    ("POST", "/networks/create", {"Name": "bad\nname"}, 400),
     ("POST", "/networks/create", {"Name": "x1", "Driver": "weird"}, 404),
     ("POST", "/networks/create", {"Name": "x1", "IPAM": {"Config": [{"Subnet": "nonsense"}]}}, 400),
     ("POST", "/networks/create", {"Name": "x1", "IPAM": {"Config": [

@@ -51,11 +51,11 @@ def test_audit_daemon_privileged_and_default_containers(daemon):
     d = checks_of(report, level="daemon")
     sock = d["3.15"]
     assert sock["Target"] == daemon.sock and sock["Result"] == "PASS", sock  # 0660 root:root
-    assert d["2.6"]["Result"] == "PASS"                                       # no TCP
+    assert "2.6" not in d                                   # no TCP listener: does not apply
     assert d["2.11"]["Result"] == "WARN" and "authz" in d["2.11"]["Fix"]      # no policy
-    assert d["2.13"]["Result"] == "PASS"                                      # 0600, written
+    assert d["B.4"]["Result"] == "PASS"                                       # 0600, written
     assert d["2.8"]["Result"] == "WARN" and "--userns-remap auto" in d["2.8"]["Fix"]
-    assert d["2.15"]["Result"] == "PASS" and d["2.1"]["Result"] in ("PASS", "INFO")
+    assert d["B.5"]["Result"] == "PASS" and d["2.1"]["Result"] in ("PASS", "INFO")
     assert {"4.5", "B.1"} <= set(d)
 
     p = checks_of(report, "priv")
@@ -82,6 +82,10 @@ def test_audit_daemon_privileged_and_default_containers(daemon):
     code, out, _ = cli(daemon, security.cmd_audit, ["--format", "json", "--level", "daemon"])
     data = json.loads(out)
     assert {c["Level"] for c in data["Checks"]} == {"daemon"} and code == 0
+    daemon_checks = [c for c in report["Checks"] if c["Level"] == "daemon"]
+    scored = [c for c in daemon_checks if c["Result"] != "INFO"]
+    assert data["Score"] == sum(c["Result"] == "PASS" for c in scored) * 100 // len(scored)
+    assert p["5.4"]["Title"] == "Container is privileged"     # the finding, on a FAIL
 
     # without the privileged container nothing FAILs
     daemon.docker("rm", "-f", "priv", check=True)

@@ -3,12 +3,19 @@ umoci unpacks what we export, and what skopeo copies we import again
 with the same image id."""
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from berth.engine.images import archive, oci_layout
 from berth.engine.images.store import Store
 from shared_dir import FIXTURES
+
+# skopeo, like podman, writes its blob-info cache to /var/lib/containers
+# whatever it copies: bench/podman_isolation.py's private tmpfs there
+sys.path.append(str(Path(__file__).resolve().parents[2] / "bench"))
+from podman_isolation import load_prefix  # noqa: E402
 
 needs = pytest.mark.skipif(not (shutil.which("skopeo") and shutil.which("umoci")),
                            reason="skopeo and umoci come with make deps")
@@ -41,7 +48,8 @@ def test_what_skopeo_copies_imports_with_the_same_id(busybox, tmp_path):
     layout = tmp_path / "layout"
     oci_layout.export(store, "busybox", str(layout))
     copied = tmp_path / "copied"
-    r = subprocess.run(["skopeo", "copy", f"oci:{layout}:latest", f"oci:{copied}:again"],
+    r = subprocess.run([*load_prefix(), "skopeo", "copy", f"oci:{layout}:latest",
+                        f"oci:{copied}:again"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     fresh = Store(str(tmp_path / "fresh"))

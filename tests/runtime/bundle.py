@@ -25,7 +25,7 @@ APPLETS = (
     "sh", "cat", "echo", "env", "false", "grep", "head", "hostname",
     "id", "kill", "ls", "mkdir", "ps", "pwd", "readlink", "sed", "sleep",
     "sort", "stat", "tail", "touch", "true", "wc", "sysctl",
-    "test", "printf", "tr", "cut",
+    "test", "printf", "tr", "cut", "unshare", "mount",
 )
 
 PASSWD = (

@@ -140,3 +140,29 @@ def test_bad_signal(runtime, busybox_bundle):
     res = runtime.run(["kill", cid, "SIGNOPE"], check=False)
     assert res.returncode != 0 and res.stderr.strip()
     assert runtime.state(cid)["status"] == "running"
+
+
+def test_proc_onto_a_symlink_is_refused(host, runtime, busybox_bundle):
+    b = busybox_bundle(args=["sleep", "60"])
+    (b / "rootfs" / "proc").rmdir()
+    (b / "rootfs" / "proc").symlink_to("/elsewhere")
+    cid = runtime.new_id("procsym")
+    res = runtime.run(["run", "-d", "--bundle", b, cid], check=False)
+    assert res.returncode == 1, res
+    assert "must be mounted on ordinary directory" in res.stderr, res
+    if runtime.name == "berth":
+        assert len(res.stderr.strip().splitlines()) == 1 and "mounts[" in res.stderr, res
+    assert_nothing_left(host, runtime, cid, b)
+
+
+@pytest.mark.parametrize("args", [["--pid-file", "/non-existent/dir/pid", "true"],
+                                  ["no-such-binary"]])
+def test_exec_failures_exit_255(runtime, busybox_bundle, args):
+    # runc's status for its own failure, apart from the process's
+    cid = runtime.new_id("exec255")
+    runtime.run(["run", "-d", "--bundle", busybox_bundle(args=["sleep", "60"]), cid])
+    res = runtime.run(["exec", *args[:-1], cid, args[-1]], check=False)
+    assert res.returncode == 255, res
+    if runtime.name == "berth":
+        assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr, res
+    assert runtime.state(cid)["status"] == "running"

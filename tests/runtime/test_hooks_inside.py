@@ -117,3 +117,27 @@ def test_failing_create_container_hook_leaves_nothing(runtime, busybox_bundle,
     assert host.mounts_mentioning([str(b)]) == []
     assert host.processes_rooted_in(b / "rootfs") == []
     assert list(out.iterdir()) == []  # startContainer never ran
+
+
+def test_start_container_hook_runs_under_the_containers_seccomp_filter(runtime, busybox_bundle):
+    # noNewPrivileges on (runc spec's default): the filter that goes in last
+    # must still cover the hook, which is the container's own code
+    b = busybox_bundle(args=["true"], changes={
+        "process.noNewPrivileges": True,
+        "linux.seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
+                          "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL"}]},
+        "hooks": {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "mkdir /tmp/hooked"]}]}})
+    res = runtime.run_bundle(b)
+    assert res.returncode != 0, res
+    assert "error running hook" in res.stderr and "bad system call" in res.stderr, res
+    assert not (b / "rootfs" / "tmp" / "hooked").exists()
+
+
+def test_create_container_hook_runs_in_the_rootfs(runtime, busybox_bundle, tmp_path):
+    # runc's hooks.bats bind-mounts onto ./lib from such a hook
+    where = tmp_path / f"cwd-{runtime.name}"
+    b = busybox_bundle(args=["true"], changes={"hooks": {"createContainer": [
+        {"path": "/bin/sh", "args": ["sh", "-c", f"pwd > {where}"]}]}})
+    res = runtime.run_bundle(b)
+    assert res.returncode == 0, res
+    assert where.read_text().strip() == str(b / "rootfs")

@@ -193,6 +193,26 @@ def test_ipc_namespace_isolation(parity, busybox_bundle, host_ipc, own_ipc):
 # ---------------------------------------------------------------- user
 
 
+def test_user_namespace_binds_sources_its_root_cannot_read(runtime, busybox_bundle, tmp_path):
+    # the runtime opens them before the namespace exists, as runc does; a
+    # relative source is the bundle's
+    b = busybox_bundle(args=["sh", "-c", "cat /mnt/a/foo /mnt/b/foo"], changes={
+        "linux.namespaces": namespaces(add=[{"type": "user"}]),
+        "linux.uidMappings": USERNS_MAP, "linux.gidMappings": USERNS_MAP})
+    spec = bundles.read_config(b)
+    for name in ("a", "b"):
+        d = b / f"private-{name}" / "dir"
+        d.mkdir(parents=True)
+        (d / "foo").write_text(name)
+        os.chmod(d.parent, 0o700)
+        (b / "rootfs" / "mnt" / name).mkdir(parents=True)  # its root cannot make them
+        spec["mounts"].append({"source": f"private-{name}/dir", "destination": f"/mnt/{name}",
+                               "options": ["bind"]})
+    bundles.write_config(b, spec)
+    res = runtime.run_bundle(b)
+    assert res.returncode == 0 and res.stdout == "ab", res
+
+
 def test_user_namespace_non_root_process(parity, busybox_bundle):
     changes = {"linux.namespaces": namespaces(add=[{"type": "user"}]),
                "linux.uidMappings": USERNS_MAP, "linux.gidMappings": USERNS_MAP,
@@ -262,6 +282,20 @@ def test_no_pivot(parity, busybox_bundle):
         "/ is the rootfs": True,
         "host paths": ["ls: /work: No such file or directory",
                        "ls: BUNDLE: No such file or directory"]}
+
+
+def test_no_pivot_leaves_no_bare_proc_to_mount(runtime, busybox_bundle):
+    # a new user and mount namespace may mount proc only where a full,
+    # uncovered one is in reach: the host's, were it left in the namespace
+    b = busybox_bundle(args=["unshare", "-mrpf", "sh", "-c",
+                             "mount -t proc none /proc && echo MOUNTED"])
+    spec = bundles.read_config(b)
+    for k in ("bounding", "permitted"):
+        spec["process"]["capabilities"][k].append("CAP_SETFCAP")  # to write uid_map
+    bundles.write_config(b, spec)
+    res = runtime.run_bundle(b, extra=["--no-pivot"])
+    assert "MOUNTED" not in res.stdout, res
+    assert res.returncode != 0 and "permission denied" in res.stderr.lower(), res
 
 
 # ---------------------------------------------------------------- rlimits

@@ -130,22 +130,36 @@ def test_console_socket_gets_master(parity, busybox_bundle, console):
     assert parity(scenario) == ("/dev/ptmx", b"/dev/pts/0\r\nhi\r\n")
 
 
+def console_output(rt, sock, bundle, hint):
+    """create with the console socket, start, and all the terminal shows."""
+    cid = rt.new_id(hint)
+    res = create_with_console(rt, bundle, sock, cid)
+    assert res.returncode == 0, res
+    _, master = sock.receive()
+    rt.run(["start", cid])
+    output = read_until_hangup(master)
+    rt.wait_status(cid, "stopped")
+    rt.run(["delete", cid])
+    return output
+
+
 def test_console_size(parity, busybox_bundle, console):
     def scenario(rt):
-        sock = console(f"{rt.name}-size.sock")
         b = busybox_bundle(args=["busybox", "stty", "size"],
                            changes={"process.terminal": True,
                                     "process.consoleSize": {"height": 33, "width": 101}})
-        cid = rt.new_id("ttysize")
-        res = create_with_console(rt, b, sock, cid)
-        assert res.returncode == 0, res
-        _, master = sock.receive()
-        rt.run(["start", cid])
-        output = read_until_hangup(master)
-        rt.wait_status(cid, "stopped")
-        rt.run(["delete", cid])
-        return output
+        return console_output(rt, console(f"{rt.name}-size.sock"), b, "ttysize")
     assert parity(scenario) == b"33 101\r\n"
+
+
+def test_the_process_user_owns_its_terminal(parity, busybox_bundle, console):
+    def scenario(rt):
+        b = busybox_bundle(args=["sh", "-c", "stat -c %u:%g $(busybox tty)"],
+                           changes={"process.terminal": True, "process.user.uid": 1000,
+                                    "process.user.gid": 100})
+        return console_output(rt, console(f"{rt.name}-owner.sock"), b, "ttyowner")
+    # the group is devpts's gid=5 of the spec's mount options
+    assert parity(scenario) == b"1000:5\r\n"
 
 
 def exec_tty(rt, cid, sock, extra=()):

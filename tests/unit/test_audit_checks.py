@@ -42,9 +42,15 @@ def test_default_container_passes_the_hardening_checks(tmp_path):
     c = FakeContainer(tmp_path, host={"PidsLimit": 2048})
     got = by_id(audit.container_checks(c, default_spec()))
     for id in ("5.4", "5.3", "5.25", "5.21", "5.15", "5.16", "5.20", "5.9", "5.31", "5.5",
-               "5.28", "5.14", "5.13"):
+               "5.28"):
         assert got[id]["Result"] == "PASS", got[id]
         assert got[id]["Fix"] == ""
+    # no restart policy, no published port: those checks do not apply, so no PASS
+    assert "5.14" not in got and "5.13" not in got
+    assert got["5.4"]["Title"] == "Container is not privileged"
+    assert got["5.10"]["Title"] == "Memory is not limited"          # the finding, not the goal
+    assert got["B.3"]["Title"] == "Container runs as root on the host"
+    assert got["5.12"]["Title"] == "Root filesystem is writable"
     assert got["5.12"]["Result"] == "INFO"
     assert got["5.10"]["Result"] == "WARN" and "--memory" in got["5.10"]["Fix"]
     assert got["B.3"]["Result"] == "WARN" and "--user" in got["B.3"]["Fix"]
@@ -182,9 +188,10 @@ def test_options_from_argv():
 
 
 def test_tcp_check():
-    assert audit.check_tcp(["unix:///s"], {})["Result"] == "PASS"
+    assert audit.check_tcp(["unix:///s"], {}) is None     # no TCP listener: does not apply
     r = audit.check_tcp(["tcp://0.0.0.0:2375"], {"insecure_tcp": True})
     assert r["Result"] == "FAIL" and "--tlsverify" in r["Fix"]
+    assert r["Title"] == "TCP listener has no TLS"
     assert audit.check_tcp(["tcp://0.0.0.0:2376"], {"tlsverify": True, "tlscacert": "c"})[
         "Result"] == "PASS"
 
@@ -260,5 +267,11 @@ def test_score_and_run_on_a_fake_engine(tmp_path):
     assert "t0ps3cret" not in repr(out)
     levels = {c["Level"] for c in out["Checks"]}
     assert levels == {"daemon", "image", "container"}
+    assert out["Benchmark"].startswith("CIS Docker Benchmark v1.2.0")
     out = audit.run(eng, {}, scan_images=False, all_containers=True)
     assert "stopped" in {c["Target"] for c in out["Checks"]}
+    # --level: the checks and the score are those of the level
+    daemon_only = audit.run(eng, {}, scan_images=False, levels={"daemon"})
+    assert {c["Level"] for c in daemon_only["Checks"]} == {"daemon"}
+    assert daemon_only["Score"] == audit.score(daemon_only["Checks"])
+    assert sum(daemon_only["Summary"].values()) == len(daemon_only["Checks"])

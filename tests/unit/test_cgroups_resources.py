@@ -258,7 +258,7 @@ def test_device_program_decisions():
     assert run_bpf(code, "b", 8, 0, "w") == 0
     assert run_bpf(code, "b", 8, 16, "r") == 0            # other disks
     assert run_bpf(code, "b", 8, 16, "m") == 1            # mknod of any node
-    assert run_bpf(code, "c", 10, 229, "rw") == 1         # linux.devices node
+    assert run_bpf(code, "c", 10, 229, "rw") == 0         # a linux.devices node is no grant
     assert run_bpf(code, "c", 4, 1, "r") == 0             # a tty
     # the defaults come after the config's deny: /dev/urandom stays usable
     assert run_bpf(code, "c", 1, 9, "w") == 1
@@ -348,3 +348,33 @@ def test_event_intervals(text, want):
 def test_bad_event_intervals(text):
     with pytest.raises(BerthError, match="--interval"):
         duration(text)
+
+
+def test_a_default_device_listed_again_in_linux_devices_loses_its_default_rule():
+    # runc's rule: the spec's node replaces the default one, rule included
+    from berth.runtime.cgroups.devices import all_rules
+    rules = all_rules({}, devices=[{"path": "/dev/tty", "type": "c", "major": 5, "minor": 0}])
+    assert (True, "c", 5, 0, "rwm") not in rules
+    assert (True, "c", 1, 3, "rwm") in rules
+
+
+def test_cpu_quota_goes_first_when_the_period_shrinks_under_an_old_quota():
+    from berth.runtime.cgroups import cpu
+    ws = cpu.writes({"cpu": {"period": 10000, "quota": 3000}}, v2=False)
+    now = {"/cg/cpu.cfs_period_us": "1000000", "/cg/cpu.cfs_quota_us": "500000"}
+    # period first would leave 500000/10000 (5000%) in force for a moment
+    assert [w[0] for w in cpu.arrange(ws, "/cg", now.get)] == ["cpu.cfs_quota_us",
+                                                                "cpu.cfs_period_us"]
+    none = {"/cg/cpu.cfs_period_us": "100000", "/cg/cpu.cfs_quota_us": "-1"}
+    assert [w[0] for w in cpu.arrange(ws, "/cg", none.get)] == ["cpu.cfs_period_us",
+                                                                 "cpu.cfs_quota_us"]
+
+
+def test_no_memory_limit_lifts_the_memsw_limit_first():
+    from berth.runtime.cgroups import memory
+    ws = memory.writes({"memory": {"limit": -1}}, v2=False)
+    with_swap = {"/cg/memory.memsw.limit_in_bytes": "96468992"}
+    assert memory.arrange(ws, "/cg", with_swap.get) == [
+        ("memory.memsw.limit_in_bytes", -1, "memory.limit"),
+        ("memory.limit_in_bytes", -1, "memory.limit")]
+    assert memory.arrange(ws, "/cg", {}.get) == ws  # no swap accounting on the host

@@ -3,7 +3,9 @@ Engine API's create body, as the docker CLI builds it."""
 import pytest
 
 from berth.client.args import UsageError, parse
-from berth.client.commands import containers as C
+from berth.client.commands import command_spec
+from berth.client.commands import ps as P
+from berth.client import runopts as R
 from berth.client.commands.images import full_name, split_ref
 
 SPEC = "d/detach i/interactive t/tty rm name= e/env=* p/publish=* m/memory="
@@ -50,8 +52,8 @@ def test_usage_errors(argv, msg):
 
 
 def _body(*argv, detach=False):
-    o, args = parse(list(argv), C.RUN, interspersed=False)
-    return C.create_body(o, args[0], args[1:], detach)
+    o, args = parse(list(argv), command_spec("run")[2], interspersed=False)
+    return R.create_body(o, args[0], args[1:], detach)
 
 
 def test_create_body_basics(monkeypatch):
@@ -145,7 +147,7 @@ def test_image_references():
 
 
 def test_ps_row_like_docker():
-    row = C.ps_row({"Id": "a" * 64, "Names": ["/web", "/other/link"], "Image": "alpine",
+    row = P.ps_row({"Id": "a" * 64, "Names": ["/web", "/other/link"], "Image": "alpine",
                     "Command": "sh -c 'echo hello world'", "Created": 100, "State": "running",
                     "Status": "Up 2 seconds",
                     "Ports": [{"PrivatePort": 80, "PublicPort": 8080, "Type": "tcp", "IP": "0.0.0.0"},
@@ -166,7 +168,51 @@ def test_stats_row():
          "networks": {"eth0": {"rx_bytes": 1000, "tx_bytes": 2000}},
          "blkio_stats": {"io_service_bytes_recursive": [{"op": "Read", "value": 5}]},
          "pids_stats": {"current": 3}}
-    r = C.stats_row("web", s)
+    r = P.stats_row("web", s)
     assert r["CPUPerc"] == "40.00%" and r["MemUsage"] == "1MiB / 8MiB" and r["MemPerc"] == "12.50%"
     assert r["NetIO"] == "1kB / 2kB" and r["BlockIO"] == "5B / 0B" and r["PIDs"] == "3"
     assert r["Name"] == "web" and r["ID"] == "b" * 12
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--cpus", "abc"], 'invalid argument "abc" for "--cpus" flag'),
+    (["--pids-limit", "abc"], 'invalid argument "abc" for "--pids-limit" flag: not an integer'),
+    (["-m", "12x"], 'invalid argument "12x" for "-m" flag: invalid size'),
+    (["--health-interval=soon"], "invalid duration"),
+    (["--blkio-weight", "-5"], "not a non-negative integer"),
+    (["--add-host", "nocolon"], "bad format for add-host"),
+    (["--dns", "resolver.local"], "is not an IP address"),
+    (["--ip6", "10.0.0.1"], "is not an IPv6 address"),
+])
+def test_typed_flags_are_checked(argv, msg):
+    with pytest.raises(UsageError, match=msg):
+        parse(argv + ["alpine"], command_spec("run")[2], interspersed=False)
+    o, _ = parse(["--memory-swap", "-1", "--cpus", "0.5", "alpine"], command_spec("run")[2],
+                 interspersed=False)
+    assert (o["memory_swap"], o["cpus"]) == ("-1", "0.5")
+
+
+def test_every_verb_help_lists_each_flag_on_one_line():
+    from berth.client.commands import help_text
+    from berth.client.table import COMMANDS
+    for key in COMMANDS:
+        text = help_text(key)
+        assert text.startswith(f"\nUsage:  berth {COMMANDS[key][0]}\n"), key
+        spec = command_spec(key)[2]
+        for flag in spec.flags:
+            lines = [ln for ln in text.splitlines() if ln.startswith(flag.usage() + " ")]
+            assert len(lines) == 1 and len(lines[0].split(None, 2 + bool(flag.type))) > 1, \
+                (key, flag.names)
+            assert flag.help, (key, flag.names)
+
+
+def test_detach_keys():
+    from berth.client import detach
+    assert detach.parse("ctrl-p,ctrl-q") == b"\x10\x11"
+    assert detach.parse("ctrl-@,a,ctrl-_") == b"\x00a\x1f"
+    with pytest.raises(UsageError, match="invalid detach keys"):
+        detach.parse("ctrl-1")
+    e = detach.Escape(b"\x10\x11")
+    assert e.feed(b"ab\x10") == (b"ab", False)     # held back: may start the sequence
+    assert e.feed(b"c") == (b"\x10c", False)       # broke: sent on
+    assert e.feed(b"\x10\x10\x11") == (b"\x10", True)

@@ -119,3 +119,40 @@ def test_progress_tty_and_plain():
     assert "\x1b[1A\r\x1b[2Kaaa: Download complete\r\x1b[1B" in text
     with pytest.raises(progress.StreamError, match="boom"):
         progress.show([{"error": "boom", "errorDetail": {"message": "boom"}}], io.StringIO(), tty=False)
+
+
+def test_template_functions_people_use():
+    row = F.Row("container", {"ID": "abc", "Names": "web", "Image": "alpine", "Labels": "a=1,b=2"},
+                labels={"com.example": "yes"})
+
+    def out(t):
+        return F.render([row], t, None)
+    assert out('{{.Label "com.example"}} {{.Label "missing"}}|') == "yes |\n"
+    assert out("{{json .Names}} {{upper .Image}} {{lower .ID | upper}}") == '"web" ALPINE ABC\n'
+    assert out('{{join (split .Labels ",") " "}}') == "a=1 b=2\n"
+    assert out('{{title "hello wORLD"}}') == "Hello WORLD\n"
+    assert out('{{printf "%-5s|%q|%3d|%.1f" .ID .Names 7 2.25}}') == 'abc  |"web"|  7|2.2\n'
+    assert out('table {{.ID}}\t{{.Label "com.example"}}') == "ID        LABEL\nabc       yes\n"
+
+
+@pytest.mark.parametrize("template,error", [
+    ("{{.Nope}}", "can't evaluate field Nope in type container"),
+    ("{{.ID", "unclosed action"),
+    ("{{nofunc .ID}}", 'function "nofunc" not defined'),
+    ("{{if .ID}}x", "missing {{end}}"),
+    ("{{.Label}}", "wrong number of args"),
+])
+def test_bad_templates_and_unknown_fields_are_errors(template, error):
+    row = F.Row("container", {"ID": "abc"})
+    with pytest.raises(F.TemplateError, match=error):
+        F.check(template)
+        F.render([row], template, None)
+
+
+def test_inspect_keeps_go_maps_no_value():
+    # inspect's objects are maps in docker too: a missing key is '<no value>'
+    assert F.render([{"Id": "x"}], "{{.Missing}}", None) == "<no value>\n"
+
+
+def test_ps_command_quoted_as_go_quotes():
+    assert F.go_quote('sh -c "echo \\ hi"\tx\n\x01é') == '"sh -c \\"echo \\\\ hi\\"\\tx\\n\\x01é"'

@@ -149,7 +149,10 @@ def test_features_namespaces_are_the_ones_berth_accepts():
 def test_features_seccomp_lists_only_what_compiles():
     sec = feat.features()["linux"]["seccomp"]
     for action in sec["actions"]:
-        seccomp.compile({"defaultAction": action, "architectures": ["SCMP_ARCH_X86_64"]})
+        # as a rule's action: NOTIFY cannot be the default (it would take write)
+        seccomp.compile({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                         "listenerPath": "/run/agent.sock",
+                         "syscalls": [{"names": ["getpid"], "action": action}]})
     for op in sec["operators"]:
         seccomp.compile({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": ["personality"], "action": "SCMP_ACT_ERRNO",
@@ -161,10 +164,10 @@ def test_features_seccomp_lists_only_what_compiles():
             seccomp.compile({"defaultAction": "SCMP_ACT_ALLOW", "architectures": [arch]})
         except ConfigError as e:
             assert "cannot be filtered on this host" in str(e), (arch, e)
-    # refused by the seccomp code, so it must not be advertised
-    with pytest.raises(ConfigError):
+    # a rule may notify an agent; as the default it is refused by name
+    assert "SCMP_ACT_NOTIFY" in sec["actions"]
+    with pytest.raises(ConfigError, match="cannot be the default"):
         seccomp.compile({"defaultAction": "SCMP_ACT_NOTIFY"})
-    assert "SCMP_ACT_NOTIFY" not in sec["actions"]
 
 
 def test_features_mount_options_are_handled_by_berth_not_passed_as_data():
@@ -197,9 +200,7 @@ def test_features_has_runcs_keys(tmp_path):
 
     assert keys(ours) == keys(theirs)
     assert ours["linux"]["capabilities"] == theirs["linux"]["capabilities"]
-    # runc 1.1 also lists SCMP_ACT_NOTIFY, which berth does not do yet
-    assert set(ours["linux"]["seccomp"]["actions"]) == \
-        set(theirs["linux"]["seccomp"]["actions"]) - {"SCMP_ACT_NOTIFY"}
+    assert set(ours["linux"]["seccomp"]["actions"]) == set(theirs["linux"]["seccomp"]["actions"])
     assert ours["linux"]["seccomp"]["operators"] == theirs["linux"]["seccomp"]["operators"]
     assert set(theirs["linux"]["seccomp"]["archs"]) <= set(ours["linux"]["seccomp"]["archs"])
     lib = theirs["annotations"].get("io.github.seccomp.libseccomp.version")

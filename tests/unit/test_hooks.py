@@ -36,7 +36,7 @@ def test_failing_hook_names_phase_index_status_and_stderr(tmp_path):
     bad = script(tmp_path, "echo 'no disk' >&2; exit 3\n", "bad.sh")
     with pytest.raises(BerthError) as e:
         H.run([{"path": ok}, {"path": bad}], STATE, "prestart")
-    assert str(e.value) == f"hooks.prestart[1] {bad}: exit status 3: no disk"
+    assert str(e.value) == f"hooks.prestart[1] {bad}: error running hook: exit status 3: no disk"
 
 
 def test_timeout_kills_the_hook(tmp_path):
@@ -126,7 +126,7 @@ def test_field_prefix_and_no_stderr(tmp_path):
     path = script(tmp_path, "exit 2\n")
     with pytest.raises(BerthError) as e:
         H.run([{"path": path}], STATE, "createContainer", field_prefix="config.hooks")
-    assert str(e.value) == f"config.hooks.createContainer[0] {path}: exit status 2"
+    assert str(e.value) == f"config.hooks.createContainer[0] {path}: error running hook: exit status 2"
 
 
 def test_no_hooks_is_a_no_op():

@@ -18,7 +18,8 @@ ALLOWED = {
     "shim": {"errors", "oci", "sys"},
     "client": {"errors"},
     "api": {"errors", "oci", "sys", "engine"},
-    "daemon": {"errors", "oci", "sys", "engine", "api"},
+    "daemon_config": {"errors"},   # berthd's options: flags and daemon.json
+    "daemon": {"errors", "oci", "sys", "engine", "api", "daemon_config"},
     "cli": {"errors", "oci", "sys", "runtime", "engine", "api", "shim", "daemon", "client"},
 }
 

@@ -7,7 +7,7 @@ import http.client
 
 import pytest
 
-from berth.engine.images import names, registry
+from berth.engine.images import names, registry_blobs, registry_client as registry
 from berth.engine.images.store import Store
 from berth.errors import BerthError, NotFound
 
@@ -179,7 +179,7 @@ def test_reader_resumes_after_breaks(tmp_path, honour_range):
     data = bytes(range(256)) * 1000
     client = FakeClient(data, cut=[70000, 150000], honour_range=honour_range)
     seen = []
-    rd = registry._BlobReader(client, _sha(data), len(data), seen.append)
+    rd = registry_blobs._BlobReader(client, _sha(data), len(data), seen.append)
     store = Store(str(tmp_path / "s"))
     assert store.put_blob(rd, _sha(data), max_bytes=len(data)) == _sha(data)
     assert client.offsets == [0, 70000, 150000]
@@ -189,7 +189,7 @@ def test_reader_resumes_after_breaks(tmp_path, honour_range):
 def test_reader_gives_up_after_repeated_breaks(tmp_path):
     data = b"x" * 1000
     client = FakeClient(data, cut=[10 * (i + 1) for i in range(20)])
-    rd = registry._BlobReader(client, _sha(data), len(data), lambda n: None)
+    rd = registry_blobs._BlobReader(client, _sha(data), len(data), lambda n: None)
     store = Store(str(tmp_path / "s"))
     with pytest.raises(BerthError) as e:
         store.put_blob(rd, _sha(data))
@@ -209,7 +209,7 @@ def test_reader_refuses_a_wrong_range():
             return FakeResp(206, data[10:], headers={"Content-Range": "bytes 10-99/100"})
         return FakeResp(200, data, fail_at=50)
     client.open_blob = bad
-    rd = registry._BlobReader(client, _sha(data), len(data), lambda n: None)
+    rd = registry_blobs._BlobReader(client, _sha(data), len(data), lambda n: None)
     got = b""
     with pytest.raises(BerthError) as e:
         while True:

@@ -259,8 +259,9 @@ def _set(path, value):
 @pytest.mark.parametrize("path,value,message", [
     (["defaultAction"], KeyError, "linux.seccomp.defaultAction: required"),
     (["defaultAction"], "SCMP_ACT_FOO", 'linux.seccomp.defaultAction: unknown action "SCMP_ACT_FOO"'),
-    (["defaultAction"], "SCMP_ACT_NOTIFY", "linux.seccomp.defaultAction: \"SCMP_ACT_NOTIFY\" is not supported"),
-    (["listenerPath"], "/run/x.sock", "linux.seccomp.listenerPath: seccomp notify is not supported yet"),
+    (["defaultAction"], "SCMP_ACT_NOTIFY", "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be the default"),
+    (["syscalls", 0, "action"], "SCMP_ACT_NOTIFY", "linux.seccomp.listenerPath: SCMP_ACT_NOTIFY needs a listener"),
+    (["listenerPath"], 3, "linux.seccomp.listenerPath: must be a path"),
     (["architectures"], ["SCMP_ARCH_FOO"], "linux.seccomp.architectures[0]: unknown architecture"),
     (["flags"], ["SECCOMP_FILTER_FLAG_BOGUS"], "linux.seccomp.flags[0]: unknown flag"),
     (["flags"], ["SECCOMP_FILTER_FLAG_NEW_LISTENER"], "linux.seccomp.flags[0]: \"SECCOMP_FILTER_FLAG_NEW_LISTENER\" is not supported"),
@@ -414,3 +415,13 @@ def test_cache_dir_is_created_private(tmp_path):
     seccomp.compile(_base(), cache_dir=str(d))
     assert d.stat().st_mode & 0o777 == 0o700
     assert len(list(d.iterdir())) == 1
+
+
+def test_notify_filters_ask_for_a_listener_and_refuse_write():
+    cfg = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+           "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}
+    assert seccomp.compile(cfg).notify
+    assert not seccomp.compile(dict(cfg, syscalls=[])).notify  # an unused listenerPath
+    cfg["syscalls"][0]["names"].append("write")
+    with pytest.raises(ConfigError, match=r"syscalls\[0\]: SCMP_ACT_NOTIFY cannot be used for the write"):
+        seccomp.compile(cfg)

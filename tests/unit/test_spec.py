@@ -75,3 +75,15 @@ def test_user_namespace_must_map_container_root(bundle):
         c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 1}]
     with pytest.raises(ConfigError, match="linux.uidMappings: container uid 0 is not mapped"):
         check(bundle, patch)
+
+
+@pytest.mark.parametrize("prop", ["shared", "rshared", "slave", "rslave", "private", "rprivate",
+                                  "unbindable", "runbindable"])
+def test_every_rootfs_propagation_runc_takes_is_taken(bundle, prop):
+    # containerd's CRI plugin asks for rshared (Bidirectional) and rslave
+    check(bundle, lambda c: c["linux"].__setitem__("rootfsPropagation", prop))
+
+
+def test_unknown_rootfs_propagation_is_named(bundle):
+    with pytest.raises(ConfigError, match='linux.rootfsPropagation: unknown propagation "rbogus"'):
+        check(bundle, lambda c: c["linux"].__setitem__("rootfsPropagation", "rbogus"))

@@ -302,7 +302,8 @@ def test_accept_anything_still_needs_the_image(store, tmp_path):
     ({"default": "accept"}, "unknown requirement 'accept'"),
     ({"default": {"signedBy": []}}, "non-empty list"),
     ({"default": {"signedBy": ["k.pub"], "extra": 1}}, "expected"),
-    ({"default": "reject", "transports": {}}, "unknown field 'transports'"),
+    # transports makes it a policy.json, whose default is a list of requirements
+    ({"default": "reject", "transports": {}}, "default: expected a non-empty list"),
     ({"default": "reject", "repositories": {"alpine:3": "reject"}}, "names no tag"),
     ({"default": "reject", "registries": {"docker.io/library": "reject"}}, "host name"),
     ({"default": {"signedBy": ["missing.pub"]}}, "cannot read public key"),

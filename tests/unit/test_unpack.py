@@ -168,9 +168,10 @@ def test_not_a_tar_is_refused(dest):
         extract(io.BytesIO(b"this is not a tar archive" * 40), str(dest))
 
 
-def test_zstd_is_refused_clearly(dest):
-    with pytest.raises(BerthError, match="zstd"):
-        extract(io.BytesIO(b"\x28\xb5\x2f\xfd" + bytes(100)), str(dest))
+def test_corrupt_zstd_is_refused_clearly(dest):
+    # frame header with the reserved bit set
+    with pytest.raises(BerthError, match="^layer: corrupt zstd data: reserved"):
+        extract(io.BytesIO(b"\x28\xb5\x2f\xfd\x08" + bytes(100)), str(dest))
 
 
 def test_bad_whiteout_mode(dest):

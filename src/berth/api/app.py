@@ -3,6 +3,7 @@
 Every request passes the authorization policy before its handler runs;
 every state-changing request (anything but GET/HEAD) is written to the
 audit log with who asked, what, and how it ended."""
+import logging
 import re
 import sys
 import traceback
@@ -10,6 +11,7 @@ import traceback
 from berth.api.errors import Forbidden, HTTPError, status_of
 from berth.api.http import json_response
 
+log = logging.getLogger("berth.api")
 API_VERSION = "1.43"
 MIN_API_VERSION = "1.24"
 
@@ -28,16 +30,14 @@ class Router:
         self.routes.append((method, regex, fn))
 
     def find(self, method, path):
-        allowed = False
         for m, rx, fn in self.routes:
-            found = rx.match(path)
-            if found:
-                if m == method or (method == "HEAD" and m == "GET"):
+            if m == method or (method == "HEAD" and m == "GET"):
+                found = rx.match(path)
+                if found:
                     return fn, found.groupdict()
-                allowed = True
-        if allowed:
-            raise HTTPError(405, f"{method} is not allowed on {path}")
-        raise HTTPError(404, f"page not found: {path}")
+        # dockerd's router answers a path it has under another method the
+        # same way as one it has not: clients (and berth's CLI) match on it
+        raise HTTPError(404, "page not found")
 
 
 class App:
@@ -62,6 +62,9 @@ class App:
         except Exception as e:  # noqa: BLE001 - every failure becomes an HTTP answer
             status = status_of(e)
             error = str(e)
+            # the daemon's log has the failures too, not only the audit log
+            log.log(logging.ERROR if status >= 500 else logging.DEBUG if status in (304, 404)
+                    else logging.INFO, "%s %s: %d %s", req.method, req.path, status, error)
             if status == 500 and not isinstance(e, HTTPError) and type(e).__module__.split(".")[0] != "berth":
                 traceback.print_exc(file=sys.stderr)
             if req.hijacked:
@@ -75,6 +78,12 @@ class App:
                     traceback.print_exc(file=sys.stderr)
 
 
+def asked_before(req, version):
+    """Whether the request speaks an API version older than `version`
+    (a request without /vX.Y speaks ours): answers changed between them."""
+    return _older(req.version or API_VERSION, version)
+
+
 def _older(version, minimum):
     try:
         return tuple(map(int, version.split("."))) < tuple(map(int, minimum.split(".")))
@@ -82,4 +91,4 @@ def _older(version, minimum):
         raise HTTPError(400, f"invalid API version {version!r}")
 
 
-__all__ = ["App", "Router", "Forbidden", "API_VERSION", "MIN_API_VERSION"]
+__all__ = ["App", "Router", "Forbidden", "API_VERSION", "MIN_API_VERSION", "asked_before"]

@@ -9,10 +9,14 @@ def parse(text):
     if not text:
         return {}
     raw = loads(text, "filters")
+    if raw is None:   # Go clients send a nil map as null
+        return {}
     if not isinstance(raw, dict):
         raise BadRequest("filters: expected a JSON object")
     out = {}
     for k, v in raw.items():
+        if v is None:
+            continue
         if isinstance(v, dict):
             v = [x for x, on in v.items() if on]
         elif isinstance(v, str):

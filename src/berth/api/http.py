@@ -146,7 +146,7 @@ class Request:
     # -- query string -------------------------------------------------
     def q(self, name, default=None):
         values = self.query.get(name)
-        return values[-1] if values else default
+        return values[0] if values else default   # Go's Form.Get: the first
 
     def qbool(self, name, default=False):
         v = self.q(name)
@@ -167,7 +167,8 @@ class Request:
         v = self.q(name)
         if not v:
             return default
-        return loads(v, f"query parameter {name}")
+        obj = loads(v, f"query parameter {name}")
+        return default if obj is None else obj   # null: Go's nil map, as if absent
 
     # -- body ---------------------------------------------------------
     def stream(self):
@@ -192,6 +193,8 @@ class Request:
                 return default
             raise BadRequest("request body: expected a JSON object, got nothing")
         obj = loads(data)
+        if obj is None and default is not None:
+            return default   # Go decodes null into a zero value, as if nothing was sent
         if default is not None and not isinstance(obj, type(default)):
             raise BadRequest(f"request body: expected a JSON {type(default).__name__}")
         return obj

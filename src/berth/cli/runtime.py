@@ -8,6 +8,8 @@ import sys
 from berth import __version__
 from berth.errors import BerthError
 
+OCI_SPEC = "1.0.2-dev"
+
 V, B, M = "value", "bool", "multi"
 GLOBAL = {"root": V, "log": V, "log-format": V, "debug": B, "systemd-cgroup": B,
           "rootless": V, "criu": V, "help": B, "version": B}
@@ -35,8 +37,12 @@ VERBS = {
     "spec": ({"bundle": V, "rootless": B}, 0, "write a default config.json"),
     "features": ({}, 0, "print the features this runtime supports"),
     "events": ({"interval": V, "stats": B}, 1, "print a container's events and resource stats"),
+    # refused by name: berth has no CRIU support (listed so that -h answers)
+    "checkpoint": ({}, 1, "checkpoint a container (not supported)"),
+    "restore": ({}, 1, "restore a checkpoint (not supported)"),
     "update": ({"resources": V, "memory": V, "memory-swap": V, "memory-reservation": V,
-                "kernel-memory": V, "kernel-memory-tcp": V, "cpu-shares": V, "cpu-period": V,
+                "kernel-memory": V, "kernel-memory-tcp": V, "cpu-share": V, "cpu-shares": V,
+                "cpu-period": V,
                 "cpu-quota": V, "cpu-rt-period": V, "cpu-rt-runtime": V, "cpuset-cpus": V,
                 "cpuset-mems": V, "pids-limit": V, "blkio-weight": V, "l3-cache-schema": V,
                 "mem-bw-schema": V}, 1, "update a container's resource limits"),
@@ -78,12 +84,43 @@ def parse(argv, table, verb=None):
     return opts, argv[i:]
 
 
-def usage():
-    lines = [f"berth-runtime {__version__}: an OCI runtime (runc compatible)", "",
-             "usage: berth-runtime [--root DIR] [--log FILE] [--log-format text|json] COMMAND [ARGS]", "",
-             "commands:"]
-    lines += [f"  {v:<10} {d}" for v, (_, _, d) in VERBS.items()]
-    return "\n".join(lines) + "\n"
+def reorder(argv, table):
+    """Flags given after the positional arguments moved in front of them,
+    as runc's parser (urfave/cli v1) does for every verb but exec and ps:
+    `update ID --memory 1g` is `update --memory 1g ID`. A flag's value
+    moves with it; nothing after "--" moves."""
+    flags, rest = [], []
+    value_next = False
+    for i, a in enumerate(argv):
+        if value_next and not _is_flag(a, table):
+            flags.append(a)
+            value_next = False
+        elif a == "--":
+            rest += argv[i:]
+            break
+        elif _is_flag(a, table):
+            flags.append(a)
+            value_next = "=" not in a
+        else:
+            rest.append(a)
+            value_next = False
+    return flags + rest
+
+
+def _is_flag(a, table):
+    if not a.startswith("-") or a == "-":
+        return False
+    name = a.lstrip("-").partition("=")[0]
+    if len(name) == 1 and name in SHORT:
+        return (SHORT[name] or "force") in table or (SHORT[name] or "format") in table
+    return name in table
+
+
+def _help(verb=None):
+    from berth.cli import runtime_help
+    if verb is None:
+        return runtime_help.main_page(__version__)
+    return runtime_help.verb_page(verb)
 
 
 def dispatch(ctx, verb, opts, args):
@@ -115,16 +152,22 @@ def main(argv=None):
 def _main(argv):
     from berth.runtime.context import Context
     ctx = Context()
+    verb = None
     try:
         gopts, rest = parse(argv, GLOBAL)
         if gopts.get("version"):
-            os.write(1, f"berth-runtime version {__version__}\nspec: 1.0.2-dev\n".encode())
+            # runc's three lines: dockerd parses "<name> version", "commit:", "spec:"
+            os.write(1, f"berth-runtime version {__version__}\ncommit: berth-{__version__}\n"
+                        f"spec: {OCI_SPEC}\n".encode())
             return 0
-        if not rest or gopts.get("help") or rest[0] in ("help", "--help", "-h"):
-            os.write(1 if rest or gopts.get("help") else 2, usage().encode())
+        if rest[:1] in (["help"], ["h"]) and len(rest) > 1:
+            rest = [rest[1], "--help"]
+        if not rest or gopts.get("help") or rest[0] in ("help", "h", "--help", "-h"):
+            os.write(1 if rest or gopts.get("help") else 2, _help().encode())
             return 0 if rest or gopts.get("help") else 1
         ctx = Context(root=gopts.get("root") or "/run/berth-runtime", log=gopts.get("log"),
                       log_format=gopts.get("log-format") or "text", debug=gopts.get("debug"))
+        ctx.open_log()
         verb = rest[0]
         if gopts.get("systemd-cgroup") and verb in ("create", "run"):
             # a "slice:prefix:name" path taken literally would put the
@@ -132,24 +175,44 @@ def _main(argv):
             raise BerthError("--systemd-cgroup: the systemd cgroup driver is not supported",
                              hint="use the cgroupfs driver (containerd: SystemdCgroup = false)")
         if verb not in VERBS:
-            raise BerthError(f"no such command {verb!r}", hint="see berth-runtime --help")
+            # urfave/cli's answer, and its status 3
+            os.write(2, f"No help topic for '{verb}'\n".encode(errors="replace"))
+            return 3
         if verb in ("create", "run", "exec"):
             # first thing: its grace period then overlaps our imports and checks
             from berth.runtime import warmup
             warmup.start()
         table, nargs, _ = VERBS[verb]
-        opts, args = parse(rest[1:], dict(table, help=B), verb)
+        table = dict(table, help=B)
+        argv = rest[1:] if verb in ("exec", "ps") else reorder(rest[1:], table)
+        if verb in ("checkpoint", "restore") and not {"-h", "--help"} & set(argv):
+            raise BerthError(f"{verb}: checkpoint/restore (CRIU) is not supported by "
+                             "berth-runtime", hint="stop and start the container instead")
+        opts, args = parse(argv, table, verb)
         if opts.get("help"):
-            os.write(1, f"usage: berth-runtime {verb} [flags] {'ID' if nargs else ''}\n".encode())
+            os.write(1, _help(verb).encode())
             return 0
         if len(args) < nargs:
             raise BerthError(f"{verb}: missing container id",
                              hint=f"berth-runtime {verb} [flags] ID")
         return dispatch(ctx, verb, opts, args)
     except BerthError as e:
-        ctx.log("error", str(e))
-        if ctx.log_path:
-            os.write(2, f"berth-runtime: {e}\n".encode(errors="replace"))
-        return 1
+        from berth.errors import ConfigError
+        # runc's words for a config it refuses; tools and its tests look for them
+        msg = f"invalid configuration: {e}" if isinstance(e, ConfigError) else str(e)
+        return _failed(ctx, verb, msg)
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # noqa: B902 -- a traceback is a bug; the caller gets one line
+        where = f": {e.filename}" if isinstance(e, OSError) and e.filename else ""
+        return _failed(ctx, verb, f"internal error ({type(e).__name__}{where}): "
+                                  f"{e.strerror if isinstance(e, OSError) and e.strerror else e}")
+
+
+def _failed(ctx, verb, msg):
+    ctx.log("error", msg)
+    if ctx.log_path:
+        os.write(2, f"berth-runtime: {msg}\n".encode(errors="replace"))
+    # runc's exec fails with 255, so that a caller can tell the runtime's
+    # failure from the process's own status; every other verb with 1
+    return 255 if verb == "exec" else 1

@@ -11,7 +11,11 @@ import json
 import os
 import socket
 
+# the newest API this client speaks, and the oldest it will fall back to:
+# it asks the daemon (/_ping's API-Version header) and uses the lower one,
+# as the docker CLI does, so a dockerd 20.10 (1.41) is spoken to at 1.41
 API_VERSION = "1.43"
+MIN_API_VERSION = "1.24"
 DEFAULT_HOST = "unix:///run/berth/berth.sock"
 
 
@@ -232,7 +236,33 @@ class Client:
         self.tls = tls or tlsverify
         self.tlsverify = tlsverify
         self.cacert, self.cert, self.key = cacert, cert, key
-        self.prefix = f"/v{API_VERSION}"
+        # DOCKER_API_VERSION pins the version and skips the negotiation
+        self.version = env.get("BERTH_API_VERSION") or env.get("DOCKER_API_VERSION") or None
+        if self.version and not _version_tuple(self.version):
+            raise ConnectError(f"DOCKER_API_VERSION {self.version!r}: expected a version like 1.41")
+
+    @property
+    def prefix(self):
+        if self.version is None:
+            self.version = self.negotiate()
+        return f"/v{self.version}"
+
+    def negotiate(self):
+        """The API version to speak: the daemon's, if older than ours."""
+        s, rfile = self.send("GET", "/_ping", versioned=False)
+        try:
+            resp = Response(s, rfile)
+        except OSError as e:
+            s.close()
+            raise ConnectError(f"the daemon's answer did not arrive: {e}") from None
+        server = resp.header("api-version") or MIN_API_VERSION
+        resp.close()
+        if not _version_tuple(server):
+            return API_VERSION
+        if _version_tuple(server) < _version_tuple(MIN_API_VERSION):
+            raise ConnectError(f"the daemon at {self.host} speaks API {server}; berth needs "
+                               f"{MIN_API_VERSION} or later")
+        return min(server, API_VERSION, key=_version_tuple)
 
     # -- connection ----------------------------------------------------
     def connect(self):
@@ -252,9 +282,15 @@ class Client:
                 if self.tls or host.startswith("https://"):
                     s = self._wrap(s, name)
                 return s
+        except PermissionError:
+            raise ConnectError(
+                f"permission denied while connecting to the berth daemon at {host}: the socket "
+                "is for root and the 'berth' group; add yourself to it (sudo usermod -aG berth "
+                "$USER, then log in again) or run berth as root") from None
         except OSError as e:
             raise ConnectError(f"cannot connect to the berth daemon at {host}: "
-                               f"{e.strerror or e} (is berthd running?)") from None
+                               f"{e.strerror or e} (is berthd running? start it with "
+                               "'systemctl start berth' or 'berthd &')") from None
         raise ConnectError(f"unsupported host {host!r}: use unix:///path or tcp://host:port")
 
     def _wrap(self, s, name):
@@ -271,11 +307,14 @@ class Client:
         return ctx.wrap_socket(s, server_hostname=name)
 
     # -- requests ------------------------------------------------------
-    def send(self, method, path, params=None, body=None, headers=None, upgrade=False):
+    def send(self, method, path, params=None, body=None, headers=None, upgrade=False,
+             versioned=True):
         """Sends the request and returns (socket, rfile) before reading the
         answer. body: dict/list (JSON), bytes, or a file object (chunked)."""
+        prefix = self.prefix if versioned else ""
         s = self.connect()
-        hdrs = {"Host": "berth", "User-Agent": "berth-cli/" + API_VERSION}
+        from berth import __version__
+        hdrs = {"Host": "berth", "User-Agent": "berth-cli/" + __version__}
         data = None
         stream = None
         if isinstance(body, (dict, list)):
@@ -298,7 +337,7 @@ class Client:
         else:
             hdrs["Connection"] = "close"
         hdrs.update(headers or {})
-        target = self.prefix + quote(path, safe=b"/:@") + query_string(params)
+        target = prefix + quote(path, safe=b"/:@") + query_string(params)
         head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
         try:
             s.sendall(head.encode() + b"\r\n" + (data or b""))
@@ -351,6 +390,13 @@ class Client:
             resp.close()
             raise APIError(resp.status, f"unexpected answer to an attach: {resp.status}")
         return Hijacked(s, rfile, resp.header("content-type", ""))
+
+
+def _version_tuple(text):
+    try:
+        return tuple(int(p) for p in text.split("."))
+    except (AttributeError, ValueError):
+        return ()
 
 
 def error_message(data, status):

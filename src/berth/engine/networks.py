@@ -38,7 +38,9 @@ PREDEFINED = {
 DRIVERS = ("bridge", "macvlan", "ipvlan")
 LIST_FILTERS = ("name", "id", "driver", "label", "type", "scope", "dangling")
 PRUNE_FILTERS = ("label", "label!", "until")
-_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
+# dockerd takes any name (a space, a slash); control characters would
+# not print in a table, so they are refused
+_NAME = re.compile(r"[^\x00-\x1f\x7f]+\Z")
 _ID = re.compile(r"[0-9a-f]{64}\Z")
 
 
@@ -184,15 +186,16 @@ class Networks:
         if not isinstance(name, str) or not name:
             raise ConfigError("network name is required")
         if not _NAME.match(name) or len(name) > 255:
-            raise ConfigError(f"network name {name!r}: invalid, use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+            raise ConfigError(f"network name {name!r}: invalid, a name has no control characters")
         driver = driver or "bridge"
         if driver in ("host", "null"):
             raise ConfigError(f"only one instance of \"{driver}\" network is allowed")
         if driver not in DRIVERS:
             raise NotFound(f"could not find plugin {driver} in v1 plugin registry: plugin not found",
                            hint="known drivers: " + ", ".join(DRIVERS))
-        if enable_ipv6:
-            raise NotSupported("IPv6 networks are not supported yet")
+        if enable_ipv6 and driver != "bridge":
+            raise NotSupported(f"IPv6 on {driver} networks is not supported yet",
+                               hint="IPv6 works on bridge networks")
         labels = dict(labels or {})
         options = dict(options or {})
         for what, d in (("Labels", labels), ("Options", options)):
@@ -213,12 +216,18 @@ class Networks:
                 raise Conflict(f"network with name {name} already exists")
             taken = [ipaddress.ip_network(c["Subnet"]) for n in nets
                      for c in (n.get("IPAM") or {}).get("Config") or [] if c.get("Subnet")]
-            pools = [self._check_pool(c, taken) for c in configs]
-            if not pools:
-                pools = [self._allocate(taken)]
+            pools = [self._check_pool(c, taken, enable_ipv6) for c in configs]
+            if not any(ipaddress.ip_network(p["Subnet"]).version == 4 for p in pools):
+                # as dockerd: an IPv6 subnet alone gets an IPv4 one beside it
+                pools.insert(0, self._allocate(taken))
+            if enable_ipv6 and not any(":" in p["Subnet"] for p in pools):
+                pools.append(self._allocate6(taken))
+            # IPv4 entries first, as dockerd lists them (the docker CLI sends
+            # its --subnet flags in no particular order)
+            pools.sort(key=lambda p: ":" in p["Subnet"])
             net = {"Name": name, "Id": os.urandom(32).hex(), "Created": _now(), "Scope": "local",
-                   "Driver": driver, "EnableIPv6": False,
-                   "IPAM": {"Driver": ipam_driver, "Options": ipam.get("Options") or {},
+                   "Driver": driver, "EnableIPv6": bool(enable_ipv6),
+                   "IPAM": {"Driver": ipam_driver, "Options": ipam.get("Options"),
                             "Config": pools},
                    "Internal": bool(internal), "Attachable": bool(attachable), "Ingress": False,
                    "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
@@ -227,13 +236,19 @@ class Networks:
         self._emit("create", net)
         return self._view(net)
 
-    def _check_pool(self, c, taken):
+    def _check_pool(self, c, taken, ipv6=False):
         try:
             subnet = ipaddress.ip_network(c.get("Subnet") or "", strict=False)
         except ValueError:
             raise ConfigError(f"invalid subnet {c.get('Subnet')!r}: expected CIDR like 10.5.0.0/16")
-        if subnet.version != 4:
-            raise NotSupported("IPv6 subnets are not supported yet")
+        if subnet.version == 6:
+            if not ipv6:
+                raise ConfigError(f"subnet {subnet} is IPv6: the network needs --ipv6 "
+                                  "(EnableIPv6)")
+            if subnet.is_link_local or subnet.is_multicast or subnet.is_loopback \
+                    or subnet.is_unspecified:
+                raise ConfigError(f"subnet {subnet}: not a unicast range containers can use",
+                                  hint="a unique local range such as fd12:3456:789a:1::/64")
         for t in taken:
             if subnet.overlaps(t):
                 raise Conflict(f"invalid pool request: Pool overlaps with other one on this "
@@ -258,7 +273,9 @@ class Networks:
             if subnet.num_addresses < 4:
                 raise ConfigError(f"subnet {subnet} is too small for a gateway and containers")
             gw = subnet.network_address + 1
-        out["Gateway"] = str(gw)
+        if subnet.version == 4 or c.get("Gateway"):
+            # (dockerd shows an IPv6 entry's gateway only when one was given)
+            out["Gateway"] = str(gw)
         aux = c.get("AuxiliaryAddresses") or c.get("AuxAddress")
         if aux:
             out["AuxiliaryAddresses"] = dict(aux)
@@ -273,6 +290,29 @@ class Networks:
                 return {"Subnet": str(cand), "Gateway": str(cand.network_address + 1)}
         raise Conflict(f"no free /{POOL_PREFIX} left in {POOL} for a new network",
                        hint="give the network a --subnet, or remove unused networks")
+
+    def _allocate6(self, taken):
+        """A unique local /64 (RFC 4193: fd + 40 random bits), as dockerd 27
+        does; 20.10 refuses --ipv6 without a --subnet."""
+        taken = list(taken) + host_routes6()
+        for _ in range(16):
+            prefix = ipaddress.IPv6Address(b"\xfd" + os.urandom(5) + bytes(10))
+            cand = ipaddress.ip_network(f"{prefix}/64")
+            if not any(cand.overlaps(t) for t in taken):
+                return {"Subnet": str(cand)}
+        raise Conflict("no free IPv6 /64 found for a new network", hint="give it a --subnet")
+
+    def set_default_ipv6(self, subnet6):
+        """The default bridge as the daemon's --ipv6 --fixed-cidr-v6 make it
+        (subnet6 None: IPv4 only), so inspect shows what containers get."""
+        with self._lock:
+            net = self.find("bridge")
+            v4 = [c for c in net["IPAM"]["Config"] if ":" not in c.get("Subnet", "")]
+            want = v4 + ([{"Subnet": subnet6}] if subnet6 else [])
+            if net["IPAM"]["Config"] != want or net["EnableIPv6"] != bool(subnet6):
+                net["IPAM"]["Config"] = want
+                net["EnableIPv6"] = bool(subnet6)
+                self._write(net)
 
     def remove(self, ref):
         with self._lock:
@@ -356,6 +396,29 @@ def host_routes(path="/proc/net/route"):
             out.append(ipaddress.ip_network(f"{net}/{bits}", strict=False))
         except ValueError:
             continue
+    return out
+
+
+def host_routes6(path="/proc/net/ipv6_route"):
+    """IPv6 networks with a route on the host, except the default route,
+    link-local, multicast and host routes."""
+    out = []
+    try:
+        with open(path) as f:
+            rows = f.read().splitlines()
+    except OSError:
+        return out
+    for row in rows:
+        fields = row.split()
+        if len(fields) < 10:
+            continue
+        try:
+            net = ipaddress.ip_network(f"{ipaddress.IPv6Address(int(fields[0], 16))}/"
+                                       f"{int(fields[1], 16)}")
+        except ValueError:
+            continue
+        if 0 < net.prefixlen < 128 and not (net.is_link_local or net.is_multicast):
+            out.append(net)
     return out
 
 

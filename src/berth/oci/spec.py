@@ -23,7 +23,8 @@ _IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
 
 
 def load(bundle, path="config.json"):
-    cfg = jsonio.load_file(os.path.join(bundle, path), path)
+    full = os.path.join(bundle, path)
+    cfg = jsonio.load_file(full, full)
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: top level must be an object")
     return cfg
@@ -183,5 +184,7 @@ def validate(cfg, bundle):
     return rootfs, ns
 
 
-PROPAGATION = {"shared": 1 << 20, "slave": 1 << 19, "private": 1 << 18,
-               "unbindable": 1 << 17}
+# what runc accepts for linux.rootfsPropagation; containerd's CRI plugin
+# asks for rshared (Bidirectional volumes) and rslave (HostToContainer)
+PROPAGATION = frozenset(p + kind for p in ("", "r")
+                        for kind in ("shared", "slave", "private", "unbindable"))

@@ -106,9 +106,20 @@ def _run_one(subprocess, h, data, field):
         for fd in fds:
             os.close(fd)
     if rc != 0:
-        how = f"exit status {rc}" if rc > 0 else f"killed by signal {-rc}"
+        # "error running hook" and Go's "signal: <name>": runc's words, which
+        # its users' tools and tests look for
+        how = f"exit status {rc}" if rc > 0 else f"killed by signal {-rc} ({_signame(-rc)})"
         lines = err.decode(errors="replace").strip().splitlines()
-        raise BerthError(f"{field} {path}: {how}" + (f": {lines[0]}" if lines else ""))
+        raise BerthError(f"{field} {path}: error running hook: {how}" +
+                         (f": {lines[0]}" if lines else ""))
     if out:
         # runc discards it; passing it on to the runtime's log helps debugging
         os.write(2, out)
+
+
+def _signame(n):
+    import signal
+    try:
+        return "signal: " + (signal.strsignal(n) or str(n)).lower()
+    except ValueError:
+        return f"signal: {n}"

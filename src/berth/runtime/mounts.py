@@ -106,21 +106,100 @@ def open_in_root(rootfd, path, create=None):
     return L.openat2(rootfd, rel, os.O_PATH | os.O_CLOEXEC, how)
 
 
+def delayed_readonly(m, flags=None):
+    """A read-only tmpfs or /dev is mounted read-write and made read-only
+    at the end, as runc does: the runtime still writes into it."""
+    if flags is None:
+        flags = parse_options(m.get("options"))[0]
+    return bool(flags & L.MS_RDONLY) and not flags & L.MS_BIND and \
+        (m.get("type") == "tmpfs" or m["destination"].rstrip("/") == "/dev")
+
+
+def _ordinary_directory(rootfd, dest, typ, field):
+    """proc and sysfs only go on a real directory: through a symlink in the
+    image they would land somewhere the masks do not cover."""
+    rel = dest.strip("/")
+    parent = os.path.dirname(rel)
+    try:
+        pfd = open_in_root(rootfd, parent or "/") if parent else os.dup(rootfd)
+    except SysError:
+        return  # missing: made as a directory below
+    try:
+        st = os.stat(os.path.basename(rel), dir_fd=pfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    finally:
+        os.close(pfd)
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f'{field}: filesystem "{typ}" must be mounted on ordinary directory; '
+                          f"{dest} in the rootfs is not one")
+
+
 def fd_path(fd):
     return f"/proc/self/fd/{fd}"
 
 
-def mount_at(rootfd, m, index, mount_fn):
+def is_bind_mount(m):
+    flags = parse_options(m.get("options"))[0]
+    return bool(flags & L.MS_BIND) or m.get("type") == "bind"
+
+
+def bind_sources(mounts, bundle, userns):
+    """{index: source} for the bind mounts, made by the runtime before the
+    container's process exists: a relative source is the bundle's (as runc
+    reads it), and with a new user namespace each source is opened here, as
+    a detached tree (open_tree), so that a source the namespace's root
+    cannot read still mounts (runc passes such fds too). close_sources()
+    once the process is made."""
+    out = {}
+    try:
+        for i, m in enumerate(mounts or ()):
+            if not isinstance(m, dict) or not is_bind_mount(m):
+                continue
+            src = os.path.join(bundle, m.get("source") or "")
+            if not userns:
+                out[i] = src
+                continue
+            rec = "rbind" in (m.get("options") or ())
+            try:
+                out[i] = L.open_tree_clone(src, recursive=rec)
+            except SysError as e:
+                raise ConfigError(f"mounts[{i}].source: cannot open bind source {src}",
+                                  errno=e.errno) from None
+    except BaseException:
+        close_sources(out)
+        raise
+    return out
+
+
+def close_sources(sources):
+    for v in (sources or {}).values():
+        if isinstance(v, int):
+            os.close(v)
+
+
+def mount_at(rootfd, m, index, mount_fn, source=None):
     """Mounts one spec entry; mount_fn(source, target_path, fstype, flags,
     data, m) mounts the non-bind types. target_path names the directory
-    *under* any mount made on it, so mount_fn must reopen to go inside."""
+    *under* any mount made on it, so mount_fn must reopen to go inside.
+    source: bind_sources()' entry, a path or a detached tree's fd."""
     dest = m["destination"]
     typ = m.get("type") or ""
     opts = m.get("options") or []
     field = f"mounts[{index}]"
     flags, prop, rattr, data = parse_options(opts, field)
     src = m.get("source") or typ
+    tree = None
+    if isinstance(source, int):
+        tree, src = source, fd_path(source)
+    elif source is not None:
+        src = source
     is_bind = bool(flags & L.MS_BIND) or typ == "bind"
+    if delayed_readonly(m, flags):
+        # devices and links still go in: finish() makes it read-only
+        flags &= ~L.MS_RDONLY
+    if typ in ("proc", "sysfs"):
+        _ordinary_directory(rootfd, dest, typ, field)
     if is_bind:
         try:
             st = os.stat(src)
@@ -136,7 +215,9 @@ def mount_at(rootfd, m, index, mount_fn):
         raise BerthError(f"{field}: cannot make mount point {dest} in the rootfs: {e}") from None
     try:
         target = fd_path(tfd)
-        if is_bind:
+        if tree is not None:
+            L.move_mount(tree, tfd)
+        elif is_bind:
             L.mount(src, target, None, flags & (L.MS_BIND | L.MS_REC))
         else:
             mount_fn(src, target, typ, flags, data, m)

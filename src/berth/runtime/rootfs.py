@@ -19,13 +19,17 @@ DEV_LINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
              ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"))
 
 
-def prepare_before_cgroup(cfg, rootfs):
+def prepare_before_cgroup(cfg, rootfs, sources=None):
     """The part that does not need the container's cgroup: the spec's mounts
     up to the first cgroup mount. Returns (rootfd, index of the next mount),
-    so the init can do this while the runtime is still making the cgroup."""
+    so the init can do this while the runtime is still making the cgroup.
+    sources: mounts.bind_sources() of the runtime."""
     linux = cfg.get("linux") or {}
     prop = linux.get("rootfsPropagation")
-    L.mount(None, "/", None, L.MS_REC | (M.PROPAGATION.get("r" + prop) if prop else L.MS_SLAVE))
+    # taken as given, recursive or not, as runc does: rshared keeps the
+    # copies of the host's mounts peers of theirs, so mounts under a shared
+    # bind travel both ways (Kubernetes' Bidirectional), rslave one way
+    L.mount(None, "/", None, M.PROPAGATION[prop] if prop else L.MS_SLAVE | L.MS_REC)
     # pivot_root refuses a new root whose parent mount is shared
     _make_parent_private(rootfs)
     L.mount(rootfs, rootfs, None, L.MS_BIND | L.MS_REC)
@@ -33,19 +37,21 @@ def prepare_before_cgroup(cfg, rootfs):
     mounts = cfg.get("mounts") or ()
     i = 0
     while i < len(mounts) and mounts[i].get("type") != "cgroup":
-        M.mount_at(rootfd, mounts[i], i, lambda *a: _mount_special(rootfd, *a))
+        M.mount_at(rootfd, mounts[i], i, lambda *a: _mount_special(rootfd, *a),
+                   source=(sources or {}).get(i))
         i += 1
     return rootfd, i
 
 
-def prepare_rest(rootfd, cfg, start, userns, cgroups):
+def prepare_rest(rootfd, cfg, start, userns, cgroups, sources=None):
     """The remaining mounts (from the first cgroup mount on), devices, /dev
     links and the working directory. cgroups: cgroup_sources(), taken
     before a cgroup namespace hides the host's view of the paths."""
     linux = cfg.get("linux") or {}
     mounts = cfg.get("mounts") or ()
     for i in range(start, len(mounts)):
-        M.mount_at(rootfd, mounts[i], i, lambda *a: _mount_special(rootfd, *a, cgroups=cgroups))
+        M.mount_at(rootfd, mounts[i], i, lambda *a: _mount_special(rootfd, *a, cgroups=cgroups),
+                   source=(sources or {}).get(i))
     has_dev = any(m["destination"].rstrip("/") == "/dev" for m in mounts)
     if has_dev:
         _default_devices(rootfd, userns)
@@ -210,6 +216,7 @@ def _dev_links(rootfd, cfg):
 
 def pivot(rootfs, no_pivot=False):
     if no_pivot:
+        _hide_full_proc_and_sys(rootfs)
         os.chdir(rootfs)
         L.mount(rootfs, "/", None, L.MS_MOVE)
         os.chroot(".")
@@ -231,9 +238,43 @@ def pivot(rootfs, no_pivot=False):
         os.close(new)
 
 
+def _hide_full_proc_and_sys(rootfs):
+    """Without pivot_root the host's mounts stay in the namespace, only out
+    of reach of the chroot. The kernel lets a process mount a fresh proc or
+    sysfs when a full, uncovered one is in its mount namespace, so one left
+    there would let the container mount a /proc without the masks (runc
+    detaches them for the same reason); what cannot be detached is covered."""
+    full = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fields = pre.split()
+            point = unescape(fields[4])
+            if fields[3] == "/" and post.split()[0] in ("proc", "sysfs") and \
+                    point != rootfs and not point.startswith(rootfs.rstrip("/") + "/"):
+                full.append(point)
+    for point in full:
+        try:
+            L.mount(None, point, None, L.MS_SLAVE | L.MS_REC)
+        except SysError as e:
+            if e.errno == 2:  # under one detached already
+                continue
+            raise
+        try:
+            L.umount2(point, L.MNT_DETACH)
+        except SysError as e:
+            if e.errno not in (1, 22):
+                raise
+            L.mount("tmpfs", point, "tmpfs", 0)
+
+
 def finish(cfg):
     """After pivot_root: masked paths, read-only paths, read-only root."""
     linux = cfg.get("linux") or {}
+    for m in cfg.get("mounts") or ():
+        if M.delayed_readonly(m):
+            dest = m["destination"]
+            L.mount(None, dest, None, L.MS_BIND | L.MS_REMOUNT | L.MS_RDONLY | M.locked_flags(dest))
     # read-only first, as runc: a masked path below a read-only one stays masked
     for p in linux.get("readonlyPaths") or ():
         _readonly(p)

@@ -241,12 +241,48 @@ MOUNT_ATTR_IDMAP = 0x100000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 
 
+SYS_pidfd_open = 434
+SYS_pidfd_getfd = 438
+
+
+def fd_of_process(pid, fd):
+    """A copy of another process's fd (pidfd_getfd, Linux 5.6): how the
+    runtime takes a seccomp listener from the container's process, which
+    may not reach a socket of ours."""
+    pidfd = _check(_syscall(SYS_pidfd_open, ctypes.c_int(pid), ctypes.c_uint(0)),
+                   f"pidfd_open {pid}")
+    try:
+        return _check(_syscall(SYS_pidfd_getfd, ctypes.c_int(pidfd), ctypes.c_int(fd),
+                               ctypes.c_uint(0)), f"pidfd_getfd {pid} fd {fd}")
+    finally:
+        os.close(pidfd)
+
+
+def open_tree_clone(source, recursive=False):
+    """A detached copy of the mount at source (O_CLOEXEC fd): it can be
+    attached later with move_mount, also from a mount namespace and a user
+    namespace that could not reach source by path."""
+    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if recursive else 0)
+    return _check(_syscall(SYS_open_tree, ctypes.c_int(AT_FDCWD), _b(source), ctypes.c_uint(flags)),
+                  f"open_tree {source}")
+
+
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+
+def move_mount(fd, target_fd):
+    """Attach the detached tree fd onto the directory target_fd (an O_PATH
+    fd; a /proc/self/fd path instead is refused with EINVAL)."""
+    _check(_syscall(SYS_move_mount, ctypes.c_int(fd), b"", ctypes.c_int(target_fd), b"",
+                    ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)),
+           "move_mount")
+
+
 def idmapped_bind(source, target, userns_fd):
     """Bind source at target with the ids shifted by the user namespace
     userns_fd (an idmapped mount): files owned by 0 on disk show as the
     namespace's root mapping, and are written back unshifted."""
-    fd = _check(_syscall(SYS_open_tree, ctypes.c_int(AT_FDCWD), _b(source),
-                         ctypes.c_uint(OPEN_TREE_CLONE | os.O_CLOEXEC)), f"open_tree {source}")
+    fd = open_tree_clone(source)
     try:
         attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
         _check(_syscall(SYS_mount_setattr, ctypes.c_int(fd), b"", ctypes.c_uint(AT_EMPTY_PATH),

@@ -236,14 +236,17 @@ def insn(code, k=0, jt=0, jf=0):
 
 def load_bpf(program, flags=0):
     """Install program (bytes of struct sock_filter) into the calling
-    thread. Without no_new_privs the caller needs CAP_SYS_ADMIN."""
+    thread. Without no_new_privs the caller needs CAP_SYS_ADMIN. Returns
+    the listener fd with FILTER_FLAG_NEW_LISTENER, else None."""
     count = len(program) // 8
     buf = ctypes.create_string_buffer(program, len(program))
     prog = _SockFprog(count, ctypes.addressof(buf))
     ret = _syscall(ctypes.c_long(SYS_seccomp), ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
                    ctypes.c_uint(flags), ctypes.byref(prog))
     if ret == 0:
-        return
+        return None
+    if ret > 0 and flags & FILTER_FLAG_NEW_LISTENER:
+        return ret  # the notification fd
     if ret > 0:
         raise SysError(f"seccomp: thread {ret} could not be synchronised to the filter")
     err = ctypes.get_errno()

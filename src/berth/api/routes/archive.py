@@ -180,8 +180,9 @@ def register(router, engine):
 def _changes(upper, lowers, mounts):
     """Kind 0 modified, 1 added, 2 deleted; an overlay whiteout (0:0 char
     device) is a deletion, a directory that exists below is a change."""
-    skip = {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"} | {m.get("Destination")
-                                                                  for m in mounts}
+    # what the engine and the runtime make (dockerd keeps them in its -init
+    # layer, so they never show) and mount points
+    skip = set(ENGINE_MADE) | {m.get("Destination") for m in mounts}
     out = []
     for top, dirs, files in os.walk(upper):
         rel_top = "/" + os.path.relpath(top, upper).lstrip(".")
@@ -202,5 +203,18 @@ def _changes(upper, lowers, mounts):
             below = any(os.path.lexists(os.path.join(lo, path.lstrip("/"))) for lo in lowers)
             kind = 0 if below and opaque != b"y" else 1
             out.append({"Path": path, "Kind": kind})
+    # a directory that only changed because the engine made something in it
+    made = set()
+    for p in filter(None, skip):
+        while p not in ("/", ""):
+            p = os.path.dirname(p)
+            made.add(p)
+    shown = {e["Path"] for e in out}
+    out = [e for e in out if not (e["Kind"] == 0 and e["Path"] in made
+                                  and not any(p.startswith(e["Path"] + "/") for p in shown))]
     out.sort(key=lambda e: e["Path"])
     return out
+
+
+ENGINE_MADE = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/etc/mtab", "/proc", "/sys",
+               "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/dev/console", "/.dockerenv")

@@ -137,14 +137,15 @@ def register(router, engine):
 
     def container_stats(req):
         c = cs.get(req.params["id"])
-        one = not req.qbool("stream", True) or req.qbool("one-shot")
-        return Response(200, stats.stream(cs, c, one))
+        one = not req.qbool("stream", True)
+        # one-shot (API 1.41): the single sample without waiting for a previous one
+        return Response(200, stats.stream(cs, c, one, previous=one and not req.qbool("one-shot")))
 
     def prune(req):
         filt = F.parse(req.q("filters"))
         F.check(filt, {"until", "label", "label!"}, "container prune")
         gone, space = cs.prune(keep=lambda c: not _prune_match(c, filt))
-        return json_response({"ContainersDeleted": gone, "SpaceReclaimed": space})
+        return json_response({"ContainersDeleted": gone or None, "SpaceReclaimed": space})
 
     r = router.add
     r("GET", "/containers/json", listing)

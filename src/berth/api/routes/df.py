@@ -1,5 +1,6 @@
 """GET /system/df (what `docker system df` shows) and POST /build/prune
 (there is no builder, so no build cache)."""
+from berth.api.routes.volumes import shown_volume
 from berth.api.http import json_response
 from berth.engine.containers import view
 
@@ -35,7 +36,8 @@ def register(router, engine):
             shared = sum(s for d, s in zip(rec["layers"], rec.get("diff_sizes") or [])
                          if layer_use.get(d, 0) > 1)
             out_images.append(dict(i, Containers=users.get(i["Id"], 0), SharedSize=shared,
-                                   VirtualSize=i["Size"]))
+                                   VirtualSize=i["Size"], RepoDigests=i["RepoDigests"] or None,
+                                   Labels=i["Labels"] or None))
         vols = []
         for v in engine.volumes.list():
             refs = len(engine.volumes.in_use(v["Name"]) or [])
@@ -43,17 +45,18 @@ def register(router, engine):
                 size = engine.volumes.usage(v["Name"])
             except Exception:  # noqa: BLE001 - removed meanwhile
                 size = -1
-            vols.append(dict(v, UsageData={"Size": size, "RefCount": refs}))
+            vols.append(dict(shown_volume(v), UsageData={"Size": size, "RefCount": refs}))
         return json_response({
             "LayersSize": layers_size,
             "Images": out_images,
             "Containers": [container_summary(c) for c in containers],
             "Volumes": vols,
-            "BuildCache": [],
+            "BuildCache": None,   # dockerd's legacy builder keeps none
+            "BuilderSize": 0,
         })
 
     def build_prune(req):
-        return json_response({"CachesDeleted": [], "SpaceReclaimed": 0})
+        return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})
 
     router.add("GET", "/system/df", df)
     router.add("POST", "/build/prune", build_prune)

@@ -24,7 +24,10 @@ def register(router, engine):
         runner = execs.start(ex.id, detach=bool(body.get("Detach")))
         if runner is None:
             return empty(200)
-        tty = bool(ex.body.get("Tty"))
+        # framed by the start request's Tty (false when left out), not the
+        # exec's: dockerd multiplexes a pty's output when start says false
+        tty = bool(body.get("Tty"))
+        runner.framed = not tty
         sock, rfile = req.hijack(RAW_STREAM if tty else MULTIPLEXED)
         runner(sock, stream.buffered(sock, rfile))
         return None

@@ -75,13 +75,15 @@ def register(router, engine):
 
     def prune(req):
         removed = _call(nets.prune, F.parse(req.q("filters")))
-        return json_response({"NetworksDeleted": removed})
+        return json_response({"NetworksDeleted": removed or None})
 
     router.add("GET", "/networks", list_)
+    router.add("GET", "/networks/", list_)   # dockerd has both, for old clients
     router.add("POST", "/networks/create", create)
     router.add("POST", "/networks/prune", prune)
-    router.add("GET", "/networks/{id}", inspect)
-    router.add("DELETE", "/networks/{id}", remove)
-    router.add("POST", "/networks/{id}/connect", connect)
-    router.add("POST", "/networks/{id}/disconnect", disconnect)
+    # {id:.+} as dockerd's routes: a network's name may hold a slash
+    router.add("GET", "/networks/{id:.+}", inspect)
+    router.add("DELETE", "/networks/{id:.+}", remove)
+    router.add("POST", "/networks/{id:.+}/connect", connect)
+    router.add("POST", "/networks/{id:.+}/disconnect", disconnect)
 

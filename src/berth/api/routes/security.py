@@ -32,7 +32,8 @@ def register(router, engine):
             result = audit.run(engine, options(),
                                scan_images=req.qbool("images", True),
                                all_containers=req.qbool("all", False),
-                               scan_cache=cache)
+                               scan_cache=cache,
+                               levels={x for x in (req.q("level") or "").split(",") if x} or None)
         return json_response(result)
 
     def scan_image(req):

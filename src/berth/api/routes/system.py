@@ -4,11 +4,11 @@ import platform
 import queue
 import time
 
+from berth import __version__ as VERSION   # one version for berthd and berth
 from berth.api.app import API_VERSION, MIN_API_VERSION
 from berth.api.http import Response, json_response, json_stream
 from berth.api import filters as F
-
-VERSION = "0.5.0"
+from berth.engine.containers.record import now_rfc3339
 
 
 def register(router, engine):
@@ -23,7 +23,9 @@ def register(router, engine):
             "Platform": {"Name": "berth"},
             "Components": [{"Name": "Engine", "Version": VERSION,
                             "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
-                                        "Os": "linux", "Arch": _arch(), "KernelVersion": u.release}}],
+                                        "Os": "linux", "Arch": _arch(), "KernelVersion": u.release,
+                                        "GitCommit": "", "BuildTime": "", "Experimental": "false",
+                                        "GoVersion": "python" + platform.python_version()}}],
             "Version": VERSION, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
             "GitCommit": "", "GoVersion": "python" + platform.python_version(),
             "Os": "linux", "Arch": _arch(), "KernelVersion": u.release, "BuildTime": ""})
@@ -117,23 +119,34 @@ def system_info(engine):
         "Images": len(engine.store.images()), "Driver": engine.driver.name,
         "DriverStatus": [["Backing Filesystem", "extfs"]],
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"],
-                    "Log": ["json-file"]},
+                    "Authorization": None, "Log": ["json-file"]},
         "MemoryLimit": limits, "SwapLimit": limits, "CpuCfsPeriod": limits,
         "CpuCfsQuota": limits, "CPUShares": limits, "CPUSet": limits, "PidsLimit": limits,
-        "IPv4Forwarding": True,
+        "KernelMemory": False, "KernelMemoryTCP": False, "OomKillDisable": limits,
+        "IPv4Forwarding": True, "BridgeNfIptables": True, "BridgeNfIp6tables": True,
         "Debug": False, "NFd": len(os.listdir("/proc/self/fd")),
-        "NGoroutines": 0, "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "NGoroutines": 0, "SystemTime": now_rfc3339(),
         "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": cgv,
         "NEventsListener": 0, "KernelVersion": u.release, "OperatingSystem": _os_name(),
         "OSVersion": "", "OSType": "linux", "Architecture": u.machine,
         "NCPU": os.cpu_count(), "MemTotal": mem, "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"]},
+        "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": [],
+                           "AllowNondistributableArtifactsHostnames": [],
+                           "InsecureRegistryCIDRs": ["127.0.0.0/8"], "Mirrors": [],
+                           "IndexConfigs": {"docker.io": {"Name": "docker.io", "Mirrors": [],
+                                                          "Secure": True, "Official": True}}},
+        "GenericResources": None,
         "DockerRootDir": engine.paths.root, "HttpProxy": "", "HttpsProxy": "", "NoProxy": "",
         "Name": u.nodename, "Labels": [], "ExperimentalBuild": False, "ServerVersion": VERSION,
         "Runtimes": {name: {"path": path} for name, path in sorted(cfg.runtimes.items())},
-        "DefaultRuntime": cfg.default_runtime, "Swarm": {"LocalNodeState": "inactive"},
+        "DefaultRuntime": cfg.default_runtime,
+        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
+                  "ControlAvailable": False, "Error": "", "RemoteManagers": None},
         "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": cfg.init_path or "",
-        "SecurityOptions": sec, "Warnings": warnings,
+        # the versions a dockerd reports of its containerd, runc and init
+        "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
+        "InitCommit": {"ID": "", "Expected": ""},
+        "SecurityOptions": sec, "Warnings": warnings or None,
     }
 
 

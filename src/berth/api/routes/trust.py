@@ -3,13 +3,19 @@
     POST /berth/images/{name}/sign?key=<private key file>&signer=<name>
     POST /berth/images/{name}/verify?keys=<dir of *.pub or a .pub file>
     GET  /berth/trust/policy
+sigstore signatures in the registry (X-Registry-Auth as for push):
+    POST /berth/images/{name}/sigstore/payload      -> {Payload, Reference, ManifestDigest}
+    POST /berth/images/{name}/sigstore/signatures   {Payload, Signature} -> 201 {Tag, ...}
+    POST /berth/images/{name}/sigstore/verify       {PublicKey: PEM} -> {Verified, ...}
 
-Key files are paths on the daemon's host: whoever may use the socket is
-root there anyway, and the authorization policy can deny these routes."""
+berth's own key files are paths on the daemon's host: whoever may use the
+socket is root there anyway, and the authorization policy can deny these
+routes. sigstore private keys never come here: the CLI signs the payload."""
 import os
 
 from berth.api.errors import BadRequest, Forbidden
 from berth.api.http import json_response
+from berth.api.routes.image_transfer import registry_auth
 from berth.engine.images import trust
 from berth.errors import NotFound
 
@@ -46,6 +52,33 @@ def register(router, engine):
             import json
             return json_response({"Path": path, "Policy": json.load(f)})
 
+    def sigstore_payload(req):
+        from berth.engine.images import signing
+        return json_response(signing.payload(store, req.params["name"], registry_auth(req)))
+
+    def sigstore_attach(req):
+        from berth.engine.images import signing
+        body = req.json() or {}
+        if not isinstance(body, dict) or not all(isinstance(body.get(k), str)
+                                                 for k in ("Payload", "Signature")):
+            raise BadRequest("sign: the body must be {\"Payload\": b64, \"Signature\": b64}")
+        out = signing.attach(store, req.params["name"], body["Payload"], body["Signature"],
+                             registry_auth(req))
+        engine.events.emit("image", "sign", req.params["name"], {"tag": out["Tag"]})
+        return json_response(out, 201)
+
+    def sigstore_verify(req):
+        from berth.engine.images import signing
+        body = req.json() or {}
+        key = body.get("PublicKey") if isinstance(body, dict) else None
+        if not isinstance(key, str) or not key:
+            raise BadRequest("verify: the body must be {\"PublicKey\": \"<PEM>\"}")
+        return json_response(signing.verify(store, req.params["name"], key.encode(), registry_auth(req)))
+
+    # the longer routes first: {name:.+} would swallow their suffixes
+    router.add("POST", "/berth/images/{name:.+}/sigstore/payload", sigstore_payload)
+    router.add("POST", "/berth/images/{name:.+}/sigstore/signatures", sigstore_attach)
+    router.add("POST", "/berth/images/{name:.+}/sigstore/verify", sigstore_verify)
     router.add("POST", "/berth/images/{name:.+}/sign", sign)
     router.add("POST", "/berth/images/{name:.+}/verify", verify)
     router.add("GET", "/berth/trust/policy", policy)

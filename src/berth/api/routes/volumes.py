@@ -1,5 +1,6 @@
 """/volumes: list, create, inspect, remove, prune (local driver)."""
 from berth.api import filters as F
+from berth.api.app import asked_before
 from berth.api.errors import BadRequest
 from berth.api.http import empty, json_response
 
@@ -13,11 +14,17 @@ def _strmap(body, key):
     return v
 
 
+def shown_volume(v):
+    """As dockerd shows a volume: Options and Labels null when none were given."""
+    return dict(v, Options=v.get("Options") or None, Labels=v.get("Labels") or None)
+
+
 def register(router, engine):
     vols = engine.volumes
 
     def list_(req):
-        return json_response({"Volumes": vols.list(F.parse(req.q("filters"))), "Warnings": []})
+        return json_response({"Volumes": [shown_volume(v) for v in vols.list(F.parse(req.q("filters")))],
+                              "Warnings": None})
 
     def create(req):
         body = req.json(default={})
@@ -29,21 +36,27 @@ def register(router, engine):
             raise BadRequest("Driver: expected a string")
         v = vols.create(name or None, driver=driver, labels=_strmap(body, "Labels"),
                         options=_strmap(body, "DriverOpts"))
-        return json_response(v, 201)
+        return json_response(shown_volume(v), 201)
 
     def inspect(req):
-        return json_response(vols.get(req.params["name"]))
+        return json_response(shown_volume(vols.get(req.params["name"])))
 
     def remove(req):
         vols.remove(req.params["name"], force=req.qbool("force"))
         return empty()
 
     def prune(req):
-        removed, freed = vols.prune(F.parse(req.q("filters")))
+        filt = F.parse(req.q("filters"))
+        if asked_before(req, "1.42") and "all" not in filt:
+            # API 1.42 made prune keep named volumes unless all=true; the
+            # clients of older versions (docker-py 5, compose 1) expect them gone
+            filt["all"] = ["true"]
+        removed, freed = vols.prune(filt)
         return json_response({"VolumesDeleted": removed, "SpaceReclaimed": freed})
 
     router.add("GET", "/volumes", list_)
     router.add("POST", "/volumes/create", create)
     router.add("POST", "/volumes/prune", prune)
-    router.add("GET", "/volumes/{name}", inspect)
-    router.add("DELETE", "/volumes/{name}", remove)
+    # {name:.*} as dockerd's route: GET /volumes/ is a look-up of no name
+    router.add("GET", "/volumes/{name:.*}", inspect)
+    router.add("DELETE", "/volumes/{name:.*}", remove)

@@ -2,7 +2,25 @@
 client, output streams, flag parsing) and the per-target loop."""
 import sys
 
-from berth.client.args import UsageError, parse
+from berth.client.args import Spec, UsageError, parse
+
+_specs = {}
+
+
+def command_spec(key):
+    """(usage, description, parsed Spec) of a command of berth.client.table."""
+    if key not in _specs:
+        from berth.client.table import COMMANDS
+        usage, about, flags = COMMANDS[key]
+        _specs[key] = (usage, about, Spec(flags))
+    return _specs[key]
+
+
+def help_text(key):
+    """What `berth KEY --help` prints, laid out as docker's."""
+    usage, about, spec = command_spec(key)
+    options = spec.help()
+    return f"\nUsage:  berth {usage}\n\n{about}\n" + (f"\n{options}" if options else "")
 
 
 class Exit(Exception):
@@ -41,11 +59,17 @@ class Context:
                                   cert=pem("tlscert", "cert.pem"), key=pem("tlskey", "key.pem"))
         return self._client
 
-    def parse(self, argv, spec, usage, min_args=0, max_args=None, interspersed=True, help_text=""):
+    def parse(self, argv, key, min_args=0, max_args=None, interspersed=True):
+        """argv -> (options, positionals) by the command table's entry `key`;
+        --help prints the usage, description and every flag."""
+        usage, about, spec = command_spec(key)
         opts, args = parse(argv, spec, interspersed)
         if opts["help"]:
-            self.out.write(f"\nUsage:  berth {usage}\n" + (f"\n{help_text}\n" if help_text else "\n"))
+            self.out.write(help_text(key))
             raise Exit(0)
+        if opts.get("format"):
+            from berth.client.format import check
+            check(opts["format"])   # a broken template fails before the daemon is asked
         if len(args) < min_args or (max_args is not None and len(args) > max_args):
             if max_args == 0:
                 want = "no arguments"
@@ -55,8 +79,9 @@ class Context:
                 want = f"at least {min_args} argument{'s' * (min_args != 1)}"
             else:
                 want = f"at most {max_args} argument{'s' * (max_args != 1)}"
-            self.err.write(f"berth: '{self.command}' requires {want}.\nSee 'berth {self.command} --help'."
-                           f"\n\nUsage:  berth {usage}\n")
+            self.err.write(f"berth: '{self.command or key}' requires {want}.\n"
+                           f"See 'berth {self.command or key} --help'.\n\nUsage:  berth {usage}\n\n"
+                           f"{about}\n")
             raise Exit(1)
         return opts, args
 

@@ -47,9 +47,8 @@ def _progress(ctx, resp, quiet=False, out=None):
 
 
 def cmd_images(ctx, argv):
-    from berth.client.format import ago, human_size, local_time, render
-    o, args = ctx.parse(argv, "a/all q/quiet digests no-trunc f/filter=* format=",
-                        "images [OPTIONS] [REPOSITORY[:TAG]]", max_args=1)
+    from berth.client.format import Row, ago, human_size, local_time, render
+    o, args = ctx.parse(argv, "images", max_args=1)
     flt = filters(o["filter"]) or {}
     if args:
         flt.setdefault("reference", []).append(args[0])
@@ -73,14 +72,15 @@ def cmd_images(ctx, argv):
             pairs = [(split_ref(d)[0], "<none>") for d in digests if d != "<none>@<none>"][:1] or [("<none>", "<none>")]
         for repo, tag in pairs:
             dig = next((split_ref(d)[1] for d in digests if split_ref(d)[0] == repo), "<none>")
-            rows.append({"ID": short_id(i["Id"], trunc), "Repository": repo, "Tag": tag, "Digest": dig,
+            rows.append(Row("image", {"ID": short_id(i["Id"], trunc), "Repository": repo, "Tag": tag, "Digest": dig,
                          "CreatedSince": ago(i.get("Created", 0)),
                          "CreatedAt": local_time(i.get("Created", 0)),
                          "Size": human_size(i.get("Size", 0), 3),
                          "VirtualSize": human_size(i.get("VirtualSize", i.get("Size", 0)), 3),
                          "SharedSize": human_size(i.get("SharedSize", 0), 3) if i.get("SharedSize", -1) >= 0 else "N/A",
                          "Containers": str(i["Containers"]) if i.get("Containers", -1) >= 0 else "N/A",
-                         "Labels": ",".join(f"{k}={v}" for k, v in (i.get("Labels") or {}).items())})
+                         "Labels": ",".join(f"{k}={v}" for k, v in (i.get("Labels") or {}).items())},
+                            labels=i.get("Labels")))
     table = IMAGES_TABLE.replace("{{.Tag}}\t", "{{.Tag}}\t{{.Digest}}\t") if o["digests"] else IMAGES_TABLE
     ctx.out.write(render(rows, o["format"], table, IMAGES_HEADERS))
 
@@ -100,14 +100,12 @@ def pull(ctx, ref, quiet=False, all_tags=False, out=None):
 
 
 def cmd_pull(ctx, argv):
-    o, args = ctx.parse(argv, "a/all-tags q/quiet platform= disable-content-trust",
-                        "pull [OPTIONS] NAME[:TAG|@DIGEST]", min_args=1, max_args=1)
+    o, args = ctx.parse(argv, "pull", min_args=1, max_args=1)
     ctx.out.write(pull(ctx, args[0], o["quiet"], o["all_tags"]) + "\n")
 
 
 def cmd_push(ctx, argv):
-    o, args = ctx.parse(argv, "a/all-tags q/quiet disable-content-trust",
-                        "push [OPTIONS] NAME[:TAG]", min_args=1, max_args=1)
+    o, args = ctx.parse(argv, "push", min_args=1, max_args=1)
     name, tag = split_ref(args[0])
     if not tag and not o["all_tags"]:
         ctx.out.write("Using default tag: latest\n")
@@ -140,14 +138,14 @@ def _output(ctx, path):
 
 
 def cmd_load(ctx, argv):
-    o, _ = ctx.parse(argv, "i/input= q/quiet platform=", "load [OPTIONS]", max_args=0)
+    o, _ = ctx.parse(argv, "load", max_args=0)
     with _input(ctx, o["input"], "load") as f:
         resp = ctx.client.request("POST", "/images/load", {"quiet": o["quiet"]}, body=f)
         _progress(ctx, resp)
 
 
 def cmd_save(ctx, argv):
-    o, args = ctx.parse(argv, "o/output= platform=", "save [OPTIONS] IMAGE [IMAGE...]", min_args=1)
+    o, args = ctx.parse(argv, "save", min_args=1)
     resp = ctx.client.request("GET", "/images/get", {"names": args})
     out = _output(ctx, o["output"])
     try:
@@ -161,8 +159,7 @@ def cmd_save(ctx, argv):
 
 
 def cmd_import(ctx, argv):
-    o, args = ctx.parse(argv, "c/change=* m/message= platform=",
-                        "import [OPTIONS] file|URL|- [REPOSITORY[:TAG]]", min_args=1, max_args=2)
+    o, args = ctx.parse(argv, "import", min_args=1, max_args=2)
     params = {"message": o["message"] or None, "changes": o["change"] or None}
     if len(args) > 1:
         params["repo"], params["tag"] = split_ref(args[1])
@@ -178,13 +175,13 @@ def cmd_import(ctx, argv):
 
 
 def cmd_tag(ctx, argv):
-    _, args = ctx.parse(argv, "", "tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]", min_args=2, max_args=2)
+    _, args = ctx.parse(argv, "tag", min_args=2, max_args=2)
     repo, tag = split_ref(args[1])
     ctx.client.request("POST", f"/images/{args[0]}/tag", {"repo": repo, "tag": tag or "latest"}).close()
 
 
 def cmd_rmi(ctx, argv):
-    o, args = ctx.parse(argv, "f/force no-prune", "rmi [OPTIONS] IMAGE [IMAGE...]", min_args=1)
+    o, args = ctx.parse(argv, "rmi", min_args=1)
 
     def one(name):
         for d in ctx.client.delete(f"/images/{name}", force=o["force"] or None,
@@ -196,7 +193,7 @@ def cmd_rmi(ctx, argv):
 
 def cmd_history(ctx, argv):
     from berth.client.format import ago, ellipsis, human_size, render
-    o, args = ctx.parse(argv, "H/human no-trunc q/quiet format=", "history [OPTIONS] IMAGE",
+    o, args = ctx.parse(argv, "history",
                         min_args=1, max_args=1)
     human = "--human=false" not in argv and "-H=false" not in argv
     hist = ctx.client.get(f"/images/{args[0]}/history")
@@ -218,16 +215,17 @@ def cmd_history(ctx, argv):
                      "Comment": h.get("Comment", ""), "Tags": ",".join(h.get("Tags") or [])})
     ctx.out.write(render(rows, o["format"],
                          "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
-                         {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedBy": "CREATED BY"}))
+                         {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedBy": "CREATED BY"},
+                         kind="history"))
 
 
 def cmd_inspect(ctx, argv):
     from berth.client.commands.system import inspect
-    inspect(ctx, argv, "image", "image inspect [OPTIONS] IMAGE [IMAGE...]")
+    inspect(ctx, argv, "image")
 
 
 def cmd_prune(ctx, argv):
-    o, _ = ctx.parse(argv, "a/all f/force filter=*", "image prune [OPTIONS]", max_args=0)
+    o, _ = ctx.parse(argv, "image prune", max_args=0)
     if not o["force"] and not ctx.confirm(
             "This will remove all images without at least one container associated to them."
             if o["all"] else "This will remove all dangling images."):
@@ -253,26 +251,95 @@ def _trust(ctx, action, params, name):
 
 
 def cmd_sign(ctx, argv):
-    """POST /berth/images/{name}/sign?key=PATH&signer=NAME (a key file on the daemon's host)."""
-    o, args = ctx.parse(argv, "k/key= signer=", "image sign --key PRIVATE_KEY [--signer NAME] IMAGE",
-                        min_args=1, max_args=1)
+    """With a cosign key: a sigstore signature, made here (the key and its
+    password never leave this process) over the payload berthd hands out,
+    pushed by berthd beside the image (POST /berth/images/{name}/sigstore/...).
+    With --signer: berth's own local signature, by a key file on the
+    daemon's host (POST /berth/images/{name}/sign?key=PATH&signer=NAME)."""
+    o, args = ctx.parse(argv, "image sign", min_args=1, max_args=1)
     if not o["key"]:
         raise UsageError("image sign: --key is required")
-    signer = o["signer"] or os.environ.get("USER") or "berth"
-    r = _trust(ctx, "sign", {"key": os.path.abspath(o["key"]), "signer": signer}, args[0])
-    ctx.out.write(f"Signed {args[0]} as {signer}" + (f": {r['Signature']}" if r and r.get("Signature") else "")
-                  + "\n")
+    if o["signer"]:
+        r = _trust(ctx, "sign", {"key": os.path.abspath(o["key"]), "signer": o["signer"]}, args[0])
+        ctx.out.write(f"Signed {args[0]} as {o['signer']}"
+                      + (f": {r['Signature']}" if r and r.get("Signature") else "") + "\n")
+        return
+    import base64
+    import json
+    from berth.client import cosign_keys
+    key = _local(ctx, cosign_keys.load_private, o["key"],
+                 _password(ctx, "Enter password for private key: "))
+    name, hdr = args[0], creds.header_for(args[0])
+    p = ctx.client.request("POST", f"/berth/images/{name}/sigstore/payload", headers=hdr).json()
+    signature = _local(ctx, cosign_keys.sign, key, base64.b64decode(p["Payload"]))
+    body = json.dumps({"Payload": p["Payload"],
+                       "Signature": base64.b64encode(signature).decode()}).encode()
+    r = ctx.client.request("POST", f"/berth/images/{name}/sigstore/signatures", body=body,
+                           headers=dict(hdr, **{"Content-Type": "application/json"})).json()
+    ctx.out.write(f"Signed {r['Reference']} ({r['ManifestDigest']}): pushed {r['Tag']}\n")
+
+
+def _local(ctx, fn, *args):
+    """fn's result; its BerthError (a key file's problem) as berth's one-line error."""
+    from berth.errors import BerthError
+    try:
+        return fn(*args)
+    except BerthError as e:
+        ctx.fail(str(e))
+        raise Exit(1)
+
+
+def _password(ctx, prompt, confirm=False):
+    if "COSIGN_PASSWORD" in os.environ:
+        return os.environ["COSIGN_PASSWORD"]
+    if not sys.stdin.isatty():
+        ctx.fail("no password: set COSIGN_PASSWORD or run on a terminal")
+        raise Exit(1)
+    import getpass
+    pw = getpass.getpass(prompt)
+    if confirm and getpass.getpass("Enter password for private key again: ") != pw:
+        ctx.fail("passwords do not match")
+        raise Exit(1)
+    return pw
+
+
+def cmd_keygen(ctx, argv):
+    """A cosign-compatible key pair (ECDSA P-256): PREFIX.key, encrypted
+    with the password, and PREFIX.pub; made here, never by the daemon."""
+    o, args = ctx.parse(argv, "image keygen", max_args=0)
+    from berth.client import cosign_keys
+    prefix = o["output_key_prefix"] or "cosign"
+    key, pub = _local(ctx, cosign_keys.write_pair, prefix,
+                      _password(ctx, "Enter password for private key: ", confirm=True))
+    ctx.out.write(f"Private key written to {key}\nPublic key written to {pub}\n")
 
 
 def cmd_verify(ctx, argv):
-    """POST /berth/images/{name}/verify?keys=PATH (a .pub file or a directory of them)."""
-    o, args = ctx.parse(argv, "k/key= keys=", "image verify --keys PUBLIC_KEY_FILE_OR_DIR IMAGE",
+    """--key FILE.pub: the registry's sigstore signatures of IMAGE, checked by
+    berthd under that key (cosign verify). --keys PATH: berth's local
+    signatures, keys on the daemon's host (a .pub file or a directory)."""
+    o, args = ctx.parse(argv, "image verify",
                         min_args=1, max_args=1)
-    keys = o["keys"] or o["key"]
-    if not keys:
-        raise UsageError("image verify: --keys is required")
-    r = _trust(ctx, "verify", {"keys": os.path.abspath(keys)}, args[0])
-    ctx.out.write(f"Verified {args[0]}: signed by {', '.join((r or {}).get('Signers') or [])}\n")
+    local = o["keys"] or (o["key"] if o["key"] and os.path.isdir(o["key"]) else None)
+    if local:
+        r = _trust(ctx, "verify", {"keys": os.path.abspath(local)}, args[0])
+        ctx.out.write(f"Verified {args[0]}: signed by {', '.join((r or {}).get('Signers') or [])}\n")
+        return
+    if not o["key"]:
+        raise UsageError("image verify: --key (or --keys) is required")
+    import json
+    try:
+        with open(o["key"]) as f:
+            pem = f.read(1 << 16)
+    except OSError as e:
+        ctx.fail(f"open {o['key']}: {e.strerror}")
+        raise Exit(1)
+    body = json.dumps({"PublicKey": pem}).encode()
+    r = ctx.client.request("POST", f"/berth/images/{args[0]}/sigstore/verify", body=body,
+                           headers=dict(creds.header_for(args[0]),
+                                        **{"Content-Type": "application/json"})).json()
+    ctx.out.write(f"Verified {args[0]} ({r['ManifestDigest']}): signed as "
+                  f"{', '.join(r['Verified'])}\n")
 
 
 def cmd_scan(ctx, argv):

@@ -1,12 +1,10 @@
 """network create, ls, inspect, rm, connect, disconnect, prune."""
 from berth.client.commands import Exit, filters, labels
 
-CREATE = ("d/driver= o/opt=* label=* subnet=* gateway=* ip-range=* aux-address=* internal attachable "
-          "ipv6 ipam-driver= ipam-opt=* scope= config-only config-from= ingress")
 
 
 def cmd_create(ctx, argv):
-    o, args = ctx.parse(argv, CREATE, "network create [OPTIONS] NETWORK", min_args=1, max_args=1)
+    o, args = ctx.parse(argv, "network create", min_args=1, max_args=1)
     if len(o["gateway"]) > len(o["subnet"]) or len(o["ip_range"]) > len(o["subnet"]):
         ctx.fail("every --gateway and --ip-range needs a --subnet")
         raise Exit(1)
@@ -32,8 +30,8 @@ def cmd_create(ctx, argv):
 
 
 def cmd_ls(ctx, argv):
-    from berth.client.format import ago, local_time, render, unix_time
-    o, _ = ctx.parse(argv, "q/quiet f/filter=* format= no-trunc", "network ls [OPTIONS]", max_args=0)
+    from berth.client.format import Row, ago, local_time, render, unix_time
+    o, _ = ctx.parse(argv, "network ls", max_args=0)
     nets = ctx.client.get("/networks", filters=filters(o["filter"])) or []
     trunc = not o["no_trunc"]
     if o["quiet"]:
@@ -42,29 +40,28 @@ def cmd_ls(ctx, argv):
     rows = []
     for n in nets:
         t = unix_time(n.get("Created", ""))
-        rows.append({"ID": n["Id"][:12] if trunc else n["Id"], "Name": n.get("Name", ""),
+        rows.append(Row("network", {"ID": n["Id"][:12] if trunc else n["Id"], "Name": n.get("Name", ""),
                      "Driver": n.get("Driver", ""), "Scope": n.get("Scope", ""),
                      "IPv6": str(bool(n.get("EnableIPv6"))).lower(),
                      "Internal": str(bool(n.get("Internal"))).lower(),
                      "Labels": ",".join(f"{k}={v}" for k, v in (n.get("Labels") or {}).items()),
-                     "CreatedAt": local_time(t), "CreatedSince": ago(t)})
+                     "CreatedAt": local_time(t), "CreatedSince": ago(t)}, labels=n.get("Labels")))
     ctx.out.write(render(rows, o["format"], "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
                          {"ID": "NETWORK ID"}))
 
 
 def cmd_inspect(ctx, argv):
     from berth.client.commands.system import inspect
-    inspect(ctx, argv, "network", "network inspect [OPTIONS] NETWORK [NETWORK...]")
+    inspect(ctx, argv, "network")
 
 
 def cmd_rm(ctx, argv):
-    o, args = ctx.parse(argv, "f/force", "network rm NETWORK [NETWORK...]", min_args=1)
+    o, args = ctx.parse(argv, "network rm", min_args=1)
     ctx.each(args, lambda n: ctx.client.request("DELETE", f"/networks/{n}").close())
 
 
 def cmd_connect(ctx, argv):
-    o, args = ctx.parse(argv, "alias=* ip= ip6= link=* link-local-ip=* driver-opt=*",
-                        "network connect [OPTIONS] NETWORK CONTAINER", min_args=2, max_args=2)
+    o, args = ctx.parse(argv, "network connect", min_args=2, max_args=2)
     ep = {"Aliases": o["alias"] or None, "DriverOpts": labels(o["driver_opt"]) or None}
     if o["ip"] or o["ip6"] or o["link_local_ip"]:
         ep["IPAMConfig"] = {"IPv4Address": o["ip"] or "", "IPv6Address": o["ip6"] or "",
@@ -74,14 +71,14 @@ def cmd_connect(ctx, argv):
 
 
 def cmd_disconnect(ctx, argv):
-    o, args = ctx.parse(argv, "f/force", "network disconnect [OPTIONS] NETWORK CONTAINER",
+    o, args = ctx.parse(argv, "network disconnect",
                         min_args=2, max_args=2)
     ctx.client.request("POST", f"/networks/{args[0]}/disconnect",
                        body={"Container": args[1], "Force": o["force"]}).close()
 
 
 def cmd_prune(ctx, argv):
-    o, _ = ctx.parse(argv, "f/force filter=*", "network prune [OPTIONS]", max_args=0)
+    o, _ = ctx.parse(argv, "network prune", max_args=0)
     if not o["force"] and not ctx.confirm("This will remove all custom networks not used by at least one container."):
         return
     r = ctx.client.post("/networks/prune", filters=filters(o["filter"])) or {}

@@ -24,31 +24,26 @@ def _fail_on(value, choices, default):
 
 def cmd_audit(ctx, argv):
     from berth.client.format import indent_json, render
-    o, _ = ctx.parse(argv, "a/all format= fail-on= level=* no-images q/quiet",
-                     "audit [OPTIONS]", max_args=0, help_text=(
-                         "Check the daemon's configuration, its images and its running containers\n"
-                         "against CIS-Docker-style rules; every finding comes with its fix.\n\n"
-                         "Options:\n"
-                         "  -a, --all           Also check stopped containers\n"
-                         "      --fail-on str   Exit 1 on: fail (default) or warn\n"
-                         "      --format str    json, or a Go template applied to each check\n"
-                         "      --level list    Only daemon, image or container checks\n"
-                         "      --no-images     Do not scan image layers (faster)\n"
-                         "  -q, --quiet         Only the non-passing checks and the score"))
+    o, _ = ctx.parse(argv, "audit", max_args=0)
     fail_on = _fail_on(o["fail_on"], ("fail", "warn"), "fail")
+    levels = sorted({x for v in o["level"] for x in v.split(",") if x})
+    for lv in levels:
+        if lv not in ("daemon", "image", "container"):
+            from berth.client.args import UsageError
+            raise UsageError(f'invalid argument "{lv}" for "--level" flag: one of daemon, '
+                             "image, container")
+    # the daemon filters the checks and scores those alone
     report = ctx.client.get("/berth/audit", all=o["all"] or None,
-                            images=0 if o["no_images"] else None)
-    checks = report.get("Checks") or []
-    if o["level"]:
-        levels = {x for v in o["level"] for x in v.split(",")}
-        checks = [c for c in checks if c.get("Level") in levels]
+                            images=0 if o["no_images"] else None,
+                            level=",".join(levels) or None)
+    checks = [c for c in report.get("Checks") or [] if not levels or c.get("Level") in levels]
     bad = {"FAIL"} | ({"WARN"} if fail_on == "warn" else set())
     code = 1 if any(c.get("Result") in bad for c in checks) else 0
     if o["format"] == "json":
         ctx.out.write(indent_json(dict(report, Checks=checks)) + "\n")
         raise Exit(code)
     if o["format"] and o["format"] != "table":
-        ctx.out.write(render(checks, o["format"], AUDIT_TABLE))
+        ctx.out.write(render(checks, o["format"], AUDIT_TABLE, kind="check"))
         raise Exit(code)
     shown = [c for c in checks if c.get("Result") != "PASS"] if o["quiet"] else checks
     rows = [dict(c, Target=_cut(str(c.get("Target", "")), 40)) for c in shown]
@@ -63,7 +58,10 @@ def cmd_audit(ctx, argv):
     s = report.get("Summary") or {}
     ctx.out.write(f"\nScore: {report.get('Score', 0)}/100 ({s.get('PASS', 0)} passed, "
                   f"{s.get('WARN', 0)} warnings, {s.get('FAIL', 0)} failed, "
-                  f"{s.get('INFO', 0)} info)\n")
+                  f"{s.get('INFO', 0)} info)" + (f" for the {', '.join(levels)} checks" if levels
+                                                 else "") + "\n")
+    if report.get("Benchmark"):
+        ctx.out.write(f"Check IDs: {report['Benchmark']}\n")
     raise Exit(code)
 
 
@@ -71,17 +69,7 @@ def cmd_scan(ctx, argv):
     """berth image scan IMAGE [IMAGE...]"""
     from berth.client.api import APIError
     from berth.client.format import indent_json, render
-    o, args = ctx.parse(argv, "format= fail-on= s/severity= q/quiet",
-                        "image scan [OPTIONS] IMAGE [IMAGE...]", min_args=1, help_text=(
-                            "Scan an image's files and config without running it: setuid/setgid\n"
-                            "files, world-writable paths, device nodes, private keys, root user,\n"
-                            "secrets in the environment (values are never shown).\n\n"
-                            "Options:\n"
-                            "      --fail-on str    Exit 1 when a finding is at least this severe:\n"
-                            "                       high (default), medium, low, info, none\n"
-                            "      --format str     json, or a Go template applied to each finding\n"
-                            "  -s, --severity str   Show findings at least this severe\n"
-                            "  -q, --quiet          Only the summary line"))
+    o, args = ctx.parse(argv, "image scan", min_args=1)
     fail_on = _fail_on(o["fail_on"], SEVERITIES + ("none",), "high")
     show = _fail_on(o["severity"], SEVERITIES, "info")
     reports, code, failed = [], 0, False
@@ -103,7 +91,8 @@ def cmd_scan(ctx, argv):
         ctx.out.write(indent_json(out[0] if len(out) == 1 else out) + "\n")
     elif o["format"] and o["format"] != "table":
         for _, r, f in reports:
-            ctx.out.write(render([dict(x, Image=r.get("Image")) for x in f], o["format"], SCAN_TABLE))
+            ctx.out.write(render([dict(x, Image=r.get("Image")) for x in f], o["format"], SCAN_TABLE,
+                                 kind="finding"))
     else:
         for i, (name, r, findings) in enumerate(reports):
             if i:

@@ -18,7 +18,7 @@ def _arch():
 
 def cmd_version(ctx, argv):
     from berth.client.api import API_VERSION, APIError, ConnectError
-    o, _ = ctx.parse(argv, "f/format=", "version [OPTIONS]", max_args=0)
+    o, _ = ctx.parse(argv, "version", max_args=0)
     client = {"Platform": {"Name": "berth"}, "Version": client_version(), "ApiVersion": API_VERSION,
               "DefaultAPIVersion": API_VERSION, "GoVersion": "python" + sys.version.split()[0],
               "Os": "linux", "Arch": _arch(), "Context": "default"}
@@ -27,12 +27,17 @@ def cmd_version(ctx, argv):
         server = ctx.client.get("/version")
     except (APIError, ConnectError) as e:
         error = e
+    spoken = ctx.client.version if server else None
+    if spoken and spoken != API_VERSION:
+        client["ApiVersion"] = spoken
     if o["format"]:
         from berth.client.format import render
         ctx.out.write(render([{"Client": client, "Server": server}], o["format"], None))
     else:
         c = client
-        ctx.out.write(f"Client:\n Version:           {c['Version']}\n API version:       {c['ApiVersion']}\n"
+        api = c["ApiVersion"] + (f" (downgraded from {API_VERSION})" if c["ApiVersion"] != API_VERSION
+                                 else "")
+        ctx.out.write(f"Client:\n Version:           {c['Version']}\n API version:       {api}\n"
                       f" Python version:    {c['GoVersion'][6:]}\n OS/Arch:           linux/{c['Arch']}\n"
                       f" Context:           default\n")
         if server:
@@ -52,7 +57,7 @@ def cmd_version(ctx, argv):
 
 
 def cmd_info(ctx, argv):
-    o, _ = ctx.parse(argv, "f/format=", "info [OPTIONS]", max_args=0)
+    o, _ = ctx.parse(argv, "info", max_args=0)
     info = ctx.client.get("/info")
     if o["format"]:
         from berth.client.format import render
@@ -69,7 +74,7 @@ def cmd_info(ctx, argv):
     lines += [f"  {k}: {v}" for k, v in g("DriverStatus") or []]
     lines += [f" Logging Driver: {g('LoggingDriver', '')}", f" Cgroup Driver: {g('CgroupDriver', '')}",
               f" Cgroup Version: {g('CgroupVersion', '')}", " Plugins:"]
-    lines += [f"  {k}: {' '.join(v)}" for k, v in (g("Plugins") or {}).items()]
+    lines += [f"  {k}: {' '.join(v or [])}" for k, v in (g("Plugins") or {}).items()]
     lines += [f" Runtimes: {' '.join(sorted(g('Runtimes') or {}))}",
               f" Default Runtime: {g('DefaultRuntime', '')}",
               f" Init Binary: {g('InitBinary', '')}", " Security Options:"]
@@ -100,11 +105,10 @@ KINDS = {
 }
 
 
-def inspect(ctx, argv, kind=None, usage="inspect [OPTIONS] NAME|ID [NAME|ID...]"):
+def inspect(ctx, argv, kind=None):
     """Shared by inspect, container/image/volume/network inspect."""
     from berth.client.api import APIError
-    spec = "f/format= s/size" + (" type=" if kind is None else "")
-    o, args = ctx.parse(argv, spec, usage, min_args=1)
+    o, args = ctx.parse(argv, f"{kind} inspect" if kind else "inspect", min_args=1)
     kinds = [kind] if kind else ([o["type"]] if o.get("type") else list(KINDS))
     for k in kinds:
         if k not in KINDS:
@@ -114,7 +118,7 @@ def inspect(ctx, argv, kind=None, usage="inspect [OPTIONS] NAME|ID [NAME|ID...]"
     for name in args:
         for k in kinds:
             try:
-                found.append(KINDS[k](ctx.client, name, o["size"]))
+                found.append(KINDS[k](ctx.client, name, o.get("size")))
                 break
             except APIError as e:
                 if e.status != 404:
@@ -164,7 +168,7 @@ def event_line(ev):
 
 def cmd_events(ctx, argv):
     from berth.client.format import timestamp_arg
-    o, _ = ctx.parse(argv, "f/filter=* format= since= until=", "events [OPTIONS]", max_args=0)
+    o, _ = ctx.parse(argv, "events", max_args=0)
     params = {"since": timestamp_arg(o["since"]), "until": timestamp_arg(o["until"]),
               "filters": filters(o["filter"])}
     resp = ctx.client.request("GET", "/events", params)
@@ -181,7 +185,7 @@ def cmd_events(ctx, argv):
 
 def cmd_df(ctx, argv):
     from berth.client.format import human_size, render
-    o, _ = ctx.parse(argv, "v/verbose format=", "system df [OPTIONS]", max_args=0)
+    o, _ = ctx.parse(argv, "system df", max_args=0)
     df = ctx.client.get("/system/df")
     images = df.get("Images") or []
     conts = df.get("Containers") or []
@@ -213,11 +217,11 @@ def cmd_df(ctx, argv):
          "Size": human_size(bsize), "Reclaimable": human_size(bsize)},
     ]
     ctx.out.write(render(rows, o["format"], "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}"
-                         "\t{{.Reclaimable}}", {"TotalCount": "TOTAL", "Type": "TYPE"}))
+                         "\t{{.Reclaimable}}", {"TotalCount": "TOTAL", "Type": "TYPE"}, kind="disk usage"))
 
 
 def cmd_prune(ctx, argv):
-    o, _ = ctx.parse(argv, "a/all f/force volumes filter=*", "system prune [OPTIONS]", max_args=0)
+    o, _ = ctx.parse(argv, "system prune", max_args=0)
     if not o["force"]:
         what = ["all stopped containers", "all networks not used by at least one container"]
         if o["volumes"]:
@@ -251,8 +255,7 @@ def cmd_prune(ctx, argv):
 
 
 def cmd_login(ctx, argv):
-    o, args = ctx.parse(argv, "u/username= p/password= password-stdin",
-                        "login [OPTIONS] [SERVER]", max_args=1)
+    o, args = ctx.parse(argv, "login", max_args=1)
     from berth.client import creds
     server = args[0] if args else creds.DOCKER_HUB
     user, password = o["username"], o["password"]
@@ -278,7 +281,7 @@ def cmd_login(ctx, argv):
 
 
 def cmd_logout(ctx, argv):
-    _, args = ctx.parse(argv, "", "logout [SERVER]", max_args=1)
+    _, args = ctx.parse(argv, "logout", max_args=1)
     from berth.client import creds
     server = args[0] if args else creds.DOCKER_HUB
     if creds.forget(server):

@@ -3,7 +3,7 @@ from berth.client.commands import Exit, filters, labels, prune_report
 
 
 def cmd_create(ctx, argv):
-    o, args = ctx.parse(argv, "d/driver= o/opt=* label=* name=", "volume create [OPTIONS] [VOLUME]",
+    o, args = ctx.parse(argv, "volume create",
                         max_args=1)
     if args and o["name"] and args[0] != o["name"]:
         ctx.fail("conflicting options: either specify --name or provide positional arg, not both")
@@ -15,7 +15,7 @@ def cmd_create(ctx, argv):
 
 def cmd_ls(ctx, argv):
     from berth.client.format import render
-    o, _ = ctx.parse(argv, "q/quiet f/filter=* format=", "volume ls [OPTIONS]", max_args=0)
+    o, _ = ctx.parse(argv, "volume ls", max_args=0)
     vols = ctx.client.get("/volumes", filters=filters(o["filter"]))
     items = vols.get("Volumes") or []
     for w in vols.get("Warnings") or []:
@@ -23,8 +23,9 @@ def cmd_ls(ctx, argv):
     if o["quiet"]:
         ctx.out.write("".join(v["Name"] + "\n" for v in items))
         return
-    rows = [dict(v, Labels=",".join(f"{k}={x}" for k, x in (v.get("Labels") or {}).items()),
-                 Size=_size(v)) for v in items]
+    from berth.client.format import Row
+    rows = [Row("volume", dict(v, Labels=",".join(f"{k}={x}" for k, x in (v.get("Labels") or {}).items()),
+                               Size=_size(v)), labels=v.get("Labels")) for v in items]
     ctx.out.write(render(rows, o["format"], "table {{.Driver}}\t{{.Name}}",
                          {"Name": "VOLUME NAME", "Driver": "DRIVER"}))
 
@@ -37,16 +38,16 @@ def _size(v):
 
 def cmd_inspect(ctx, argv):
     from berth.client.commands.system import inspect
-    inspect(ctx, argv, "volume", "volume inspect [OPTIONS] VOLUME [VOLUME...]")
+    inspect(ctx, argv, "volume")
 
 
 def cmd_rm(ctx, argv):
-    o, args = ctx.parse(argv, "f/force", "volume rm [OPTIONS] VOLUME [VOLUME...]", min_args=1)
+    o, args = ctx.parse(argv, "volume rm", min_args=1)
     ctx.each(args, lambda n: ctx.client.request("DELETE", f"/volumes/{n}", {"force": o["force"] or None}).close())
 
 
 def cmd_prune(ctx, argv):
-    o, _ = ctx.parse(argv, "a/all f/force filter=*", "volume prune [OPTIONS]", max_args=0)
+    o, _ = ctx.parse(argv, "volume prune", max_args=0)
     if not o["force"] and not ctx.confirm(
             "This will remove all local volumes not used by at least one container."
             if o["all"] else "This will remove anonymous local volumes not used by at least one container."):

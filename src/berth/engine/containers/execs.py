@@ -175,6 +175,9 @@ class Execs:
 class _Runner:
     def __init__(self, execs, ex, argv, work, tty):
         self.execs, self.ex, self.argv, self.work, self.tty = execs, ex, argv, work, tty
+        # the start request's Tty decides the framing, as dockerd's does: a
+        # pty's output can come multiplexed, pipes' output raw
+        self.framed = not tty
 
     def __call__(self, client, early):
         ex, c = self.ex, self.ex.container
@@ -208,8 +211,8 @@ class _Runner:
         err = subprocess.PIPE if b.get("AttachStderr", True) else subprocess.DEVNULL
         p = _popen(self.execs.cs, self.argv + [self.ex.container.id], stdin, out, err)
         self._started(p)
-        sources = [(f.fileno(), n) for f, n in ((p.stdout, stream.STDOUT), (p.stderr, stream.STDERR))
-                   if f is not None]
+        sources = [(f.fileno(), n if self.framed else None)
+                   for f, n in ((p.stdout, stream.STDOUT), (p.stderr, stream.STDERR)) if f is not None]
         sink = os.dup(p.stdin.fileno()) if p.stdin else None
         if p.stdin:
             p.stdin.close()
@@ -253,7 +256,8 @@ class _Runner:
                 _winsize(master, *self.ex.size)
         self._started(p)
         try:
-            stream.relay(client, early, [(master, None)], master, close_sink_on_eof=False)
+            stream.relay(client, early, [(master, stream.STDOUT if self.framed else None)], master,
+                         close_sink_on_eof=False)
         finally:
             self.ex.master = None
         code = p.wait()

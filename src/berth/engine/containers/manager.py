@@ -106,9 +106,9 @@ class Containers(Lifecycle, Restore):
         self._warm_cgroups()
         if not isinstance(body, dict):
             raise ConfigError("request body: expected a JSON object")
-        unknown = sorted(set(body) - _CONFIG_FIELDS)
-        if unknown:
-            raise ConfigError(f"container config: unknown field {unknown[0]!r}")
+        # a field Docker's config does not have is ignored, as Go's decoder
+        # ignores it (docker-py sends Runtime at the top level)
+        body = {k: v for k, v in body.items() if k in _CONFIG_FIELDS}
         host = body.get("HostConfig") or {}
         if not isinstance(host, dict):
             raise ConfigError("HostConfig: must be an object")

@@ -46,6 +46,10 @@ def settings(c):
     return ns.setdefault("Networks", {})
 
 
+def _cidr(ep, addr, prefixlen):
+    return f"{ep[addr]}/{ep.get(prefixlen)}" if ep.get(addr) else ""
+
+
 def wire(containers, networks):
     def attached(nid):
         out = {}
@@ -54,7 +58,10 @@ def wire(containers, networks):
                 if ep.get("NetworkID") == nid:
                     out[c.id] = {"Name": c.name.lstrip("/"), "EndpointID": ep.get("EndpointID", ""),
                                  "MacAddress": ep.get("MacAddress", ""),
-                                 "IPv4Address": ep.get("IPAddress", ""), "IPv6Address": ""}
+                                 # as dockerd: "172.18.0.2/16", "fd00:1::2/64"
+                                 "IPv4Address": _cidr(ep, "IPAddress", "IPPrefixLen"),
+                                 "IPv6Address": _cidr(ep, "GlobalIPv6Address",
+                                                      "GlobalIPv6PrefixLen")}
         return out
 
     def on_connect(net, ref, endpoint_config):

@@ -171,11 +171,12 @@ _EMPTY_CPU = {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_i
               "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}}
 
 
-def stream(cs, c, one_shot):
+def stream(cs, c, one_shot, previous=True):
     """Yields JSON lines: one per second, or a single sample (with a
-    previous one half a second earlier, so a CPU share can be computed)."""
+    previous one half a second earlier, so a CPU share can be computed,
+    unless previous is false)."""
     prev = None
-    if one_shot and c.running:
+    if one_shot and previous and c.running:
         prev = sample(cs, c)
         time.sleep(0.5)
     while True:

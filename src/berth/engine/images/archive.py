@@ -3,7 +3,7 @@
 Layout read and written:
   manifest.json        [{"Config": "<hex>.json", "RepoTags": [...], "Layers": ["<hex>.tar", ...]}]
   <config hex>.json    the image config; its sha256 is the image id
-  <diff id hex>.tar    a layer (reading also accepts gzip, and Docker 25's blobs/sha256/<hex>)
+  <diff id hex>.tar    a layer (reading also accepts gzip and zstd, and Docker 25's blobs/sha256/<hex>)
   <v1 id>/layer.tar    symlink to the layer, with VERSION and json, for old loaders
   repositories         {"docker.io/library/alpine": {"latest": "<top v1 id>"}}
 
@@ -11,6 +11,7 @@ The archive is read as a stream of data: no member is ever extracted by its
 path. Names that are absolute or climb with `..` refuse the whole archive,
 and every digest is checked before a single image record is written, so a
 bad archive leaves the store as it was."""
+import contextlib
 import hashlib
 import io
 import os
@@ -20,11 +21,13 @@ import zlib
 
 from berth.engine.images import names
 from berth.engine.images.store import check_digest
+from berth.engine.storage import compression
 from berth.errors import BerthError
 from berth.oci import jsonio
 
 DEFAULT_MAX_BYTES = 64 << 30
 _SMALL = 1 << 20          # members up to this size are kept in memory
+PROGRESS_STEP = 512 << 10  # dockerd's step for "Loading layer" progress
 _JSON_MAX = 16 << 20
 _LINK_HOPS = 8
 
@@ -32,6 +35,8 @@ MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MT_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 MT_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 MT_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+# not in Docker's schema2 spec, but what containerd and moby name zstd layers
+MT_DOCKER_LAYER_ZSTD = "application/vnd.docker.image.rootfs.diff.tar.zstd"
 
 
 class DiffTap:
@@ -56,18 +61,17 @@ class DiffTap:
             self._pick(chunk)
         if self.kind == "tar":
             self._out(chunk)
+        elif self.kind == "zstd":
+            self._z.feed(chunk)
         else:
             self._inflate(chunk)
 
     def _pick(self, head):
-        if head[:2] == b"\x1f\x8b":
-            self.kind = "gzip"
+        self.kind = compression.kind_of(head)
+        if self.kind == "gzip":
             self._z = zlib.decompressobj(wbits=31)
-        elif head[:4] == b"\x28\xb5\x2f\xfd":
-            raise BerthError(f"{self.what}: zstd-compressed layers are not supported",
-                             hint="recompress the layer with gzip or store it uncompressed")
-        else:
-            self.kind = "tar"
+        elif self.kind == "zstd":
+            self._z = compression.ZstdTap(self._out, self.what)
 
     def _out(self, data):
         self.size += len(data)
@@ -100,15 +104,19 @@ class DiffTap:
             self._pick(head + b"\0\0\0\0")
             if self.kind == "tar":
                 self._out(head)
+            elif self.kind == "zstd":
+                self._z.feed(head)
             else:
                 self._inflate(head)
+        if self.kind == "zstd":
+            self._z.finish()
         if self.kind == "gzip" and self._z is not None:
             raise BerthError(f"{self.what}: gzip stream is truncated")
         return "sha256:" + self._h.hexdigest(), self.size
 
 
 def layer_media_kind(kind):
-    return MT_DOCKER_LAYER_GZIP if kind == "gzip" else MT_DOCKER_LAYER
+    return {"gzip": MT_DOCKER_LAYER_GZIP, "zstd": MT_DOCKER_LAYER_ZSTD}.get(kind, MT_DOCKER_LAYER)
 
 
 def put_layer(store, fileobj, what, expected_digest=None, max_bytes=DEFAULT_MAX_BYTES):
@@ -164,17 +172,47 @@ class _Members:
             return item[1]
         return self.store.read_blob(item[1], limit)
 
-    def layer(self, name, max_bytes):
+    def layer(self, name, max_bytes, progress=None):
         """(blob digest, diff id, size, kind) of a layer member."""
         name, item = self._find(_safe_name(name, "manifest entry"))
         if item[0] == "data":
             got = put_layer(self.store, io.BytesIO(item[1]), f"layer {name}", max_bytes=max_bytes)
             self.items[name] = ("blob",) + got
+            if progress is not None:   # kept in memory: read at once, one event
+                progress(short_id(name), len(item[1]), len(item[1]))
             return got
         return item[1:]
 
 
-def _read(store, fileobj, max_bytes):
+def short_id(name):
+    """The id a member's progress is shown under: the 12 hex digits its
+    name carries (blobs/sha256/<digest>, <v1 id>/layer.tar), as dockerd
+    shows a layer's."""
+    for part in reversed(name.split("/")):
+        part = part.split(".")[0]   # <diff id>.tar in docker 25's archives
+        if len(part) == 64 and all(c in "0123456789abcdef" for c in part):
+            return part[:12]
+    return hashlib.sha256(name.encode()).hexdigest()[:12]
+
+
+class _Counted:
+    """A member's file object that reports the bytes read so far, at most
+    every PROGRESS_STEP bytes and at the end."""
+
+    def __init__(self, f, total, report):
+        self.f, self.total, self.report = f, total, report
+        self.done = self.last = 0
+
+    def read(self, n=-1):
+        data = self.f.read(n)
+        self.done += len(data)
+        if self.done - self.last >= PROGRESS_STEP or (self.done == self.total and data):
+            self.last = self.done
+            self.report(self.done, self.total)
+        return data
+
+
+def _read(store, fileobj, max_bytes, progress=None):
     members = _Members(store)
     total = 0
     try:
@@ -183,9 +221,9 @@ def _read(store, fileobj, max_bytes):
         raise BerthError(f"archive: not a tar stream: {e}") from None
     try:
         for m in tf:
-            name = _safe_name(m.name)
-            if m.isdir():
+            if m.isdir():   # `tar -C dir .` adds "." and ./-prefixed names
                 continue
+            name = _safe_name(m.name)
             if m.issym():
                 if m.linkname.startswith("/"):
                     raise BerthError(f"archive member {m.name!r}: absolute link target refused")
@@ -202,6 +240,9 @@ def _read(store, fileobj, max_bytes):
                 if total > max_bytes:
                     raise BerthError(f"archive is larger than the limit of {max_bytes} bytes")
                 f = tf.extractfile(m)
+                if progress is not None and m.size > _SMALL:
+                    short = short_id(name)
+                    f = _Counted(f, m.size, lambda cur, tot: progress(short, cur, tot))
                 if m.size <= _SMALL:
                     members.add(name, ("data", f.read()))
                 else:
@@ -235,17 +276,24 @@ def _json(data, what):
 def load(store, fileobj, *, max_bytes=DEFAULT_MAX_BYTES):
     """Load a `docker save` archive; returns the image ids in manifest
     order. All or nothing: any bad digest, name or entry adds no image."""
+    return [image_id for image_id, _ in load_tagged(store, fileobj, max_bytes=max_bytes)]
+
+
+def load_tagged(store, fileobj, *, max_bytes=DEFAULT_MAX_BYTES, progress=None):
+    """load(), -> [(image id, [the tags the archive gave it])] in manifest
+    order. progress(short id, bytes read, layer size) is called as layers
+    are read."""
     with store:
         try:
-            return _load(store, fileobj, max_bytes)
+            return _load(store, fileobj, max_bytes, progress)
         finally:
             # blobs staged for images that were not added (or members that
             # were not layers at all) go; the lock kept anyone else out
             store.gc()
 
 
-def _load(store, fileobj, max_bytes):
-    members = _read(store, fileobj, max_bytes)
+def _load(store, fileobj, max_bytes, progress):
+    members = _read(store, fileobj, max_bytes, progress)
     if "manifest.json" not in members.items:
         raise BerthError("archive has no manifest.json",
                          hint="archives from docker before 1.10 are not supported; re-save with a newer docker")
@@ -259,17 +307,18 @@ def _load(store, fileobj, max_bytes):
             raise BerthError("archive repositories: expected an object")
     plans = []
     for i, entry in enumerate(manifest):
-        plans.append(_check_entry(store, members, repos, entry, f"manifest.json[{i}]", max_bytes))
-    ids = []
+        plans.append(_check_entry(store, members, repos, entry, f"manifest.json[{i}]",
+                                  max_bytes, progress))
+    loaded = []
     for config_digest, layers, sizes, doc, tags in plans:
         store.add_image(config_digest, layers, doc, diff_sizes=sizes)
         for t in tags:
             store.tag(config_digest, t)
-        ids.append(config_digest)
-    return ids
+        loaded.append((config_digest, tags))
+    return loaded
 
 
-def _check_entry(store, members, repos, entry, where, max_bytes):
+def _check_entry(store, members, repos, entry, where, max_bytes, progress=None):
     if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str):
         raise BerthError(f"archive {where}: Config must name the image config")
     layers = entry.get("Layers")
@@ -288,7 +337,7 @@ def _check_entry(store, members, repos, entry, where, max_bytes):
                          f"{len(layers)} layers")
     blob_layers, sizes, descs = [], [], []
     for j, name in enumerate(layers):
-        digest, diff_id, size, kind = members.layer(name, max_bytes)
+        digest, diff_id, size, kind = members.layer(name, max_bytes, progress)
         want = check_digest(diff_ids[j], f"archive {where} config rootfs.diff_ids[{j}]")
         if diff_id != want:
             raise BerthError(f"archive {where}.Layers[{j}] {name!r}: content hashes to "
@@ -438,12 +487,13 @@ def _add_v1(tf, v1, parent, lname):
 
 
 def _add_layer(store, tf, lname, blob, diff_id):
-    """Layers go out uncompressed, as docker save writes them; a gzip blob
-    is inflated to a tmp file first since the tar header needs the size."""
+    """Layers go out uncompressed, as docker save writes them; a gzip or
+    zstd blob is inflated to a tmp file first since the tar header needs
+    the size."""
     with store.open_blob(blob) as f:
-        head = f.read(2)
+        kind = compression.kind_of(f.read(4))
         f.seek(0)
-        if head != b"\x1f\x8b":
+        if kind == "tar":
             size = os.fstat(f.fileno()).st_size
             tf.addfile(_info(lname, size), f)
             return
@@ -451,7 +501,9 @@ def _add_layer(store, tf, lname, blob, diff_id):
         import tempfile
         with tempfile.TemporaryFile(dir=store.tmp_dir()) as tmp:
             h = hashlib.sha256()
-            with gzip.GzipFile(fileobj=f, mode="rb") as z:
+            opened = (gzip.GzipFile(fileobj=f, mode="rb") if kind == "gzip"
+                      else compression.ZstdReader(f, f"layer {blob}"))
+            with contextlib.closing(opened) as z:
                 while True:
                     chunk = z.read(_SMALL)
                     if not chunk:

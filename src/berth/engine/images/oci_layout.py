@@ -14,6 +14,7 @@ import platform
 from berth.engine.images import names
 from berth.engine.images.archive import put_layer, DEFAULT_MAX_BYTES
 from berth.engine.images.store import check_digest
+from berth.engine.storage import compression
 from berth.errors import BerthError, NotFound
 from berth.oci import jsonio
 
@@ -22,6 +23,7 @@ MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 MT_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 MT_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MT_OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MANIFESTS = (MT_OCI_MANIFEST, MT_DOCKER_MANIFEST)
@@ -29,9 +31,12 @@ INDEXES = (MT_OCI_INDEX, MT_DOCKER_LIST)
 LAYERS = {
     MT_OCI_LAYER: MT_OCI_LAYER,
     MT_OCI_LAYER_GZIP: MT_OCI_LAYER_GZIP,
+    MT_OCI_LAYER_ZSTD: MT_OCI_LAYER_ZSTD,
     "application/vnd.docker.image.rootfs.diff.tar": MT_OCI_LAYER,
     "application/vnd.docker.image.rootfs.diff.tar.gzip": MT_OCI_LAYER_GZIP,
+    "application/vnd.docker.image.rootfs.diff.tar.zstd": MT_OCI_LAYER_ZSTD,
 }
+OCI_LAYER_OF_KIND = {"tar": MT_OCI_LAYER, "gzip": MT_OCI_LAYER_GZIP, "zstd": MT_OCI_LAYER_ZSTD}
 REF_NAME = "org.opencontainers.image.ref.name"
 IMAGE_NAME = "io.containerd.image.name"
 _JSON_MAX = 16 << 20
@@ -90,7 +95,7 @@ def export(store, ref, dest_dir):
         mt = stored_layers[i].get("mediaType") if i < len(stored_layers) else None
         if mt not in LAYERS:
             with store.open_blob(digest) as f:
-                mt = MT_OCI_LAYER_GZIP if f.read(2) == b"\x1f\x8b" else MT_OCI_LAYER
+                mt = OCI_LAYER_OF_KIND[compression.kind_of(f.read(4))]
         layers.append({"mediaType": LAYERS[mt], "digest": digest,
                        "size": store.blob_size(digest)})
     cfg_bytes = store.read_blob(image_id)

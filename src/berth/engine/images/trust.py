@@ -1,4 +1,12 @@
-"""Image trust: detached Ed25519 signatures and a policy that requires them.
+"""Image trust: which policy file applies, and berth's own local signatures.
+
+The daemon's policy file is either containers' policy.json (policy.py:
+sigstore signatures from the registry, sigstore.py; enforced at pull and
+again at create) or, told apart by its shape, berth's own format below
+(detached Ed25519 signatures kept in the store, for images that never
+pass through a registry; enforced at create). docs/trust.md has both.
+
+berth's own format: detached Ed25519 signatures and a policy that requires them.
 
 A signature vouches that a key holder published one image (config digest
 and layer diff ids) under one name. It is kept in the store as
@@ -377,9 +385,13 @@ class Policy:
 
 
 def load_policy(path=DEFAULT_POLICY):
+    """A Policy (berth's format) or a policy.ContainersPolicy (policy.json)."""
     doc = jsonio.load_file(path, f"policy {path}")
     if not isinstance(doc, dict):
         raise ConfigError(f"policy {path}: expected a JSON object")
+    from berth.engine.images import policy as containers
+    if containers.is_containers_format(doc):
+        return containers.load(path, doc)
     unknown = set(doc) - {"default", "registries", "repositories"}
     if unknown:
         raise ConfigError(f"policy {path}: unknown field {sorted(unknown)[0]!r}",
@@ -442,20 +454,28 @@ def check(store, ref, policy=DEFAULT_POLICY):
     the image ref names. An image id is accepted if the image is under one
     of its names (running by id can do nothing running by that name could
     not); an untagged image is held to the default."""
+    if isinstance(policy, (str, os.PathLike)):
+        policy = load_policy(os.fspath(policy))
     if not isinstance(policy, Policy):
-        policy = load_policy(policy)
+        return _check_sigstore(store, ref, policy)
+    _under_its_names(store, ref, lambda shown, r: _check_scope(store, shown, r, policy))
+
+
+def _under_its_names(store, ref, check_one):
+    """check_one(shown, parsed name or None) for ref's name, or for an image
+    id under each of the image's tags until one passes (no tag: None)."""
     image_id, r = _resolve(store, ref)
     if r is not None:
-        _check_scope(store, ref, r, policy)
+        check_one(ref, r)
         return
     tags = store.tags_of(image_id)
     if not tags:
-        _check_scope(store, image_id, None, policy)
+        check_one(image_id, None)
         return
     errors = []
     for t in tags:
         try:
-            _check_scope(store, t, names.parse(t), policy)
+            check_one(t, names.parse(t))
             return
         except Untrusted as e:
             errors.append(str(e))
@@ -479,3 +499,37 @@ def _check_scope(store, ref, r, policy):
     why = "; ".join(reasons) if reasons else f"image {image_id} has no signatures"
     raise Untrusted(f"image {shown} is not signed by a trusted key (policy {policy.path} "
                     f"requires signedBy for {scope}): {why}")
+
+
+# containers' policy.json
+
+def _check_sigstore(store, ref, pol):
+    """check() under a policy.json: the signatures kept at pull (or by
+    `berth image sign`) are verified again under the policy of today."""
+    from berth.engine.images import policy as containers, sigstore
+    sigs = sigstore.stored(store, store.resolve(ref))
+    _under_its_names(store, ref, lambda shown, r: containers.evaluate(
+        pol, r, str(r) if r is not None else shown, sigs))
+
+
+def admit_pull(policy_path, r, client, manifest_digest):
+    """Before a pull downloads anything: raise Untrusted unless the
+    policy.json at policy_path accepts r, whose registry manifest is
+    manifest_digest; returns the signatures to keep with the image.
+    berth's own policy format is enforced at create only (its signatures
+    are made after the image is here)."""
+    if not policy_path or not os.path.exists(policy_path):
+        return []
+    pol = load_policy(policy_path)
+    if isinstance(pol, Policy):
+        return []
+    from berth.engine.images import policy as containers, sigstore
+    reqs, _ = pol.requirements(r)
+    sigs, why = [], ""
+    if any(q.kind == containers.SIGSTORE for q in reqs) \
+            and not any(q.kind == containers.REJECT for q in reqs):
+        enabled, why = containers.attachments_enabled(pol.registries_d, r)
+        if enabled:
+            sigs = sigstore.fetch(client, manifest_digest)
+    containers.evaluate(pol, r, str(r), sigs, why)
+    return sigs

@@ -3,8 +3,9 @@
 One UDP socket per network, on the network's gateway address port 53
 (the bridge's own address on the host): containers on the network have it
 as their only nameserver. Names of containers, their aliases and short
-ids on that network answer with their address (A); other record types of
-a known name answer empty, as Docker's resolver does. Unknown names go to
+ids on that network answer with their address (A, and AAAA on an IPv6
+network); other record types of a known name answer empty, as Docker's
+resolver does. Unknown names go to
 the host's resolvers when forwarding is on, else NXDOMAIN."""
 import socket
 import struct
@@ -13,6 +14,7 @@ import threading
 
 TTL = 600
 _NOERROR, _SERVFAIL, _NXDOMAIN = 0, 2, 3
+_A, _AAAA = 1, 28
 
 
 def parse_query(data):
@@ -46,7 +48,10 @@ def answer(qid, flags, question, rcode, addr=None):
                        1 if addr else 0, 0, 0)
     out = head + question
     if addr:
-        out += struct.pack(">HHHIH", 0xC00C, 1, 1, TTL, 4) + socket.inet_aton(addr)
+        # the name is the question's (a pointer to offset 12), class IN
+        data = socket.inet_pton(socket.AF_INET6 if ":" in addr else socket.AF_INET, addr)
+        out += struct.pack(">HHHIH", 0xC00C, _AAAA if ":" in addr else _A, 1, TTL,
+                           len(data)) + data
     return out
 
 
@@ -62,6 +67,7 @@ class Resolver:
         self._lock = threading.Lock()
         self._socks = {}     # gateway -> (socket, thread)
         self._names = {}     # gateway -> {name: ip}
+        self._names6 = {}    # gateway -> {name: IPv6 address}
 
     def update(self, table):
         """table: {gateway address: {name: ip}}; binds new gateways,
@@ -86,6 +92,11 @@ class Resolver:
                     self._socks[gw] = (s, t)
                     t.start()
 
+    def set_aaaa(self, table):
+        """table: {gateway address: {name: IPv6 address}} (AAAA answers)."""
+        with self._lock:
+            self._names6 = {gw: dict(names) for gw, names in table.items()}
+
     def close(self):
         self.update({})
 
@@ -101,9 +112,10 @@ class Resolver:
             if q is None:
                 continue
             qid, flags, name, qtype, question = q
-            ip = self._names.get(gw, {}).get(name)
-            if ip is not None:
-                reply = answer(qid, flags, question, _NOERROR, ip if qtype == 1 else None)
+            v4, v6 = self._names.get(gw, {}).get(name), self._names6.get(gw, {}).get(name)
+            if v4 is not None or v6 is not None:
+                addr = v4 if qtype == _A else v6 if qtype == _AAAA else None
+                reply = answer(qid, flags, question, _NOERROR, addr)
             else:
                 reply = self._forward(data) or answer(
                     qid, flags, question, _NXDOMAIN if not self.upstreams else _SERVFAIL)

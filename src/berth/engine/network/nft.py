@@ -78,22 +78,30 @@ def list_tables():
 
 def delete_table(family, name):
     """Remove a table if it exists (add + delete in one batch: idempotent)."""
-    run([{"add": {"table": {"family": family, "name": name}}},
-         {"delete": {"table": {"family": family, "name": name}}}])
+    replace_tables(name, {family: None})
 
 
 def replace_table(family, name, body):
     """Atomically replace table family/name with body (a list of add
     commands for chains, sets and rules, written without the table keys,
     which are filled in here)."""
-    cmds = [{"add": {"table": {"family": family, "name": name}}},
-            {"delete": {"table": {"family": family, "name": name}}},
-            {"add": {"table": {"family": family, "name": name}}}]
-    for c in body:
-        ((verb, obj),) = c.items()
-        ((kind, spec),) = obj.items()
-        spec = dict(spec, family=family, table=name)
-        cmds.append({verb: {kind: spec}})
+    replace_tables(name, {family: body})
+
+
+def replace_tables(name, bodies):
+    """{family: body, or None for a table that must go} -> the tables
+    `family name` replaced (or removed) in one transaction."""
+    cmds = []
+    for family, body in bodies.items():
+        table = {"table": {"family": family, "name": name}}
+        cmds += [{"add": table}, {"delete": table}]
+        if body is None:
+            continue
+        cmds.append({"add": table})
+        for c in body:
+            ((verb, obj),) = c.items()
+            ((kind, spec),) = obj.items()
+            cmds.append({verb: {kind: dict(spec, family=family, table=name)}})
     run(cmds)
 
 

@@ -2,7 +2,8 @@
 drivers (bridge and slirp4netns)."""
 
 _ENDPOINT_EMPTY = (("IPAddress", ""), ("IPPrefixLen", 0), ("Gateway", ""), ("MacAddress", ""),
-                   ("EndpointID", ""))
+                   ("EndpointID", ""), ("GlobalIPv6Address", ""), ("GlobalIPv6PrefixLen", 0),
+                   ("IPv6Gateway", ""))
 _TOP_EMPTY = _ENDPOINT_EMPTY + (("SandboxKey", ""), ("Ports", {}), ("Bridge", ""),
                                 ("SandboxID", ""))
 

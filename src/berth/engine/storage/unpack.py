@@ -1,4 +1,4 @@
-"""Apply one image layer (a tar, plain or gzip) onto a directory.
+"""Apply one image layer (a tar, plain, gzip or zstd) onto a directory.
 
 A layer comes from the network, so every member name is hostile until
 proven otherwise. tarfile only parses; every entry is created here with
@@ -20,8 +20,8 @@ in the same layer are kept, as the spec requires.
 
 Size limits: max_bytes caps the sum of the sizes the members declare, checked
 before any data is written (so a 10 GB sparse header costs nothing), and the
-decompressed stream as a whole (a gzip bomb stops after max_bytes plus room
-for headers). max_entries caps the member count.
+decompressed stream as a whole (a gzip or zstd bomb stops after max_bytes
+plus room for headers). max_entries caps the member count.
 """
 import errno
 import os
@@ -30,6 +30,7 @@ import stat
 import tarfile
 import zlib
 
+from berth.engine.storage import compression
 from berth.errors import BerthError, SysError
 from berth.sys import libc
 
@@ -95,12 +96,12 @@ def _open_stream(fileobj, limit):
             break
         head += more
     raw = _Head(fileobj, head)
-    if head[:2] == b"\x1f\x8b":
+    kind = compression.kind_of(head)
+    if kind == "gzip":
         import gzip
         raw = gzip.GzipFile(fileobj=raw, mode="rb")
-    elif head == b"\x28\xb5\x2f\xfd":
-        raise BerthError("layer is zstd-compressed, which is not supported",
-                         hint="push the image with gzip layers")
+    elif kind == "zstd":
+        raw = compression.ZstdReader(raw, "layer")
     return _Bounded(raw, limit)
 
 
@@ -404,7 +405,7 @@ class _Unpacker:
 
 def extract(fileobj, dest, *, rootless=False, max_bytes=None, max_entries=None,
             whiteout="delete", allow_devices=False):
-    """Apply the layer tar (plain or gzip) read from fileobj onto directory
+    """Apply the layer tar (plain, gzip or zstd) read from fileobj onto directory
     dest; returns the uncompressed bytes of file content written.
 
     rootless: device nodes refused, setuid/setgid dropped, opaque xattr in

@@ -54,7 +54,8 @@ def writes(res, v2):
                 text += f" {period}"
             out.append(("cpu.max", text, "cpu.quota" if quota else "cpu.period"))
     else:
-        # period first: a quota is checked against the period in force
+        # period first; arrange() swaps them where that would break the
+        # parent's limit for a moment
         if period:
             out.append(("cpu.cfs_period_us", period, "cpu.period"))
         if quota:
@@ -68,3 +69,27 @@ def writes(res, v2):
     if idle is not None:
         out.append(("cpu.idle", idle, "cpu.idle"))
     return out
+
+
+def arrange(ws, d, read):
+    """v1 checks quota/period against the parent's at each write, so the
+    state between the two writes must fit too: (old quota, new period) when
+    the period goes first, (new quota, old period) otherwise. The one with
+    the smaller share goes first (runc retries in the other order instead)."""
+    names = [w[0] for w in ws]
+    if "cpu.cfs_period_us" not in names or "cpu.cfs_quota_us" not in names:
+        return ws
+    ip, iq = names.index("cpu.cfs_period_us"), names.index("cpu.cfs_quota_us")
+    new_p, new_q = int(ws[ip][1]), int(ws[iq][1])
+    try:
+        old_p = int(read(f"{d}/cpu.cfs_period_us") or 100000)
+        old_q = int(read(f"{d}/cpu.cfs_quota_us") or -1)
+    except ValueError:
+        return ws
+
+    def share(q, p):
+        return 0 if q < 0 else q / p  # no quota: nothing to exceed
+    if share(new_q, old_p) < share(old_q, new_p):
+        ws = list(ws)
+        ws[ip], ws[iq] = ws[iq], ws[ip]
+    return ws

@@ -4,7 +4,13 @@ container gets.
 The rule list always starts with "deny all", so a config without device
 rules gets the default set rather than every host device (runc would leave
 such a container with access to everything). The defaults come after the
-config's rules, as in runc, so a config cannot take /dev/null away.
+config's rules, as in runc, so a config cannot take /dev/null away; a
+default whose path linux.devices lists again is left out, as runc does (the
+spec's node takes its place, with whatever rule the config gives it).
+
+The nodes of linux.devices get no rule of their own: a device the config
+does not allow stays denied even though its node exists (runc's rule, and
+what an explicit deny in linux.resources.devices must mean).
 
 cgroup2 has no device files: there the same list becomes a
 BPF_CGROUP_DEVICE program (ebpf.py), built from all_rules()."""
@@ -14,21 +20,21 @@ from berth.runtime.cgroups.values import PREFIX
 
 CONTROLLER = "devices"
 
-# (type, major, minor, access); None is the "*" wildcard
+# (node path or None, type, major, minor, access); None is the "*" wildcard
 DEFAULTS = (
     # mknod of any node; using one still needs its own rule (runc and Docker
     # allow this too, and without CAP_MKNOD it is moot)
-    ("c", None, None, "m"),
-    ("b", None, None, "m"),
-    ("c", 1, 3, "rwm"),     # /dev/null
-    ("c", 1, 5, "rwm"),     # /dev/zero
-    ("c", 1, 7, "rwm"),     # /dev/full
-    ("c", 1, 8, "rwm"),     # /dev/random
-    ("c", 1, 9, "rwm"),     # /dev/urandom
-    ("c", 5, 0, "rwm"),     # /dev/tty
-    ("c", 5, 1, "rwm"),     # /dev/console
-    ("c", 5, 2, "rwm"),     # /dev/ptmx
-    ("c", 136, None, "rwm"),  # /dev/pts/*
+    (None, "c", None, None, "m"),
+    (None, "b", None, None, "m"),
+    ("/dev/null", "c", 1, 3, "rwm"),
+    ("/dev/zero", "c", 1, 5, "rwm"),
+    ("/dev/full", "c", 1, 7, "rwm"),
+    ("/dev/random", "c", 1, 8, "rwm"),
+    ("/dev/urandom", "c", 1, 9, "rwm"),
+    ("/dev/tty", "c", 5, 0, "rwm"),
+    (None, "c", 5, 1, "rwm"),     # /dev/console
+    (None, "c", 5, 2, "rwm"),     # /dev/ptmx
+    (None, "c", 136, None, "rwm"),  # /dev/pts/*
 )
 
 
@@ -65,23 +71,11 @@ def parse_rules(rules):
     return out
 
 
-def node_rules(devices):
-    """linux.devices: the runtime creates these nodes, so the container may
-    use them. Fifos ("p") need no rule; "u" is an unbuffered char device."""
-    out = []
-    for i, d in enumerate(devices or ()):
-        if not isinstance(d, dict):
-            continue  # spec.validate reports malformed entries
-        typ = d.get("type")
-        if typ == "p":
-            continue
-        if typ == "u":
-            typ = "c"
-        if typ not in ("b", "c"):
-            continue
-        out.append((True, typ, _num(d.get("major"), f"linux.devices[{i}].major"),
-                    _num(d.get("minor"), f"linux.devices[{i}].minor"), "rwm"))
-    return out
+def default_rules(devices=None):
+    """DEFAULTS as (type, major, minor, access), less those whose node
+    linux.devices makes itself."""
+    listed = {d.get("path") for d in devices or () if isinstance(d, dict)}
+    return [r[1:] for r in DEFAULTS if r[0] is None or r[0] not in listed]
 
 
 def all_rules(res, devices=None):
@@ -89,8 +83,7 @@ def all_rules(res, devices=None):
     rule deny-all; what v1 gets line by line and v2 as one program."""
     out = [(False, "a", None, None, "rwm")]
     out += parse_rules(res.get("devices"))
-    out += [(True,) + d for d in DEFAULTS]
-    out += node_rules(devices)
+    out += [(True,) + d for d in default_rules(devices)]
     return out
 
 
@@ -103,8 +96,6 @@ def writes(res, v2, devices=None):
     for i, (allow, typ, major, minor, access) in enumerate(rules):
         out.append(("devices.allow" if allow else "devices.deny",
                     rule_line(typ, major, minor, access), f"devices[{i}]"))
-    for typ, major, minor, access in DEFAULTS:
-        out.append(("devices.allow", rule_line(typ, major, minor, access), "devices"))
-    for allow, typ, major, minor, access in node_rules(devices):
+    for typ, major, minor, access in default_rules(devices):
         out.append(("devices.allow", rule_line(typ, major, minor, access), "devices"))
     return out

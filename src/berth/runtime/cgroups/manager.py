@@ -181,11 +181,11 @@ class Cgroup:
         nothing. With update=True a write the kernel refuses undoes the
         writes before it, so the container keeps its old limits whole.
 
-        devices: linux.devices, whose nodes the container may use. The
-        device rules (default list included) are written on create; with
-        update=True only if resources carries "devices", because v1 rewrites
-        start with "deny all" and would cut a running container off its
-        devices for a moment."""
+        devices: linux.devices; a default device rule whose node it lists
+        again is left out (see devices.py). The device rules (default list
+        included) are written on create; with update=True only if resources
+        carries "devices", because v1 rewrites start with "deny all" and
+        would cut a running container off its devices for a moment."""
         if resources is not None and not isinstance(resources, dict):
             raise ConfigError(f"linux.resources: must be an object, not {type(resources).__name__}")
         res = resources or {}
@@ -235,6 +235,7 @@ class Cgroup:
             if mod is memory and not is_v2:
                 ws = memory.arrange(ws, target["dir"], fs.read_or)
             if mod is cpu and not is_v2:
+                ws = cpu.arrange(ws, target["dir"], fs.read_or)
                 planned += _rt_parents(target, ws)
             planned += [(target["dir"],) + _pick(target["dir"], w) for w in ws]
         for section, modname, fn, ctrl, v2ctrl in _LAZY:
@@ -350,6 +351,16 @@ class Cgroup:
         elif kind == "v2":
             v2.set_frozen(d, False)
 
+    def procs_in_leaf(self):
+        """How many processes the container's own directory has already
+        (first hierarchy only: one read, as this runs on every create)."""
+        if not self.hierarchies:
+            return 0
+        return len(fs.read_or(f"{self.hierarchies[0]['dir']}/cgroup.procs").split())
+
+    def freezer_dir(self):
+        return self._freezer()[1]
+
     def frozen(self):
         kind, d = self._freezer()
         if kind == "v1":
@@ -375,6 +386,16 @@ class Cgroup:
                 if leaf in made and not gone:
                     for d in fs.subdirs_bottom_up(leaf) + [leaf]:
                         _rmdir(d)
+                elif not gone:
+                    # made before create (by hand, to set a parent's limit,
+                    # or shared with another container): the container's
+                    # all the same, so it goes as runc removes it, unless
+                    # another container still runs in it
+                    try:
+                        for d in fs.subdirs_bottom_up(leaf) + [leaf]:
+                            _rmdir(d)
+                    except BerthError:
+                        pass
                 for d in reversed(made):
                     if d != leaf and not _rmdir_if_unused(d):
                         break  # shared with another container; so is every parent

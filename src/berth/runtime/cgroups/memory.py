@@ -85,9 +85,15 @@ def arrange(ws, d, read):
     """v1 keeps memsw >= memory at every moment: when the limit goes up,
     memsw has to go up first; when it goes down, memory first."""
     names = [w[0] for w in ws]
-    if "memory.limit_in_bytes" not in names or "memory.memsw.limit_in_bytes" not in names:
+    if "memory.limit_in_bytes" not in names:
         return ws
     new = int(ws[names.index("memory.limit_in_bytes")][1])
+    if "memory.memsw.limit_in_bytes" not in names:
+        # no limit on memory means none on memory+swap either (runc's rule);
+        # else the old memsw limit would refuse the -1
+        if new == -1 and read(f"{d}/memory.memsw.limit_in_bytes", None) is not None:
+            return [("memory.memsw.limit_in_bytes", -1, "memory.limit")] + list(ws)
+        return ws
     try:
         cur = int(read(f"{d}/memory.limit_in_bytes") or 0)
     except ValueError:

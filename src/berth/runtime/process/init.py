@@ -41,6 +41,8 @@ class Plan:
         self.seccomp = None
         self.hook_state = None
         self.keyring = None        # name of a new session keyring, if any
+        self.debug = False         # send "log" lines (runc's --debug steps)
+        self.bind_sources = None   # mounts.bind_sources(): {index: path or tree fd}
         self.__dict__.update(kw)
 
 
@@ -56,7 +58,14 @@ def stage1(plan, chan):
         _fail(chan, e)
 
 
+def _debug(plan, chan, text):
+    # runc's words for the same steps, which users grep --debug output for
+    if plan.debug:
+        chan.send("log", text)
+
+
 def _enter(plan, chan):
+    _debug(plan, chan, "nsexec container setup: stage 1 enters the namespaces")
     # open every path first: joining the mount namespace hides host paths
     fds = {t: os.open(p, os.O_RDONLY | os.O_CLOEXEC) for t, p in plan.join.items()}
     if "user" in fds:
@@ -111,6 +120,8 @@ def stage2(plan, chan):
 def _build(plan, chan):
     cfg = plan.cfg
     proc = plan.process
+    _debug(plan, chan, "child process in init(): stage 2 sets up the "
+           + ("container" if plan.container else "process"))
     os.setsid()
     L.prctl(L.PR_SET_DUMPABLE, 0)
     if plan.keyring:
@@ -124,7 +135,7 @@ def _build(plan, chan):
     userns = "user" in plan.new or "user" in plan.join or plan.in_userns
     mnt_new = plan.container and "mount" in plan.new
     if mnt_new:
-        rootfd, nxt = R.prepare_before_cgroup(cfg, plan.rootfs)
+        rootfd, nxt = R.prepare_before_cgroup(cfg, plan.rootfs, plan.bind_sources)
     if plan.cgroup is not None:
         # meanwhile the runtime made the cgroup (create; waiting out the
         # kernel's grace period for the first migration) and moved us in
@@ -137,13 +148,15 @@ def _build(plan, chan):
         if plan.cgroup is not None and "cgroup" in plan.new:
             L.unshare(L.CLONE_NEWCGROUP)
         if mnt_new:
-            R.prepare_rest(rootfd, cfg, nxt, userns, cgroups)
+            R.prepare_rest(rootfd, cfg, nxt, userns, cgroups, plan.bind_sources)
         hooks = cfg.get("hooks") or {}
         if hooks.get("prestart") or hooks.get("createRuntime"):
             chan.send("hooks")
             chan.expect("ok")
         if hooks.get("createContainer"):
             from berth.runtime import hooks as H
+            if mnt_new:
+                os.chdir(plan.rootfs)  # runc runs them from the rootfs
             # hooks in the container's namespaces see its pid as it sees it
             H.run(hooks["createContainer"], dict(plan.hook_state, pid=os.getpid()),
                   "createContainer")
@@ -168,25 +181,47 @@ def _build(plan, chan):
     path = setup.lookup(args[0], env)
     tramp = trampoline.make()
     nnp = proc.get("noNewPrivileges")
+    notify = plan.seccomp is not None and plan.seccomp.notify
     if plan.seccomp is not None and not nnp:
-        plan.seccomp.load()
+        _load_seccomp(plan, chan)
     setup.switch_user(proc, plan.caps)
     if nnp:
         L.prctl(L.PR_SET_NO_NEW_PRIVS, 1)
+        if notify:
+            # the runtime must still be there to hand the listener on
+            _load_seccomp(plan, chan)
+    _debug(plan, chan, "init: closing the pipe to signal completion" if plan.container
+           else f"setns_init: about to exec {path}")
     chan.send("ready")
     if plan.wait_fifo:
         _wait_fifo(plan.state_dirfd)
     else:
         chan.expect("start")
     chan.close()
-    if plan.container and (cfg.get("hooks") or {}).get("startContainer"):
+    start_hooks = plan.container and (cfg.get("hooks") or {}).get("startContainer")
+    late = plan.seccomp is not None and nnp and not notify
+    if late and start_hooks:
+        # a startContainer hook is the container's own code: it runs under
+        # the container's filter, as with runc (else as late as possible)
+        plan.seccomp.load()
+    if start_hooks:
         from berth.runtime import hooks as H
-        H.run(cfg["hooks"]["startContainer"],
-              dict(plan.hook_state, pid=os.getpid(), status="created"), "startContainer")
+        H.run(start_hooks, dict(plan.hook_state, pid=os.getpid(), status="created"),
+              "startContainer")
     setup.close_fds(plan.preserve_fds)
-    if plan.seccomp is not None and nnp:
+    if late and not start_hooks:
         plan.seccomp.load()
     trampoline.execute(tramp, path, args, env)
+
+
+def _load_seccomp(plan, chan):
+    listener = plan.seccomp.load()
+    if listener is not None:
+        # write() is the one syscall before the agent has the fd: compile()
+        # refuses to notify it
+        chan.send("seccomp", str(listener))
+        chan.expect("ok")
+        os.close(listener)
 
 
 def _terminal(plan, proc):
@@ -200,6 +235,11 @@ def _terminal(plan, proc):
     tty.send_fd_to(plan.console_fd, master)
     os.close(master)
     os.close(plan.console_fd)
+    # the process's user owns its terminal, so it can control it (runc's
+    # fixStdioPermissions); the group stays devpts's (gid=5 in the spec)
+    uid = (proc.get("user") or {}).get("uid", 0)
+    if uid:
+        os.fchown(slave, uid, -1)
     tty.make_controlling(slave)
     if slave > 2:
         os.close(slave)

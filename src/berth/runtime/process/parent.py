@@ -6,6 +6,7 @@ import os
 from berth.errors import BerthError
 from berth.runtime.process import init
 from berth.runtime.process.sync import Channel
+from berth.sys import libc as L
 
 
 def preload(process, cfg, container):
@@ -25,10 +26,12 @@ def preload(process, cfg, container):
         from berth.runtime import hooks as _h  # noqa: F401
 
 
-def spawn(plan, on_hooks=None, on_pid=None, on_cgroup=None):
+def spawn(plan, on_hooks=None, on_pid=None, on_cgroup=None, on_log=None, on_listener=None):
     """Returns (init pid, channel). The channel stays open so that `run`
     can send "start"; the caller closes it. With plan.cgroup set,
-    on_cgroup(pid) must put the process into it."""
+    on_cgroup(pid) must put the process into it. on_log(text) gets the
+    children's debug lines (plan.debug); on_listener(fd, pid) the seccomp
+    listener of a notify filter (and closes it)."""
     preload(plan.process, plan.cfg, plan.container)
     # read before any namespace is joined: a rootless runtime's own view
     from berth.sys.rootless import in_user_namespace
@@ -43,9 +46,12 @@ def spawn(plan, on_hooks=None, on_pid=None, on_cgroup=None):
     try:
         while True:
             kind, payload = parent.recv()
-            if kind == "userns":
+            if kind == "log":
+                if on_log:
+                    on_log(payload)
+            elif kind == "userns":
                 write_id_maps(pid1, plan.cfg)
-                parent.send("ok")
+                _send(parent, "ok")
             elif kind == "pid":
                 init_pid = int(payload)
                 os.waitpid(pid1, 0)
@@ -54,11 +60,15 @@ def spawn(plan, on_hooks=None, on_pid=None, on_cgroup=None):
                     on_pid(init_pid)
                 if plan.cgroup is not None:
                     on_cgroup(init_pid)
-                    parent.send("cgroup")
+                    _send(parent, "cgroup")
             elif kind == "hooks":
                 if on_hooks:
                     on_hooks(init_pid)
-                parent.send("ok")
+                _send(parent, "ok")
+            elif kind == "seccomp":
+                fd = L.fd_of_process(init_pid, int(payload))
+                on_listener(fd, init_pid)
+                _send(parent, "ok")
             elif kind == "ready":
                 return init_pid, parent
             elif kind == "error":
@@ -76,6 +86,20 @@ def spawn(plan, on_hooks=None, on_pid=None, on_cgroup=None):
             os.waitpid(pid1, 0)
         parent.close()
         raise
+
+
+def _send(chan, kind):
+    """A child that failed has sent its error and exited: report that
+    error, not the broken pipe our answer ran into."""
+    try:
+        chan.send(kind)
+    except BrokenPipeError:
+        got, payload = chan.recv()
+        while got == "log":
+            got, payload = chan.recv()
+        if got == "error":
+            raise BerthError(payload) from None
+        raise BerthError("container init exited before it was ready") from None
 
 
 def write_id_maps(pid, cfg):

@@ -17,9 +17,14 @@ message is one write() below PIPE_BUF, so it arrives whole.
     "hooks"                                 ->   runs prestart + createRuntime hooks
                                             <-   "ok"
     -- pivot_root, sysctl, user, caps ------
+    with a notify filter, once it is loaded:
+    "seccomp <listener fd number>"          ->   takes the fd (pidfd_getfd),
+                                            <-   "ok"  sends it to the agent
     "ready"                                 ->   create: writes state, exits;
                                                  run/exec: waits for the process
     any stage: "error <message>"            ->   parent raises it and cleans up
+    any stage, with --debug: "log <text>"   ->   parent logs it (the children's
+                                                 stderr may be the container's)
 
 After "ready" the init blocks opening exec.fifo for writing until `start`
 opens it for reading, then execs the user's program. EOF on either pipe

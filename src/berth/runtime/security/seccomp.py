@@ -23,6 +23,7 @@ _ACTIONS = {
     "SCMP_ACT_TRACE": sc.ACT_TRACE,
     "SCMP_ACT_ALLOW": sc.ACT_ALLOW,
     "SCMP_ACT_LOG": sc.ACT_LOG,
+    "SCMP_ACT_NOTIFY": sc.ACT_NOTIFY,
 }
 _WITH_ERRNO = (sc.ACT_ERRNO, sc.ACT_TRACE)
 
@@ -73,10 +74,16 @@ class Filter:
     def __len__(self):
         return len(self.program) // 8
 
+    @property
+    def notify(self):
+        """SCMP_ACT_NOTIFY rules: load() gives a listener fd for the agent."""
+        return bool(self.flags & sc.FILTER_FLAG_NEW_LISTENER)
+
     def load(self):
         """Install into the calling process (its only thread). Without
-        no_new_privs the caller must still hold CAP_SYS_ADMIN."""
-        sc.load_bpf(self.program, self.flags)
+        no_new_privs the caller must still hold CAP_SYS_ADMIN. Returns the
+        listener fd of a notify filter, else None."""
+        return sc.load_bpf(self.program, self.flags)
 
 
 def _int(value, where, limit=_U64):
@@ -88,9 +95,6 @@ def _int(value, where, limit=_U64):
 def _action(name, errno_ret, where, errno_where):
     if not isinstance(name, str):
         raise ConfigError(f"{where}: must be an action name such as \"SCMP_ACT_ERRNO\"")
-    if name == "SCMP_ACT_NOTIFY":
-        raise ConfigError(f"{where}: \"SCMP_ACT_NOTIFY\" is not supported yet",
-                          hint="seccomp user notification needs a listener; berth has none")
     act = _ACTIONS.get(name)
     if act is None:
         raise ConfigError(f"{where}: unknown action \"{name}\"")
@@ -201,9 +205,6 @@ def compile(seccomp, field="linux.seccomp", cache_dir=None):
 
 
 def _compile(seccomp, field):
-    if seccomp.get("listenerPath"):
-        raise ConfigError(f"{field}.listenerPath: seccomp notify is not supported yet",
-                          hint="remove listenerPath and SCMP_ACT_NOTIFY rules")
     if "defaultAction" not in seccomp:
         raise ConfigError(f"{field}.defaultAction: required")
     default = _action(seccomp["defaultAction"], seccomp.get("defaultErrnoRet"),
@@ -211,6 +212,8 @@ def _compile(seccomp, field):
     flags = _flags(seccomp.get("flags"), f"{field}.flags")
     tokens = _arch_tokens(seccomp.get("architectures"), f"{field}.architectures")
     rules = _rules(seccomp.get("syscalls"), f"{field}.syscalls")
+    if _notify_checked(seccomp, default, rules, field):
+        flags |= sc.FILTER_FLAG_NEW_LISTENER
 
     native = sc.arch_native()
     resolve = sc.syscall_resolver(native)
@@ -261,6 +264,30 @@ def _compile(seccomp, field):
         raise ConfigError(f"{field}: filter too large ({len(program) // 8} instructions, "
                           f"the kernel allows {sc.BPF_MAXINSNS})")
     return Filter(program, flags, default, max_nr)
+
+
+def _notify_checked(seccomp, default, rules, field):
+    """True if the filter notifies an agent (SCMP_ACT_NOTIFY). The runtime
+    writes to its parent after loading it and before the agent has the
+    listener, so a notified write() would never return: refused, as runc
+    refuses it. A listenerPath without notify rules is unused, as in runc."""
+    path = seccomp.get("listenerPath")
+    if path is not None and not isinstance(path, str):
+        raise ConfigError(f"{field}.listenerPath: must be a path, not {path!r}")
+    if path and not path.startswith("/"):
+        raise ConfigError(f"{field}.listenerPath: {path!r} is not an absolute path",
+                          hint="abstract sockets are not supported, as with runc")
+    if default == sc.ACT_NOTIFY:
+        raise ConfigError(f"{field}.defaultAction: SCMP_ACT_NOTIFY cannot be the default "
+                          "action (it would take write too)")
+    notified = [(names, at) for names, act, _, at in rules if act == sc.ACT_NOTIFY]
+    for names, at in notified:
+        if "write" in names:
+            raise ConfigError(f"{at}: SCMP_ACT_NOTIFY cannot be used for the write syscall")
+    if notified and not path:
+        raise ConfigError(f"{field}.listenerPath: SCMP_ACT_NOTIFY needs a listener socket",
+                          hint="the unix socket of a seccomp agent")
+    return bool(notified)
 
 
 _CACHE_MAGIC = b"berth-seccomp-1\n"

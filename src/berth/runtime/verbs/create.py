@@ -75,8 +75,22 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
         from berth.sys import libc as L
         L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
     cg = _cgroup_for(linux, cid)
+    if cg is not None and cg.frozen():
+        # joining it would freeze the init mid-setup and hang create
+        raise BerthError(f"container's cgroup unexpectedly frozen: {cg.freezer_dir()}",
+                         hint="thaw it, or give the container another linux.cgroupsPath")
+    busy = cg.procs_in_leaf() if cg is not None else 0
+    if busy:
+        # runc warns too; delete of either container then kills both
+        ctx.warn(f"container's cgroup is not empty: {busy} process(es) found")
+    from berth.runtime import mounts as M
+    sources = M.bind_sources(cfg.get("mounts"), bundle, userns="user" in ns)
     c = Container(ctx.root, cid)
-    c.make_dir()
+    try:
+        c.make_dir()
+    except BaseException:
+        M.close_sources(sources)
+        raise
     c.data = {"id": cid, "bundle": bundle, "rootfs": rootfs, "created": now_rfc3339(),
               "pid": 0, "config": cfg, "cgroup": cg.to_dict() if cg else None}
     dirfd = None
@@ -84,7 +98,7 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
         c.save()  # the cgroup is on record before it exists: delete can always find it
         if fifo:
             os.mkfifo(c.fifo, 0o600)
-            _fifo_for_userns_root(c, linux)
+            _fifo_for_the_process_user(c, linux, proc.get("user") or {})
             dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         if console_socket is not None and proc.get("terminal"):
             from berth.runtime import tty
@@ -112,11 +126,18 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
                     new=[t for t, p in ns.items() if not p],
                     state_dirfd=dirfd, wait_fifo=fifo, console_fd=console_fd,
                     preserve_fds=preserve_fds, caps=caps, seccomp=seccomp,
-                    keyring=None if no_new_keyring else f"_ses.{cid}",
+                    keyring=None if no_new_keyring else f"_ses.{cid}", debug=ctx.debug,
+                    bind_sources=sources,
                     hook_state={"ociVersion": "1.0.2-dev", "id": cid, "status": "creating",
                                 "bundle": bundle, "pid": 0,
                                 "annotations": cfg.get("annotations") or {}})
-        pid, chan = parent.spawn(plan, on_hooks=on_hooks, on_pid=on_pid, on_cgroup=on_cgroup)
+        def on_listener(fd, pid):
+            from berth.runtime.security import notify
+            notify.send_listener(linux["seccomp"], fd, pid, c.oci_state("creating"))
+
+        pid, chan = parent.spawn(plan, on_hooks=on_hooks, on_pid=on_pid, on_cgroup=on_cgroup,
+                                 on_log=lambda text: ctx.log("debug", text),
+                                 on_listener=on_listener)
         if pid_file:
             write_pid_file(pid_file, pid)
     except BaseException:
@@ -126,15 +147,19 @@ def create(ctx, cid, bundle=".", pid_file=None, console_socket=None, preserve_fd
         for fd in (dirfd, console_fd):
             if fd is not None:
                 os.close(fd)
+        M.close_sources(sources)
     return c, chan
 
 
 def write_pid_file(path, pid):
     path = os.path.abspath(path)
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except OSError as e:
+        raise BerthError(f"--pid-file {path}: cannot write it", errno=e.errno) from None
 
 
 def main(ctx, opts, args):
@@ -146,20 +171,31 @@ def main(ctx, opts, args):
     return 0
 
 
-def _fifo_for_userns_root(c, linux):
-    """In its own user namespace the init is root only inside: it opens
-    exec.fifo as the host id its root maps to, which needs search on the
-    state dir and the fifo as its own (runc does the same)."""
-    def host_id(key):
-        for m in linux.get(key) or ():
-            if m.get("containerID") == 0:
-                return m.get("hostID")
+def _fifo_for_the_process_user(c, linux, user):
+    """The init opens exec.fifo after it has become the process's user, and
+    without CAP_DAC_OVERRIDE (a non-root user, or root of its own user
+    namespace) only the owner of the 0600 fifo may: it is given to that
+    user's host id. In a user namespace the init also needs search on the
+    state dir (runc makes its fifo 0622 instead; this one stays private)."""
+    def host_id(key, cid):
+        maps = linux.get(key)
+        if not maps:
+            return cid
+        for m in maps:
+            start, size = m.get("containerID", 0), m.get("size", 0)
+            if start <= cid < start + size:
+                return m.get("hostID", 0) + cid - start
         return None
-    uid, gid = host_id("uidMappings"), host_id("gidMappings")
-    if uid is None and gid is None:
+    uid = host_id("uidMappings", user.get("uid", 0))
+    gid = host_id("gidMappings", user.get("gid", 0))
+    if not uid and not gid:
         return
-    os.chown(c.fifo, uid if uid is not None else -1, gid if gid is not None else -1)
-    os.chmod(c.dir, 0o711)
+    try:
+        os.chown(c.fifo, uid if uid is not None else -1, gid if gid is not None else -1)
+    except OSError:
+        pass  # a rootless runtime cannot give away what it cannot map
+    if linux.get("uidMappings"):
+        os.chmod(c.dir, 0o711)
 
 
 def _cgroup_for(linux, cid):

@@ -64,7 +64,11 @@ def exec_(ctx, cid, opts, args):
     check_preserved(preserve_count(opts))
     c = Container.load(ctx.root, cid)
     st = c.status()
-    if st != "running" and st != "created":
+    if st == "paused" and not opts.get("ignore-paused"):
+        raise Conflict(f"cannot exec in a paused container {cid}",
+                       hint="use --ignore-paused to override: the process then waits "
+                            "for the container to resume")
+    if st not in ("running", "created", "paused"):
         raise Conflict(f"cannot exec in a {st} container {cid}")
     cfg = c.config
     if not args and not opts.get("process"):
@@ -83,13 +87,23 @@ def exec_(ctx, cid, opts, args):
             master_end, console_fd = tty.socketpair()
     L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
     cg = c.cgroup()
+    if opts.get("cgroup"):
+        if cg is None:
+            raise BerthError(f"--cgroup: container {cid} has no cgroup")
+        cg = sub_cgroup(cg, opts["cgroup"])
     # the parent moves only the final process in: stage 1 stays outside, so
     # exec needs one free slot under a pids limit, as runc's does
     plan = Plan(cfg=cfg, process=proc, container=False, join=joins(c.pid, cfg),
                 cgroup=cg, wait_fifo=False, console_fd=console_fd,
-                preserve_fds=preserve_count(opts), caps=caps, seccomp=seccomp)
+                preserve_fds=preserve_count(opts), caps=caps, seccomp=seccomp, debug=ctx.debug)
     try:
-        pid, chan = parent.spawn(plan, on_cgroup=cg.add if cg is not None else None)
+        def on_listener(fd, pid):
+            from berth.runtime.security import notify
+            notify.send_listener(cfg["linux"]["seccomp"], fd, pid, c.oci_state())
+
+        pid, chan = parent.spawn(plan, on_cgroup=(lambda p: _join(cg, p)) if cg is not None else None,
+                                 on_log=lambda text: ctx.log("debug", text),
+                                 on_listener=on_listener)
     finally:
         if console_fd is not None:
             os.close(console_fd)
@@ -100,7 +114,13 @@ def exec_(ctx, cid, opts, args):
         os.close(master_end)
         tty.copy_winsize(0, pty)  # before the program can ask for it
     if opts.get("pid-file"):
-        write_pid_file(opts["pid-file"], pid)
+        try:
+            write_pid_file(opts["pid-file"], pid)
+        except BaseException:
+            # the process waits for "start": it must not outlive the error
+            os.kill(pid, 9)
+            chan.close()
+            raise
     chan.send("start")
     chan.close()
     if detach:
@@ -110,6 +130,56 @@ def exec_(ctx, cid, opts, args):
         from berth.runtime import tty
         tty.proxy(pty, child_pid=pid)
     return wait_exit(pid)
+
+
+def sub_cgroup(cg, specs):
+    """--cgroup [<controller>[,<controller>]:]<path>: the exec joins a
+    sub-cgroup of the container's, one path for all hierarchies or one per
+    controller (runc's syntax). The path must stay inside the container's."""
+    from berth.runtime.cgroups import Cgroup
+    subs = {}
+    for spec_ in specs:
+        ctrls, sep, path = spec_.rpartition(":") if ":" in spec_ else ("", "", spec_)
+        if spec_.count(":") > 1:
+            raise BerthError(f"--cgroup {spec_!r}: expected [<controller>:]<path>")
+        if not sep and len(specs) > 1:
+            raise BerthError(f"--cgroup {spec_!r}: give a <controller>: prefix when "
+                             "--cgroup is given more than once")
+        for ctrl in ctrls.split(",") if sep else [""]:
+            subs[ctrl] = path
+    known = {c for h in cg.hierarchies for c in h["controllers"]}
+    for ctrl in subs:
+        if ctrl and ctrl not in known:
+            raise BerthError(f"--cgroup: unknown controller {ctrl}",
+                             hint="one of " + ", ".join(sorted(known)))
+    d = cg.to_dict()
+    for h in d["hierarchies"]:
+        sub = subs.get("") if "" in subs else next(
+            (subs[c] for c in h["controllers"] if c in subs), None)
+        if sub is None:
+            continue
+        new = os.path.normpath(os.path.join(h["dir"], sub.lstrip("/")))
+        if new != h["dir"] and not new.startswith(h["dir"] + "/"):
+            raise BerthError(f"--cgroup: {sub} is not a sub cgroup path")
+        h["dir"], h["made"] = new, []
+    return Cgroup.from_dict(d)
+
+
+def _join(cg, pid):
+    """Cgroup.add, with runc's wording: a missing --cgroup sub-cgroup is the
+    likely failure, and tools match "adding pid ... no such file"."""
+    from berth.errors import SysError
+    for h in cg.hierarchies:
+        path = f"{h['dir']}/cgroup.procs"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, str(pid).encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            why = (e.strerror or str(e)).lower()
+            raise SysError(f"exec: adding pid {pid} to cgroups: {path}: {why}") from None
 
 
 def main(ctx, opts, args):

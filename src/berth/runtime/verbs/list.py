@@ -1,6 +1,7 @@
 """`list`: containers under the root, as runc's table, -q ids or JSON."""
 import os
 
+from berth.errors import BerthError
 from berth.oci import jsonio
 from berth.runtime.container import Container, list_ids
 
@@ -30,6 +31,8 @@ def _owner(uid):
 def main(ctx, opts, args):
     items = entries(ctx)
     fmt = opts.get("format") or "table"
+    if fmt not in ("table", "json"):
+        raise BerthError(f"--format {fmt!r}: invalid format option", hint="table or json")
     if opts.get("quiet"):
         text = "".join(s["id"] + "\n" for s in items)
     elif fmt == "json":

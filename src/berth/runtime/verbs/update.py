@@ -14,7 +14,9 @@ from berth.runtime.container import Container
 _SIZE = {"memory": ("memory", "limit"), "memory-swap": ("memory", "swap"),
          "memory-reservation": ("memory", "reservation"),
          "kernel-memory-tcp": ("memory", "kernelTCP")}
-_INT = {"cpu-shares": ("cpu", "shares"), "cpu-period": ("cpu", "period"),
+# runc's flag is --cpu-share; --cpu-shares is Docker's spelling
+_INT = {"cpu-share": ("cpu", "shares"), "cpu-shares": ("cpu", "shares"),
+        "cpu-period": ("cpu", "period"),
         "cpu-quota": ("cpu", "quota"), "cpu-rt-period": ("cpu", "realtimePeriod"),
         "cpu-rt-runtime": ("cpu", "realtimeRuntime"), "pids-limit": ("pids", "limit"),
         "blkio-weight": ("blockIO", "weight")}
@@ -95,8 +97,8 @@ def main(ctx, opts, args):
     if cg is None:
         raise BerthError(f"container {args[0]} has no cgroup on record")
     linux = c.config.setdefault("linux", {})
-    # update=True keeps the device rules create wrote (linux.devices grants)
-    # unless res carries devices, and then the node grants stay in the list
+    # update=True keeps the device rules create wrote unless res carries
+    # devices; then the defaults are written after them again
     cg.apply(res, devices=linux.get("devices"), update=True)
     merge(linux.setdefault("resources", {}), res)
     c.save()
