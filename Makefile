@@ -11,7 +11,7 @@ APT_PKGS := runc busybox-static libseccomp2 iproute2 hyperfine skopeo umoci dock
 export PYTHONDONTWRITEBYTECODE :=
 # make install: Debian's python3 and its packages run the installed berth
 # (no venv to keep in step); DESTDIR stages the tree, as packagers do
-INSTALL_PKGS := python3 python3-cryptography python3-pyroute2 nftables iproute2 tini libseccomp2 uidmap
+INSTALL_PKGS := python3 python3-cryptography python3-pyroute2 python3-h11 nftables iproute2 tini libseccomp2 uidmap
 PREFIX ?= /usr/local
 BINDIR := $(PREFIX)/bin
 LIBDIR := $(PREFIX)/lib/berth
