@@ -5,6 +5,7 @@ openat2(RESOLVE_IN_ROOT): `..` and symlinks (also absolute ones planted by
 the image) stay inside the rootfs. Uploads go through the same hardened
 unpacker as image layers."""
 import base64
+import contextlib
 import json
 import os
 import stat
@@ -159,16 +160,12 @@ def register(router, engine):
         repo, tag = req.q("repo") or "", req.q("tag") or ""
         ref = (f"{repo}:{tag}" if tag else repo) if repo else None
         pause = req.qbool("pause", True) and c.running and not c.state["Paused"]
-        if pause:
-            engine.containers.pause(c.id)
-        try:
+        # a container that exits meanwhile is committed as it is
+        with engine.containers.paused(c.id) if pause else contextlib.nullcontext():
             image_id = C.commit(engine.store, c.image_id, upper, cfg, ref=ref,
                                 comment=req.q("comment") or "", author=req.q("author") or "",
                                 container_id=c.id,
                                 changes=_changes(req.query.get("changes", [])))
-        finally:
-            if pause:
-                engine.containers.unpause(c.id)
         engine.events.emit("container", "commit", c.id, engine.containers._attrs(c))
         return json_response({"Id": image_id}, 201)
 
