@@ -11,7 +11,7 @@ APT_PKGS := runc busybox-static libseccomp2 iproute2 hyperfine skopeo umoci dock
 export PYTHONDONTWRITEBYTECODE :=
 # make install: Debian's python3 and its packages run the installed berth
 # (no venv to keep in step); DESTDIR stages the tree, as packagers do
-INSTALL_PKGS := python3 python3-cryptography python3-pyroute2 nftables iproute2 tini libseccomp2 uidmap
+INSTALL_PKGS := python3 python3-cryptography python3-pyroute2 python3-h11 nftables iproute2 tini libseccomp2 uidmap
 PREFIX ?= /usr/local
 BINDIR := $(PREFIX)/bin
 LIBDIR := $(PREFIX)/lib/berth
@@ -39,7 +39,7 @@ $(VPY):
 	$(PYTHON) -m venv $(VENV)
 
 venv: $(VPY)
-	@$(VPY) -c 'import pytest, cryptography, pyroute2, zstandard, nacl, yaml, grpc, grpc_tools, docker, pytest_timeout' 2>/dev/null || $(VPY) -m pip install -q -r requirements-dev.txt
+	@$(VPY) -c 'import pytest, cryptography, pyroute2, zstandard, nacl, yaml, grpc, grpc_tools, docker, pytest_timeout, h11' 2>/dev/null || $(VPY) -m pip install -q -r requirements-dev.txt
 
 # bin/ holds launchers that run the venv's python with -IS: site and the
 # pyenv shim cost 30-70 ms per start, more than the runtime's own work.

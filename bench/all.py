@@ -35,6 +35,7 @@ BENCHES = {
     "image_load": ([], ["--runs", "2", "--size-mb", "50", "--layers", "4"]),
     "engine": ([], ["--quick"]),
     "net": ([], ["--quick"]),
+    "stress": ([], ["--quick"]),
 }
 
 

@@ -22,6 +22,31 @@ from berth.sys import rootless
 log = logging.getLogger("berth")
 
 
+def http_limits(args):
+    """The HTTP layer's bounds. Each connection costs a descriptor: the
+    soft fd limit is raised to the hard one (no privilege needed) and a
+    quarter of it is kept for everything else berthd opens."""
+    import resource
+    from berth.api.connection import Limits
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    cap = max(64, min(4096, soft * 3 // 4 - 256))
+    for name in ("http_header_timeout", "http_idle_timeout", "http_body_timeout"):
+        if getattr(args, name) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')}: must be a positive number of seconds")
+    if args.max_connections < 0:
+        raise ConfigError("--max-connections: must be positive")
+    return Limits(header_timeout=args.http_header_timeout,
+                  idle_timeout=args.http_idle_timeout,
+                  body_timeout=args.http_body_timeout,
+                  max_connections=min(args.max_connections or cap, cap))
+
+
 def _userns_remap(text):
     if not text:
         return None
@@ -150,15 +175,11 @@ def systemd_sockets():
 
 def _inherited(sock, app):
     from berth.api import server
-    cls = server.UnixServer if sock.family == socket.AF_UNIX else server.TCPServer
-    if cls is server.TCPServer:
+    if sock.family != socket.AF_UNIX:
         raise ConfigError("-H fd://: berthd takes only unix sockets from systemd (TCP needs "
                           "TLS: use -H tcp://... --tlsverify)")
-    srv = cls(sock.getsockname(), server.Handler, bind_and_activate=False)
-    srv.socket.close()
-    srv.socket = sock
+    srv = server.Listener(sock, app)
     srv.inherited = True
-    srv.app = app
     return srv
 
 
@@ -205,6 +226,7 @@ def main(argv=None):
         mode = rootless.active()
         args = settle(given, mode, _default_dirs(mode))
         setup_logging(args.log_level)
+        limits = http_limits(args)
         engine, app, paths = build(args)
         srvs = listeners(args, app, paths)
     except BerthError as e:
@@ -227,7 +249,7 @@ def main(argv=None):
     notify("READY=1")
     from berth.api.server import serve_all
     try:
-        serve_all(srvs)
+        serve_all(srvs, limits)
     finally:
         notify("STOPPING=1")
         log.info("berthd stopping; containers keep running (live restore)")

@@ -85,6 +85,14 @@ OPTIONS = (
      "Cgroup under which containers go (HostConfig.CgroupParent overrides)"),
     (("--live-restore",), "live-restore", "bool", True,
      "Containers keep running while the daemon is down (always: their monitors hold them)"),
+    (("--http-header-timeout",), "http-header-timeout", "int", 30,
+     "Seconds an API client has to send a request head"),
+    (("--http-idle-timeout",), "http-idle-timeout", "int", 300,
+     "Seconds an idle API connection is kept open"),
+    (("--http-body-timeout",), "http-body-timeout", "int", 60,
+     "Seconds a request body may stall (or trickle below 1 KiB/s after that)"),
+    (("--max-connections",), "max-connections", "int", 0,
+     "API connections served at once; past it only /_ping (0: from the fd limit, at most 4096)"),
 )
 # Docker's key for the same thing under another name
 ALIASES = {"authorization-plugins": "authz-policy"}

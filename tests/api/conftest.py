@@ -209,9 +209,10 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 @contextlib.contextmanager
-def private_berthd():
+def private_berthd(before_start=None):
     """A started berthd on a temp dir; on exit its containers, daemon,
-    mounts, cgroup parent and dir are gone, also after a failure."""
+    mounts, cgroup parent and dir are gone, also after a failure.
+    before_start(daemon) may prepare the dir (e.g. mount a small tmpfs)."""
     if not os.access(BERTHD, os.X_OK):
         pytest.skip(f"{BERTHD} is missing: run make build")
     tmp = os.path.realpath(tempfile.mkdtemp(prefix="berthd-test-"))
@@ -222,6 +223,8 @@ def private_berthd():
         if d._log:
             d._log.close()
     try:
+        if before_start:
+            before_start(d)
         d.start()
         yield d
     finally:
@@ -251,6 +254,14 @@ def berthd():
 def second_berthd(berthd):
     """Another private berthd beside the `berthd` fixture's."""
     with private_berthd() as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def alpine_berthd():
+    """One private berthd for a module, alpine loaded."""
+    with private_berthd() as d:
+        d.load("alpine-3.20")
         yield d
 
 

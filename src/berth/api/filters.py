@@ -1,18 +1,14 @@
 """Docker's `filters` query parameter: {"name": ["a", "b"]} (or the old
 {"name": {"a": true}} form)."""
-import json
-
 from berth.api.errors import BadRequest
+from berth.api.http import loads
 from berth.engine.labels import label_matches  # noqa: F401 - the routes use it from here
 
 
 def parse(text):
     if not text:
         return {}
-    try:
-        raw = json.loads(text)
-    except ValueError as e:
-        raise BadRequest(f"filters: malformed JSON: {e}")
+    raw = loads(text, "filters")
     if raw is None:   # Go clients send a nil map as null
         return {}
     if not isinstance(raw, dict):

@@ -1,20 +1,23 @@
-"""HTTP/1.1 for the Engine API: requests, responses, chunked streams and
-connection hijacking (attach and exec take over the socket, as Docker's
-clients expect after `Upgrade: tcp`).
+"""What a route handler sees of HTTP: a Request (method, path, query,
+headers, body, hijack) and the Response it returns. The wire side (h11,
+the event loop, timeouts) is in connection.py and server.py.
 
-A handler gets a Request and returns a Response; a Response whose body is
-an iterator is sent chunked, one chunk per item, flushed at once (logs -f,
-events, stats, pull progress). Handlers that hijack call req.hijack() and
-return None: the connection is theirs and is closed afterwards."""
+A Response whose body is an iterator is sent chunked, one chunk per item,
+flushed at once (logs -f, events, stats, pull progress). Handlers that
+hijack call req.hijack() and return None: the connection is theirs and is
+closed afterwards."""
 import json
+import re
 import socket
 import struct
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit, unquote
 
 from berth.api.errors import BadRequest, HTTPError
 
 MAX_JSON = 16 << 20
+# Deeper than any Engine API body; json's C decoder would otherwise stop
+# at the interpreter's recursion limit with a RecursionError (a 500)
+MAX_JSON_DEPTH = 256
 RAW_STREAM = "application/vnd.docker.raw-stream"
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 
@@ -41,6 +44,29 @@ def json_stream(items):
     checks that the client is still there."""
     for obj in items:
         yield b"" if obj is None else json.dumps(obj).encode() + b"\n"
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def loads(data, what="request body"):
+    """JSON from a client, with the depth bounded: BadRequest naming
+    `what` for malformed or too deeply nested input."""
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:
+        depth = top = 0
+        for ch in _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS):
+            depth += 1 if ch in b"[{" else -1
+            top = max(top, depth)
+        if top > MAX_JSON_DEPTH:
+            raise BadRequest(f"{what}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise BadRequest(f"{what}: JSON nested too deeply") from None
+    except ValueError as e:
+        raise BadRequest(f"{what}: malformed JSON: {e}") from None
 
 
 class Peer:
@@ -77,14 +103,40 @@ class Peer:
         return cls(cert_subject=subject, address=str(address))
 
 
+class Headers:
+    """Request headers, looked up without regard to case; repeated
+    headers are joined with commas."""
+
+    def __init__(self, pairs=()):
+        self._d = {}
+        for name, value in pairs:
+            k = name.lower()
+            self._d[k] = f"{self._d[k]}, {value}" if k in self._d else value
+
+    def get(self, name, default=None):
+        return self._d.get(name.lower(), default)
+
+    def __getitem__(self, name):
+        return self._d.get(name.lower())
+
+    def __contains__(self, name):
+        return name.lower() in self._d
+
+    def items(self):
+        return self._d.items()
+
+
 class Request:
-    def __init__(self, handler, method, path, version, query, peer):
-        self.handler = handler
+    """conn: the connection's side that reads the body and hijacks
+    (connection.Connection)."""
+
+    def __init__(self, conn, method, path, version, query, headers, peer):
+        self.conn = conn
         self.method = method
         self.path = path
         self.version = version
         self.query = query
-        self.headers = handler.headers
+        self.headers = headers
         self.peer = peer
         self.params = {}
         self._body = None
@@ -115,10 +167,7 @@ class Request:
         v = self.q(name)
         if not v:
             return default
-        try:
-            obj = json.loads(v)
-        except ValueError as e:
-            raise BadRequest(f"query parameter {name}: invalid JSON: {e}")
+        obj = loads(v, f"query parameter {name}")
         return default if obj is None else obj   # null: Go's nil map, as if absent
 
     # -- body ---------------------------------------------------------
@@ -126,7 +175,7 @@ class Request:
         """The request body as a file-like object (length-delimited or
         chunked), for large uploads such as image archives."""
         if self._reader is None:
-            self._reader = _BodyReader(self.handler.rfile, self.headers)
+            self._reader = BodyReader(self.conn)
         return self._reader
 
     def body(self, limit=MAX_JSON):
@@ -143,10 +192,7 @@ class Request:
             if default is not None:
                 return default
             raise BadRequest("request body: expected a JSON object, got nothing")
-        try:
-            obj = json.loads(data)
-        except ValueError as e:
-            raise BadRequest(f"request body: malformed JSON: {e}")
+        obj = loads(data)
         if obj is None and default is not None:
             return default   # Go decodes null into a zero value, as if nothing was sent
         if default is not None and not isinstance(obj, type(default)):
@@ -156,72 +202,62 @@ class Request:
     # -- hijack -------------------------------------------------------
     def hijack(self, content_type=RAW_STREAM):
         """Answers 101 (or 200 to clients that did not ask to upgrade)
-        and hands over the socket. Bytes the client already sent that sit
-        in the read buffer come back as the second value."""
-        h = self.handler
-        upgrade = "upgrade" in (self.headers.get("Connection") or "").lower()
-        if upgrade:
-            head = (f"HTTP/1.1 101 UPGRADED\r\nContent-Type: {content_type}\r\n"
-                    "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
-        else:
-            head = f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n\r\n"
-        h.wfile.write(head.encode())
-        h.wfile.flush()
+        and hands over the socket, blocking and without timeouts. Bytes
+        the client sent past the request come back in the second value
+        (peek/read1, as stream.buffered reads them)."""
+        sock, early = self.conn.hijack(content_type)
         self.hijacked = True
-        h.close_connection = True
-        return h.connection, h.rfile
+        return sock, Leftover(early)
 
 
-class _BodyReader:
-    def __init__(self, rfile, headers):
-        self.rfile = rfile
-        self.chunked = "chunked" in (headers.get("Transfer-Encoding") or "").lower()
-        try:
-            self.left = int(headers.get("Content-Length") or 0)
-        except ValueError:
-            raise BadRequest("Content-Length: not a number")
-        self.chunk_left = 0
-        self.done = False
+class Leftover:
+    """The bytes a client sent right after a hijacked request."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def peek(self, n=1):
+        return self.data
+
+    def read1(self, n=-1):
+        n = len(self.data) if n is None or n < 0 else n
+        out, self.data = self.data[:n], self.data[n:]
+        return out
+
+
+class BodyReader:
+    """The request body as a file (read(n)); framing, limits and timeouts
+    are the connection's."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.pending = b""
 
     def read(self, n=-1):
-        if n is None or n < 0:
-            parts = []
-            while True:
-                part = self.read(1 << 20)
-                if not part:
-                    return b"".join(parts)
-                parts.append(part)
-        if not self.chunked:
-            if self.left <= 0:
-                return b""
-            data = self.rfile.read(min(n, self.left))
-            if not data:
-                raise BadRequest("request body: connection closed early")
-            self.left -= len(data)
-            return data
-        if self.done:
-            return b""
-        if self.chunk_left == 0:
-            line = self.rfile.readline(1024)
-            try:
-                self.chunk_left = int(line.split(b";")[0].strip(), 16)
-            except ValueError:
-                raise BadRequest("request body: bad chunk header")
-            if self.chunk_left == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass
-                self.done = True
-                return b""
-        data = self.rfile.read(min(n, self.chunk_left))
-        if not data:
-            raise BadRequest("request body: connection closed early")
-        self.chunk_left -= len(data)
-        if self.chunk_left == 0:
-            self.rfile.readline(1024)
+        """Up to n bytes (all with n < 0), fewer only at the end."""
+        parts, have = [self.pending], len(self.pending)
+        self.pending = b""
+        while n is None or n < 0 or have < n:
+            part = self.conn.read_body()
+            if not part:
+                break
+            parts.append(part)
+            have += len(part)
+        data = b"".join(parts)
+        if n is not None and 0 <= n < len(data):
+            data, self.pending = data[:n], data[n:]
         return data
 
+    def read1(self, n=-1):
+        if not self.pending:
+            self.pending = self.conn.read_body()
+        n = len(self.pending) if n is None or n < 0 else n
+        out, self.pending = self.pending[:n], self.pending[n:]
+        return out
+
     def drain(self):
-        while self.read(1 << 16):
+        self.pending = b""
+        while self.conn.read_body():
             pass
 
 
@@ -235,81 +271,6 @@ def split_target(target):
         if head.replace(".", "", 1).isdigit() and "." in head:
             version, path = head, "/" + rest
     return path, version, parse_qs(parts.query, keep_blank_values=True)
-
-
-class Handler(BaseHTTPRequestHandler):
-    """One connection; self.server.app is the dispatcher (Request ->
-    Response)."""
-    protocol_version = "HTTP/1.1"
-    server_version = "berthd"
-
-    def log_message(self, fmt, *args):
-        pass
-
-    def _serve(self):
-        path, version, query = split_target(self.path)
-        peer = Peer.of(self.connection, self.client_address)
-        req = Request(self, self.command, path, version, query, peer)
-        resp = self.server.app(req)
-        if req.hijacked:
-            return
-        if self.command in ("POST", "PUT", "DELETE"):
-            # unread body would be parsed as the next request
-            try:
-                req.stream().drain()
-            except Exception:
-                self.close_connection = True
-        self.send(resp)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
-
-    def send(self, resp):
-        self.send_response(resp.status)
-        if resp.content_type:
-            self.send_header("Content-Type", resp.content_type)
-        self.send_header("Api-Version", self.server.api_version)
-        self.send_header("Docker-Experimental", "false")
-        self.send_header("Ostype", "linux")
-        for k, v in resp.headers.items():
-            self.send_header(k, v)
-        body = resp.body
-        if isinstance(body, (bytes, bytearray)):
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-            return
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        try:
-            for chunk in body:
-                if chunk:
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                    self.wfile.flush()
-                elif _peer_gone(self.connection):
-                    # an idle stream (logs -f, events) whose client left
-                    self.close_connection = True
-                    return
-            self.wfile.write(b"0\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-        finally:
-            close = getattr(body, "close", None)
-            if close:
-                close()
-
-
-def _peer_gone(sock):
-    """True if the client closed its end (readable with nothing to read)."""
-    import select
-    try:
-        if not select.select([sock], [], [], 0)[0]:
-            return False
-        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except (BlockingIOError, InterruptedError):
-        return False
-    except OSError:
-        return True
 
 
 def writer_stream(write, chunk=1 << 16):

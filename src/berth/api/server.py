@@ -1,61 +1,50 @@
-"""Listening sockets: the Unix socket (root:berth, 0660) and, only with
-mutual TLS, TCP. Plain TCP hands root to anyone who can reach the port,
-so it needs an explicit force flag and is announced loudly."""
+"""Listening sockets and the event loop that serves them: the Unix socket
+(root:berth, 0660) and, only with mutual TLS, TCP. Plain TCP hands root to
+anyone who can reach the port, so it needs an explicit force flag and is
+announced loudly.
+
+One thread runs the loop (a selector): it accepts, does TLS handshakes,
+reads request heads and enforces the header and idle deadlines, so an
+idle or slow connection costs a file descriptor and no thread. A complete
+head goes to a worker thread (connection.Connection.serve), which hands
+the connection back when the answer is out.
+
+At max_connections a new client is still accepted, but it is served
+/_ping only (so `docker info`-style health checks keep working) and
+anything else gets 503; past that, new connections are closed at once."""
+import collections
+import errno
 import grp
 import os
+import selectors
 import socket
-import socketserver
 import ssl
 import sys
 import threading
+import time
+import traceback
+
+import h11
 
 from berth.api.app import API_VERSION
-from berth.api.http import Handler
+from berth.api.connection import Connection, Limits, error_bytes
 from berth.errors import BerthError, ConfigError
 
-
-class _Mixin(socketserver.ThreadingMixIn):
-    daemon_threads = True
-    block_on_close = False
-    api_version = API_VERSION
-    # `docker rm -f a b c ...` connects once per name, all at once
-    request_queue_size = 512
-
-    def handle_error(self, request, client_address):
-        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
-            return   # the client went away: nothing to report
-        super().handle_error(request, client_address)
+BACKLOG = 4096
+OVERFLOW = 256        # beyond max_connections: /_ping only, then refused
+LINGER = 2.0          # after an error answer, unread input is discarded this long
 
 
-class UnixServer(_Mixin, socketserver.UnixStreamServer):
-    pass
-
-
-class TCPServer(_Mixin, socketserver.TCPServer):
-    allow_reuse_address = True
-
-    def __init__(self, address, handler, tls=None):
+class Listener:
+    def __init__(self, sock, app, tls=None):
+        self.socket = sock
+        self.app = app
         self.tls = tls
-        super().__init__(address, handler)
+        self.server_address = sock.getsockname()
+        self.api_version = API_VERSION
 
-    def get_request(self):
-        conn, addr = super().get_request()
-        if self.tls:
-            # the handshake happens in the connection's own thread: a client
-            # that connects and says nothing must not stall the accept loop
-            conn = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
-        return conn, addr
-
-    def finish_request(self, request, client_address):
-        if self.tls:
-            request.settimeout(30)
-            try:
-                request.do_handshake()
-            except (ssl.SSLError, OSError):
-                return
-            request.settimeout(None)
-        super().finish_request(request, client_address)
-
+    def server_close(self):
+        self.socket.close()
 
 
 def unix_server(path, app, group="berth"):
@@ -69,11 +58,16 @@ def unix_server(path, app, group="berth"):
             os.unlink(path)
         finally:
             probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     old = os.umask(0o117)
     try:
-        srv = UnixServer(path, Handler)
+        sock.bind(path)
+    except OSError as e:
+        sock.close()
+        raise BerthError(f"{path}: cannot listen: {e.strerror}") from None
     finally:
         os.umask(old)
+    sock.listen(BACKLOG)
     if group is None:
         # rootless: the socket is the user's alone
         os.chmod(path, 0o600)
@@ -84,8 +78,7 @@ def unix_server(path, app, group="berth"):
             gid = 0
         os.chown(path, 0, gid)
         os.chmod(path, 0o660)
-    srv.app = app
-    return srv
+    return Listener(sock, app)
 
 
 def tls_context(ca, cert, key):
@@ -111,15 +104,236 @@ def tcp_server(addr, app, tls=None, force_insecure=False):
                                    "--insecure-tcp if you really mean to give root to the network")
         print(f"WARNING: berthd is listening on tcp://{addr} WITHOUT TLS: anyone who can "
               "reach it controls this machine as root", file=sys.stderr, flush=True)
-    srv = TCPServer((host.strip("[]") or "127.0.0.1", int(port)), Handler, tls)
-    srv.app = app
-    return srv
+    host = host.strip("[]") or "127.0.0.1"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, int(port)), family=family, backlog=BACKLOG)
+    except OSError as e:
+        raise BerthError(f"--host tcp://{addr}: cannot listen: {e.strerror}") from None
+    return Listener(sock, app, tls)
 
 
-def serve_all(servers):
-    threads = []
-    for srv in servers[1:]:
-        t = threading.Thread(target=srv.serve_forever, daemon=True)
-        t.start()
-        threads.append(t)
-    servers[0].serve_forever()
+def serve_all(servers, limits=None):
+    Loop(servers, limits or Limits()).run()
+
+
+class Loop:
+    def __init__(self, servers, limits):
+        self.servers = servers
+        self.limits = limits
+        self.sel = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.back = collections.deque()    # (conn, keep) from workers
+        self.watched = set()               # connections the loop reads from
+        self.open = 0
+        self.paused = {}                   # listener -> when to accept again
+
+    def run(self):
+        for srv in self.servers:
+            srv.socket.setblocking(False)
+            self.sel.register(srv.socket, selectors.EVENT_READ, srv)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, None)
+        next_sweep = 0.0
+        while True:
+            events = self.sel.select(timeout=0.5)
+            now = time.monotonic()
+            for key, mask in events:
+                d = key.data
+                if d is None:
+                    self._drain_wake()
+                elif isinstance(d, Listener):
+                    self._accept(d, now)
+                else:
+                    self._ready(d, mask, now)
+            self._take_back(now)
+            if now >= next_sweep:
+                self._sweep(now)
+                next_sweep = now + 0.5
+
+    # -- accepting ----------------------------------------------------
+    def _accept(self, srv, now):
+        lim = self.limits
+        for _ in range(256):
+            try:
+                sock, addr = srv.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # out of descriptors: stop accepting for a moment, not spin
+                    self.sel.unregister(srv.socket)
+                    self.paused[srv] = now + 0.25
+                return
+            if self.open >= lim.max_connections + OVERFLOW:
+                sock.close()
+                continue
+            sock.setblocking(False)
+            if srv.tls:
+                try:
+                    sock = srv.tls.wrap_socket(sock, server_side=True,
+                                               do_handshake_on_connect=False)
+                except (ssl.SSLError, OSError):
+                    sock.close()
+                    continue
+            conn = Connection(sock, addr, srv, lim)
+            conn.over_limit = self.open >= lim.max_connections
+            self.open += 1
+            if srv.tls:
+                conn.state = "handshake"
+                conn.deadline = now + min(lim.header_timeout, 10.0)
+            else:
+                conn.wait_for_head(now)
+            self.sel.register(sock, selectors.EVENT_READ, conn)
+            self.watched.add(conn)
+
+    # -- reading heads ------------------------------------------------
+    def _ready(self, conn, mask, now):
+        if conn.state == "handshake":
+            if not self._handshake(conn, now):
+                return
+        if conn.state == "linger":
+            try:
+                if not conn.sock.recv(1 << 16):
+                    self._drop(conn)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                pass
+            except OSError:
+                self._drop(conn)
+            return
+        try:
+            data = conn.sock.recv(1 << 16)
+            while conn.tls and conn.sock.pending():
+                data += conn.sock.recv(conn.sock.pending())
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return
+        except OSError:
+            self._drop(conn)
+            return
+        self._head(conn, lambda: conn.feed(data, now), now)
+
+    def _handshake(self, conn, now):
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.sel.modify(conn.sock, selectors.EVENT_READ, conn)
+            return False
+        except ssl.SSLWantWriteError:
+            self.sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
+            return False
+        except (ssl.SSLError, OSError, ValueError):
+            self._drop(conn)
+            return False
+        self.sel.modify(conn.sock, selectors.EVENT_READ, conn)
+        conn.wait_for_head(now)
+        return conn.sock.pending() > 0
+
+    def _head(self, conn, step, now):
+        try:
+            ev = step()
+        except h11.RemoteProtocolError as e:
+            status = e.error_status_hint if 400 <= e.error_status_hint < 600 else 400
+            self._reject(conn, status, f"bad request: {e}", now)
+            return
+        except OSError:
+            self._drop(conn)
+            return
+        if ev is not None:
+            self._dispatch(conn, ev, now)
+
+    def _dispatch(self, conn, ev, now):
+        self.sel.unregister(conn.sock)
+        self.watched.discard(conn)
+        conn.state = "busy"
+        conn.sock.setblocking(True)
+        t = threading.Thread(target=self._work, args=(conn, ev), daemon=True,
+                             name="http-" + ev.method.decode("ascii", "replace"))
+        try:
+            t.start()
+        except RuntimeError:
+            conn.sock.setblocking(False)
+            self.sel.register(conn.sock, selectors.EVENT_READ, conn)
+            self.watched.add(conn)
+            self._reject(conn, 503, "berthd cannot start another worker; try again later", now)
+
+    def _work(self, conn, ev):
+        try:
+            keep = conn.serve(ev)
+        except (OSError, h11.LocalProtocolError):
+            keep = False       # the client went away mid-answer
+        except Exception:  # noqa: BLE001 - a bug in this layer: say so, keep serving
+            print(f"berthd: connection {conn.peer.describe() if conn.peer else '?'}:",
+                  file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
+            keep = False
+        self.back.append((conn, keep))
+        try:
+            os.write(self.wake_w, b"x")
+        except BlockingIOError:
+            pass
+
+    def _drain_wake(self):
+        try:
+            while os.read(self.wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _take_back(self, now):
+        while self.back:
+            conn, keep = self.back.popleft()
+            if keep is None:
+                self.open -= 1       # hijacked: closed by its worker
+                continue
+            conn.sock.setblocking(False)
+            self.sel.register(conn.sock, selectors.EVENT_READ, conn)
+            self.watched.add(conn)
+            if not keep:
+                self._linger(conn, now)
+                continue
+            conn.wait_for_head(now)
+            if conn.h11.trailing_data[0]:
+                conn.head_started = now
+                conn.deadline = min(conn.deadline, now + self.limits.header_timeout)
+            # a pipelined request may be buffered already
+            self._head(conn, conn.next_head, now)
+
+    # -- ending ---------------------------------------------------------
+    def _reject(self, conn, status, message, now):
+        try:
+            conn.sock.send(error_bytes(status, message))
+        except (OSError, ValueError):
+            pass
+        self._linger(conn, now)
+
+    def _linger(self, conn, now):
+        """Half-close and read what the client still sends for a moment:
+        closing with unread input would reset the connection and could
+        lose the answer just sent."""
+        conn.state = "linger"
+        conn.deadline = now + LINGER
+        try:
+            socket.socket.shutdown(conn.sock, socket.SHUT_WR)
+        except OSError:
+            self._drop(conn)
+
+    def _drop(self, conn):
+        if conn in self.watched:
+            self.watched.discard(conn)
+            try:
+                self.sel.unregister(conn.sock)
+            except (KeyError, ValueError):
+                pass
+        conn.close()
+        self.open -= 1
+
+    def _sweep(self, now):
+        for srv, when in list(self.paused.items()):
+            if now >= when:
+                del self.paused[srv]
+                self.sel.register(srv.socket, selectors.EVENT_READ, srv)
+        for conn in [c for c in self.watched if c.deadline <= now]:
+            if conn.state == "head" and conn.head_started is not None:
+                self._reject(conn, 408, "request head not received within "
+                                        f"{self.limits.header_timeout:g}s", now)
+            else:
+                self._drop(conn)

@@ -4,9 +4,10 @@
 `berth-runtime run`; `_json` alone costs under 1 ms. The output matches
 json.dumps for the types a runtime spec holds."""
 import _json
+import errno
 import os
 
-from berth.errors import ConfigError
+from berth.errors import ConfigError, SysError
 
 
 class _Ctx:
@@ -118,14 +119,28 @@ def write_atomic(path, obj, indent=None, mode=0o600, durable=True):
     durable=False skips the fsync for state that means nothing after a
     reboot: the rename alone already survives a killed process."""
     tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    data = dumps(obj, indent).encode()
     try:
-        os.write(fd, dumps(obj, indent).encode())
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError as e:
+        # the old file stays as it was; no half-written tmp is left beside it
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise SysError(f"cannot write {path}", errno=e.errno,
+                           hint="the file system is full: free space and retry") from None
+        raise
 
 
 def fsync_dir(path):

@@ -6,6 +6,7 @@ from the client are resolved inside it with openat2(RESOLVE_IN_ROOT): `..`
 and symlinks (also absolute ones planted by the image) stay inside.
 Uploads go through the same hardened unpacker as image layers."""
 import base64
+import contextlib
 import errno
 import json
 import os
@@ -231,9 +232,8 @@ def register(router, engine):
         repo, tag = req.q("repo") or "", req.q("tag") or ""
         ref = (f"{repo}:{tag}" if tag else repo) if repo else None
         pause = req.qbool("pause", True) and c.running and not c.state["Paused"]
-        if pause:
-            engine.containers.pause(c.id)
-        try:
+        # a container that exits meanwhile is committed as it is
+        with engine.containers.paused(c.id) if pause else contextlib.nullcontext():
             image_id = C.commit(engine.store, c.image_id, upper, cfg, ref=ref,
                                 comment=req.q("comment") or "", author=req.q("author") or "",
                                 container_id=c.id,
@@ -247,9 +247,6 @@ def register(router, engine):
             engine.events.emit("container", "commit", c.id,
                                dict(engine.containers._attrs(c), comment=req.q("comment") or "",
                                     imageID=image_id, imageRef=shown))
-        finally:
-            if pause:
-                engine.containers.unpause(c.id)
         return json_response({"Id": image_id}, 201)
 
     router.add("POST", "/commit", commit)

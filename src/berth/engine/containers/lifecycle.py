@@ -2,6 +2,7 @@
 waits on its shim, exit records, restart policies, signals, stop, pause,
 wait and attach. Containers (manager.py) mixes this in; methods here use
 its lookup, runtime and start helpers."""
+import contextlib
 import json
 import shutil
 import signal
@@ -10,10 +11,11 @@ import threading
 import time
 
 from berth.errors import BerthError, ConfigError, Conflict, NotFound
-from berth.engine.containers import shimctl
+from berth.engine.containers import crashpoint, shimctl
 from berth.engine.containers.record import now_rfc3339
 
 STOP_TIMEOUT = 10
+KILL_WAIT = 10
 
 
 class NotModified(BerthError):
@@ -63,15 +65,20 @@ class Lifecycle:
     def _exited(self, c, ex):
         shim_dir = self.paths.shim(c.id)
         pid = shimctl.shim_alive(shim_dir)
+        auto_remove = bool(c.host_config.get("AutoRemove"))
+        code = int(ex.get("exit_code", 255))
         with c.cond:
+            # decided with the state change: a container that will restart
+            # goes straight to "restarting", never shows "exited" between runs
+            restart = not auto_remove and self._should_restart(c, code)
             c.data["_exit_seq"] = c.data.get("_exit_seq", 0) + 1
-            c.set_state(Status="exited", Pid=0, ExitCode=int(ex.get("exit_code", 255)),
+            c.set_state(Status="restarting" if restart else "exited", Pid=0, ExitCode=code,
                         FinishedAt=ex.get("finished_at") or now_rfc3339(),
                         OOMKilled=bool(ex.get("oom_killed")), Error=ex.get("error", ""))
             # dockerd's order: die, network disconnect, and only then the
             # stop event of a `docker stop` waiting on this cond
             attrs = self._attrs(c)
-            attrs["exitCode"] = str(c.state["ExitCode"])
+            attrs["exitCode"] = str(code)
             self.e.events.emit("container", "die", c.id, attrs)
             self._net_teardown(c)
             from berth.engine.containers import netattach
@@ -79,12 +86,10 @@ class Lifecycle:
         # the shim still runs the runtime's delete; its directory goes after,
         # unless a restart has made a new shim there meanwhile
         starts = getattr(c, "starts", 0)
-        auto_remove = bool(c.host_config.get("AutoRemove"))
         if auto_remove:
             # the removal does not wait for the shim to start with the storage
             threading.Thread(target=self._auto_remove, args=(c,), daemon=True).start()
         shimctl.wait_gone(pid)
-        restart = not auto_remove and self._should_restart(c)
         with c.lifecycle:
             if getattr(c, "starts", 0) == starts and not shimctl.shim_alive(shim_dir):
                 rmtree(shim_dir)
@@ -93,7 +98,8 @@ class Lifecycle:
                     # left mounted; start (or docker cp) mounts it again
                     self._unmount_stopped(c)
         if restart:
-            threading.Thread(target=self._restart_later, args=(c,), daemon=True).start()
+            threading.Thread(target=self._restart_later, args=(c,), daemon=True,
+                             name=f"restart-{c.id[:12]}").start()
 
     def _unmount_stopped(self, c):
         c.mounted_rootfs = None
@@ -111,49 +117,77 @@ class Lifecycle:
         except BerthError:
             pass
 
-    def _should_restart(self, c):
+    def _should_restart(self, c, code):
         pol = c.host_config.get("RestartPolicy") or {}
         mode = pol.get("Name") or "no"
         if c.data.get("_manual_stop") or self._closing or mode in ("no", ""):
             return False
+        if c.deleted or c.data.get("_removed"):
+            return False
         if mode == "on-failure":
             limit = pol.get("MaximumRetryCount") or 0
-            return c.state["ExitCode"] != 0 and (not limit or c.data.get("RestartCount", 0) < limit)
+            return code != 0 and (not limit or c.data.get("RestartCount", 0) < limit)
         return mode in ("always", "unless-stopped")
 
     def _restart_later(self, c):
         n = c.data.get("RestartCount", 0)
-        delay = min(0.1 * (2 ** n), 60)
-        c.set_state(Status="restarting")
-        time.sleep(delay)
-        with c.cond:
-            if c.data.get("_manual_stop") or c.data.get("_removed") or self._closing:
-                if c.state["Status"] == "restarting":
+        # dockerd's back-off: 100 ms doubling to a minute, from the start
+        # again after a run of 10 s or more
+        ran = time.monotonic() - getattr(c, "started_at", 0.0)
+        c.backoff = 0.1 if ran >= 10 else min(getattr(c, "backoff", 0.05) * 2, 60)
+        time.sleep(c.backoff)
+        with c.lifecycle:
+            with c.cond:
+                if c.state["Status"] != "restarting":
+                    return      # stopped, removed or started meanwhile
+                if c.data.get("_manual_stop") or c.deleted or self._closing:
                     c.set_state(Status="exited")
-                return
-            c.data["RestartCount"] = n + 1
-        try:
-            with c.lifecycle:
-                if c.data.get("_removed") or c.state["Status"] in ("running", "paused"):
                     return
+                c.data["RestartCount"] = n + 1
+            try:
                 self._start(c)
-            self.e.events.emit("container", "restart", c.id, self._attrs(c))
-        except BerthError:
-            c.set_state(Status="exited")
+            except BerthError:
+                with c.cond:
+                    if c.state["Status"] == "restarting":
+                        c.set_state(Status="exited")
+                return
+        self.e.events.emit("container", "restart", c.id, self._attrs(c))
 
     # -- signals ------------------------------------------------------
-    def kill(self, ref, sig="KILL"):
+    def kill(self, ref, sig="KILL", wait=KILL_WAIT, record=True):
+        """As dockerd: SIGKILL returns once the container has stopped
+        (bounded by `wait`); SIGKILL, the container's stop signal, or any
+        signal when it has none, ends its restart policy (kept on disk
+        unless record=False: a removal needs no fsync for it)."""
         c = self.get(ref)
-        if not c.running or not c.state["Pid"]:
-            raise Conflict(f"Container {c.id} is not running")
         sig = signal_name(sig)
+        stop_sig = signal_name(c.config.get("StopSignal")) if c.config.get("StopSignal") else None
+        with c.cond:
+            if not c.running or not c.state["Pid"]:
+                raise Conflict(f"Container {c.id} is not running")
+            if sig == "KILL" or stop_sig is None or sig == stop_sig:
+                c.data["_manual_stop"] = True
+                if record:
+                    c.save()
         # before the signal, as dockerd: the die it causes comes after; the
         # signal's number, as dockerd shows it
         self.e.events.emit("container", "kill", c.id,
                            dict(self._attrs(c), signal=str(int(getattr(signal, "SIG" + sig)))))
         p = subprocess.run(self.runtime_cmd(c, "kill", c.id, sig), capture_output=True, text=True)
-        if p.returncode != 0 and c.running:
+        if p.returncode != 0 and c.running and not self._wait_stopped(c, 2):
             raise BerthError(f"kill {c.id[:12]}: {p.stderr.strip()}")
+        if c.state["Paused"] and c.data.get("_manual_stop"):
+            # as dockerd: a frozen container gets the signal once thawed
+            try:
+                self._runtime_ok(c, "resume", c.id)
+            except BerthError:
+                pass
+            else:
+                with c.cond:
+                    if c.state["Status"] == "paused":   # a signal it survives
+                        c.set_state(Status="running")
+        if sig == "KILL" and wait and not self._wait_stopped(c, wait):
+            raise BerthError(f"container {c.id[:12]} did not stop within {wait}s of SIGKILL")
 
     def stop(self, ref, timeout=None, sig=None):
         c = self.get(ref)
@@ -171,13 +205,13 @@ class Lifecycle:
         if c.state["Paused"]:
             self.unpause(c.id)
         try:
-            self.kill(c.id, sig)
+            self.kill(c.id, sig, wait=0)
         except Conflict:
             pass
         # a negative timeout waits for as long as it takes (docker stop -t -1)
         if not self._wait_stopped(c, timeout):
             try:
-                self.kill(c.id, "KILL")
+                self.kill(c.id, "KILL", wait=0)
             except Conflict:
                 pass
             self._wait_stopped(c, 30)
@@ -201,26 +235,85 @@ class Lifecycle:
             except NotModified:
                 pass
             c.data["_manual_stop"] = False
+            c.data["RestartCount"] = 0     # as dockerd: a restart by hand starts the count anew
             self._start(c)
         self.e.events.emit("container", "restart", c.id, self._attrs(c))
 
     def pause(self, ref):
         c = self.get(ref)
-        if not c.running:
-            raise Conflict(f"Container {c.id} is not running")
-        if c.state["Paused"]:
-            raise Conflict(f"Container {c.id} is already paused")
-        self._runtime_ok(c, "pause", c.id)
-        c.set_state(Status="paused")
+        with c.lifecycle:
+            if not c.running or c.state["Status"] == "restarting":
+                raise Conflict(f"Container {c.id} is not running")
+            if c.state["Paused"]:
+                raise Conflict(f"Container {c.id} is already paused")
+            self._freeze(c, "pause", "paused")
         self.e.events.emit("container", "pause", c.id, self._attrs(c))
 
     def unpause(self, ref):
         c = self.get(ref)
-        if not c.state["Paused"]:
-            raise Conflict(f"Container {c.id} is not paused")
-        self._runtime_ok(c, "resume", c.id)
-        c.set_state(Status="running")
+        with c.lifecycle:
+            if not c.state["Paused"]:
+                raise Conflict(f"Container {c.id} is not paused")
+            self._freeze(c, "resume", "running")
         self.e.events.emit("container", "unpause", c.id, self._attrs(c))
+
+    def _freeze(self, c, verb, status):
+        """The runtime's pause or resume, marked on the record while it
+        runs: a berthd killed in between finds the mark and asks the
+        runtime which it is (a frozen container recorded as running would
+        never die of SIGKILL)."""
+        with c.cond:
+            c.data["_pausing"] = True
+            c.save(durable=False)
+        try:
+            self._runtime_or_gone(c, verb)
+            crashpoint.reached(f"{verb}:done")
+        finally:
+            with c.cond:
+                c.data.pop("_pausing", None)
+                c.save(durable=False)
+        c.set_state(Status=status)
+
+    def _runtime_or_gone(self, c, verb):
+        """A container that exits while it is paused or resumed makes the
+        runtime say it does not exist: that is a 409, not a failure. (The
+        shim deletes the runtime's container before it reports the exit,
+        so the runtime is asked, not the record.)"""
+        try:
+            self._runtime_ok(c, verb, c.id)
+        except BerthError:
+            if self._runtime_status(c) in (None, "stopped") or self._wait_stopped(c, 0.5):
+                raise Conflict(f"Container {c.id} is not running") from None
+            raise
+
+    def _runtime_status(self, c):
+        """The runtime's word on the container: created, running,
+        paused, stopped, or None when it has no such container."""
+        try:
+            p = subprocess.run(self.runtime_cmd(c, "state", c.id), capture_output=True,
+                               text=True, timeout=30)
+            return json.loads(p.stdout).get("status") if p.returncode == 0 else None
+        except (subprocess.TimeoutExpired, ValueError, AttributeError, BerthError, OSError):
+            return None
+
+    @contextlib.contextmanager
+    def paused(self, ref):
+        """Holds a running container paused for the block (commit); one
+        that is not running, or stops meanwhile, is left as it is."""
+        c = self.get(ref)
+        try:
+            self.pause(c.id)
+            did = True
+        except Conflict:
+            did = False
+        try:
+            yield c
+        finally:
+            if did:
+                try:
+                    self.unpause(c.id)
+                except Conflict:
+                    pass
 
     def _runtime_ok(self, c, *args):
         p = subprocess.run(self.runtime_cmd(c, *args), capture_output=True, text=True)

@@ -14,8 +14,8 @@ import threading
 import time
 
 from berth.errors import BerthError, ConfigError, Conflict, NotFound
-from berth.engine.containers import (cgwarm, files, joins, links, names, netattach, rootless,
-                                     shimctl, validate, volmounts)
+from berth.engine.containers import (cgwarm, crashpoint, files, joins, links, names, netattach,
+                                     rootless, shimctl, validate, volmounts)
 from berth.engine.containers.lifecycle import Lifecycle, NotModified, rmtree  # noqa: F401 - NotModified is part of this module's API
 from berth.engine.containers import logconfig
 from berth.engine.containers.logconfig import check_log_config, parse_size  # noqa: F401 - daemon.py's
@@ -24,6 +24,8 @@ from berth.engine.containers.newrecord import (graph_data, network_settings, new
                                                traversable)
 from berth.engine.containers.options import run_options
 from berth.engine.containers.record import Container, now_rfc3339
+from berth.engine.containers.restore import Restore, load_records
+from berth.engine.containers.trash import Trash
 from berth.engine.specgen import generate
 from berth.engine.storage import layers
 from berth.oci import jsonio
@@ -41,7 +43,7 @@ _CONFIG_FIELDS = frozenset((
     "NetworkingConfig", "Platform"))
 
 
-class Containers(Lifecycle):
+class Containers(Lifecycle, Restore):
     def __init__(self, engine):
         self.e = engine
         self.paths = engine.paths
@@ -50,12 +52,8 @@ class Containers(Lifecycle):
         self._closing = False
         from berth.engine.containers.execs import Execs
         self.execs = Execs(self)
-        for cid in sorted(os.listdir(self.paths.containers)):
-            d = self.paths.container(cid)
-            try:
-                self._all[cid] = Container.load(d)
-            except BerthError:
-                continue
+        self.trash = Trash(self.paths.root)
+        self._all, self.unreadable = load_records(self.paths.containers)
 
     # -- lookup -------------------------------------------------------
     def get(self, ref):
@@ -179,14 +177,24 @@ class Containers(Lifecycle):
             c.data["LogPath"] = os.path.join(d, f"{cid}-json.log") if keeps else ""
             self._runtime(c)
             c.data["IdMap"] = self._idmap(host.get("UsernsMode") or "")
-            os.makedirs(os.path.join(d, "bundle"), mode=0o700)
-            c.save()
+            # the name and id range are taken; the disk is written outside
+            # the lock, which every create and remove shares
             self._all[cid] = c
+        try:
+            # no record yet: a crash before the one below leaves a directory
+            # without one, which restore removes with the storage it names
+            os.makedirs(os.path.join(d, "bundle"), mode=0o700)
+        except BaseException:
+            with self._lock:
+                self._all.pop(cid, None)
+            rmtree(d)      # a full disk: nothing of this container stays
+            raise
         try:
             self._prepare(c, body, host, image_id, image_cfg)
         except BaseException:
             self._destroy(c, volumes=True)
             raise
+        crashpoint.reached("create:prepared")
         c.data.pop("_creating", None)
         c.save()
         self.e.events.emit("container", "create", cid, self._attrs(c))
@@ -210,7 +218,7 @@ class Containers(Lifecycle):
         if anon:
             # on record before anything else is made: restore after a crash
             # removes them with the half-made container
-            c.save()
+            c.save(durable=False)
         idmap = tuple(c.data["IdMap"]) if c.data.get("IdMap") else None
         if idmap:
             opts.userns_map = idmap
@@ -243,7 +251,10 @@ class Containers(Lifecycle):
         c.data["Path"] = spec["process"]["args"][0]
         c.data["Args"] = spec["process"]["args"][1:]
         c.config["Hostname"] = opts.hostname or c.config.get("Hostname", "")
-        jsonio.write_atomic(os.path.join(c.bundle, "config.json"), spec)
+        # renamed into place without fsync (that survives a killed berthd):
+        # one fsync per create, the finished record's, is what a loaded disk
+        # can take
+        jsonio.write_atomic(os.path.join(c.bundle, "config.json"), spec, durable=False)
 
     # -- start --------------------------------------------------------
     def start(self, ref):
@@ -256,6 +267,7 @@ class Containers(Lifecycle):
                     raise Conflict(f"container {c.id[:12]} is marked for removal and cannot "
                                    "be started")
                 c.data["_manual_stop"] = False
+                c.data["RestartCount"] = 0   # as dockerd: a start by hand starts the count anew
             try:
                 self._start(c)
             except BaseException:
@@ -312,6 +324,7 @@ class Containers(Lifecycle):
             self._start_failed(c, e)
             rmtree(shim_dir)
             raise
+        crashpoint.reached("start:launched")
         try:
             # the init waits for "start": its network namespace exists and
             # is empty, the moment to plug it in
@@ -341,6 +354,7 @@ class Containers(Lifecycle):
             reply = shimctl.request(shim_dir, {"op": "start"})
             if "error" in reply:
                 raise BerthError(reply["error"])
+            crashpoint.reached("start:started")
         except (OSError, ValueError, BerthError) as e:
             if waiting is not None:
                 waiting.close()
@@ -350,6 +364,7 @@ class Containers(Lifecycle):
             rmtree(shim_dir)
             raise BerthError(str(e))
         c.data["_exit_seq"] = c.data.get("_exit_seq", 0)
+        c.started_at = time.monotonic()    # the restart back-off's measure
         c.set_state(Status="running", Pid=ready["pid"], StartedAt=now_rfc3339(), Error="",
                     ExitCode=0, OOMKilled=False, FinishedAt=c.state["FinishedAt"])
         self._watch(c, waiting)
@@ -397,9 +412,13 @@ class Containers(Lifecycle):
             if c.state["Status"] == "removing":
                 raise Conflict(f"removal of container {c.id[:12]} is already in progress")
             if c.running and not force:
-                raise Conflict(f"You cannot remove a running container {c.id}. Stop the "
+                what = "restarting" if c.state["Status"] == "restarting" else "running"
+                raise Conflict(f"You cannot remove a {what} container {c.id}. Stop the "
                                "container before attempting removal or force remove")
             c.data["_manual_stop"] = True
+            if c.state["Status"] == "restarting":
+                # between two runs: nothing to kill, the timer sees _manual_stop
+                c.set_state(Status="exited")
         if c.running:
             if c.state["Paused"]:
                 try:
@@ -407,13 +426,15 @@ class Containers(Lifecycle):
                 except BerthError:
                     pass
             try:
-                self.kill(c.id, "KILL")
+                self.kill(c.id, "KILL", wait=0, record=False)
             except Conflict:
                 pass
             if not self._wait_stopped(c, 30):
                 raise BerthError(f"container {c.id[:12]} did not stop after SIGKILL")
         c.set_state(Status="removing")
+        crashpoint.reached("remove:removing")
         self._destroy(c, volumes)
+        crashpoint.reached("remove:destroyed")
         self.e.events.emit("container", "destroy", c.id, self._attrs(c))
 
     def _destroy(self, c, volumes):
@@ -432,6 +453,9 @@ class Containers(Lifecycle):
             self.e.driver.unmount(c.id)
         except BerthError:
             pass
+        else:
+            # unmounted: its upper layer can go with the trash
+            self.trash.discard(self.e.driver.container_path(c.id))
         self.e.driver.remove_container(c.id)
         if pid and not shimctl.wait_gone(pid):
             self._runtime_delete(c, shim_dir)
@@ -446,7 +470,10 @@ class Containers(Lifecycle):
                     self.e.volumes.remove(name, force=True)
                 except BerthError:
                     pass
-        rmtree(c.dir)
+        with c.cond:
+            c.deleted = True
+        # one rename: the record and its directory are gone together
+        self.trash.discard(c.dir)
         with c.cond:
             c.data["_removed"] = True
             c.cond.notify_all()
@@ -490,47 +517,7 @@ class Containers(Lifecycle):
             space += size
         return gone, space
 
-    # -- daemon start/stop --------------------------------------------
-    def restore(self):
-        for c in self.list(all=True):
-            if c.data.get("_creating"):
-                self._destroy(c, volumes=True)
-                continue
-            shim_dir = self.paths.shim(c.id)
-            if c.state["Status"] in ("running", "paused", "restarting") and c.state["Pid"]:
-                if shimctl.shim_alive(shim_dir):
-                    self._watch(c)
-                    from berth.engine.containers import health
-                    health.start(self, c)
-                    continue
-                ex = shimctl.exit_record(shim_dir) or {
-                    "exit_code": 255, "error": "berth-shim was gone when berthd restarted"}
-                subprocess.run(self.runtime_cmd(c, "delete", "-f", c.id), capture_output=True)
-                self._exited(c, ex)
-            elif c.state["Status"] in ("restarting", "removing"):
-                if c.state["Status"] == "removing":
-                    self._destroy(c, volumes=False)
-                else:
-                    c.set_state(Status="exited")
-            elif os.path.isdir(shim_dir) and not shimctl.shim_alive(shim_dir):
-                rmtree(shim_dir)
-        live = {c.id for c in self.list(all=True)}
-        if os.path.isdir(self.paths.shims):
-            short = {cid[:24] for cid in live}
-            for name in os.listdir(self.paths.shims):
-                d = os.path.join(self.paths.shims, name)
-                if name not in short and not shimctl.shim_alive(d):
-                    rmtree(d)
-        self.e.driver.cleanup_stale(live)
-        self.e.network.restore([c for c in self.list(all=True) if c.running])
-        for c in self.list(all=True):
-            pol = (c.host_config.get("RestartPolicy") or {}).get("Name")
-            if not c.running and pol == "always" and not c.data.get("_manual_stop"):
-                try:
-                    self._start(c)
-                except BerthError:
-                    pass
-
+    # -- daemon start/stop (restore: restore.py) -------------------------
     def close(self):
         self._closing = True
 

@@ -34,13 +34,19 @@ class Container:
         self.shim_watch = None
         # the rootfs path while this berthd knows it is mounted
         self.mounted_rootfs = None
+        # set (under cond) before the directory is removed: a late writer
+        # (a restart timer, a watcher) must not bring back a removed record
+        self.deleted = False
 
     @classmethod
     def load(cls, directory):
         return cls(directory, jsonio.load_file(os.path.join(directory, cls.FILE)))
 
-    def save(self):
-        jsonio.write_atomic(os.path.join(self.dir, self.FILE), self.data)
+    def save(self, durable=True):
+        with self.cond:
+            if not self.deleted:
+                jsonio.write_atomic(os.path.join(self.dir, self.FILE), self.data,
+                                    durable=durable)
 
     @property
     def id(self):
@@ -113,5 +119,7 @@ class Container:
                 st["Paused"] = s == "paused"
                 st["Restarting"] = s == "restarting"
                 st["Dead"] = s == "dead"
-            self.save()
+            # the rename alone survives a killed berthd; a state change needs
+            # no fsync, a reboot ends every container whatever it said
+            self.save(durable=False)
             self.cond.notify_all()

@@ -6,7 +6,7 @@ import time
 from berth.engine.containers.logs import _parse_time
 
 PRIVATE = ("_creating", "_manual_stop", "_exit_seq", "_anonymous_volumes", "_removed",
-           "NetworkingConfig")
+           "_pausing", "NetworkingConfig")
 
 
 def _ago(seconds):

@@ -11,13 +11,14 @@ Every file is written tmp + fsync + rename, so a crash leaves either the old
 state or the new one; orphans (blobs no image uses, stale tmp files) are
 collected by remove() and prune(). Layers are kept as blobs here; turning
 them into snapshots is the storage layer's job."""
+import errno
 import fcntl
 import hashlib
 import os
 import threading
 
 from berth.engine.images import names
-from berth.errors import BerthError, Conflict, NotFound
+from berth.errors import BerthError, ConfigError, Conflict, NotFound, SysError
 from berth.oci import jsonio
 
 DEFAULT_ROOT = "/var/lib/berth/images"
@@ -43,6 +44,27 @@ class Store:
         self._mutex = threading.RLock()
         self._depth = 0
         self._lockfd = None
+        self._set_aside_garbled()
+
+    def _set_aside_garbled(self):
+        """Records are written atomically; one that does not parse was
+        damaged from outside. It is moved aside and named in a warning, so
+        the store still works instead of failing every listing."""
+        paths = [os.path.join(self._images, n) for n in os.listdir(self._images) if n.endswith(".json") and len(n) == 69]
+        if os.path.exists(self._tags):
+            paths.append(self._tags)
+        for path in paths:
+            try:
+                if isinstance(jsonio.load_file(path), dict):
+                    continue
+            except ConfigError:
+                pass
+            aside = f"{path}.garbled"
+            os.replace(path, aside)
+            import sys
+            print(f"berth: {path}: unreadable record, moved to {aside}"
+                  + ("; images are kept and can be tagged again" if path == self._tags else ""),
+                  file=sys.stderr, flush=True)
 
     # locking: re-entrant inside the process, flock across processes
 
@@ -123,9 +145,12 @@ class Store:
             if expected_digest is not None and digest != expected_digest:
                 raise BerthError(f"blob digest mismatch: expected {expected_digest}, got {digest}")
             os.fsync(fd)
-        except BaseException:
+        except BaseException as e:
             os.close(fd)
             os.unlink(tmp)
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise SysError(f"image store {self._tmp}: cannot write a blob", errno=e.errno,
+                               hint="the file system is full: free space and retry") from None
             raise
         os.close(fd)
         with self:

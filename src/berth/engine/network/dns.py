@@ -9,6 +9,7 @@ resolver does. Unknown names go to
 the host's resolvers when forwarding is on, else NXDOMAIN."""
 import socket
 import struct
+import sys
 import threading
 
 TTL = 600
@@ -55,10 +56,16 @@ def answer(qid, flags, question, rcode, addr=None):
 
 
 class Resolver:
+    """Each socket is served by a thread of its own. A gateway that goes
+    away has its thread woken (shutdown) and joined before update()
+    returns: a thread still blocked in recvfrom would keep the port bound
+    after close(), and a new network on the same gateway would get no
+    resolver."""
+
     def __init__(self, upstreams=()):
         self.upstreams = list(upstreams)
         self._lock = threading.Lock()
-        self._socks = {}     # gateway -> socket
+        self._socks = {}     # gateway -> (socket, thread)
         self._names = {}     # gateway -> {name: ip}
         self._names6 = {}    # gateway -> {name: IPv6 address}
 
@@ -68,19 +75,22 @@ class Resolver:
         with self._lock:
             for gw in list(self._socks):
                 if gw not in table:
-                    self._socks.pop(gw).close()
+                    _stop(*self._socks.pop(gw))
+            self._names = {gw: dict(names) for gw, names in table.items()}
             for gw in table:
                 if gw not in self._socks:
                     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
                     try:
                         s.bind((gw, 53))
-                    except OSError:
+                    except OSError as e:
                         s.close()
+                        print(f"berthd: embedded DNS on {gw}:53: {e.strerror}; "
+                              "retried at the next network change", file=sys.stderr, flush=True)
                         continue
-                    self._socks[gw] = s
-                    threading.Thread(target=self._serve, args=(gw, s), daemon=True,
-                                     name=f"dns-{gw}").start()
-            self._names = {gw: dict(names) for gw, names in table.items()}
+                    t = threading.Thread(target=self._serve, args=(gw, s), daemon=True,
+                                         name=f"dns-{gw}")
+                    self._socks[gw] = (s, t)
+                    t.start()
 
     def set_aaaa(self, table):
         """table: {gateway address: {name: IPv6 address}} (AAAA answers)."""
@@ -96,6 +106,8 @@ class Resolver:
                 data, peer = s.recvfrom(4096)
             except OSError:
                 return   # closed
+            if peer is None:
+                return   # shut down: the network is gone
             q = parse_query(data)
             if q is None:
                 continue
@@ -124,6 +136,18 @@ class Resolver:
             finally:
                 f.close()
         return None
+
+
+def _stop(s, t):
+    try:
+        # wakes the thread's recvfrom (ENOTCONN on an unconnected UDP
+        # socket, but the wake-up happens all the same)
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    if t is not threading.current_thread():
+        t.join(5)
+    s.close()
 
 
 def host_upstreams(path="/etc/resolv.conf"):

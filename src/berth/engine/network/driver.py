@@ -331,6 +331,10 @@ class Driver:
     def restore(self, running):
         live = {c.id for c in running}
         with self.lock:
+            epdir = self.records.epdir
+            for n in os.listdir(epdir):
+                if ".json.tmp" in n:     # a write a killed berthd left half-done
+                    os.unlink(os.path.join(epdir, n))
             records = self.records.endpoints()
             for cid in records:
                 if cid not in live:
