@@ -7,10 +7,10 @@ SHARED ?= $(CURDIR)/../shared
 # to commit: build installs it where the spec generator looks for it
 SECCOMP_DEFAULT := src/berth/engine/seccomp_default.json
 VPY := $(VENV)/bin/python
-APT_PKGS := runc busybox-static libseccomp2 iproute2 hyperfine skopeo umoci docker.io docker-registry docker-compose containerd tini podman conmon iperf3 uidmap slirp4netns python3
+APT_PKGS := build-essential runc busybox-static libseccomp2 iproute2 hyperfine skopeo umoci docker.io docker-registry docker-compose containerd tini podman conmon iperf3 uidmap slirp4netns python3
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: all deps venv build test unit demo bench bench-quick clean
+.PHONY: all deps venv build monitor test unit demo bench bench-quick clean
 
 all: build
 
@@ -28,7 +28,7 @@ venv: $(VPY)
 # pyenv shim cost 30-70 ms per start, more than the runtime's own work.
 # berthd starts once and needs the venv's packages (cryptography, pyroute2):
 # it keeps site.
-build: venv
+build: venv monitor
 	@mkdir -p bin
 	@for tool in berth-runtime berth-shim berthd berth; do \
 	  mod=$$(echo $$tool | tr - _); flags=-IS; [ $$tool = berthd ] && flags=-I; \
@@ -36,6 +36,21 @@ build: venv
 	    "$(VPY)" "$$flags" "$(CURDIR)" "$${mod#berth_}" > bin/$$tool; chmod 755 bin/$$tool; done
 	@install -m 0644 $(SHARED)/fixtures/docker-default-seccomp.json $(SECCOMP_DEFAULT)
 	@$(VPY) -m compileall -q src
+
+# berth-monitor, the one program in C (src/berth/monitor/): each container's
+# long-lived monitor. Without a C compiler berthd uses the Python shim
+# (docker info says so), so a missing gcc is a note, not a failure.
+CC ?= cc
+MONITOR_SRC := $(wildcard src/berth/monitor/*.c)
+MONITOR_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror -D_FORTIFY_SOURCE=2 -fstack-protector-strong
+
+monitor: bin/berth-monitor
+
+bin/berth-monitor: $(MONITOR_SRC) src/berth/monitor/monitor.h
+	@mkdir -p bin
+	@if command -v $(CC) >/dev/null; then \
+	  $(CC) $(MONITOR_CFLAGS) -o $@.tmp $(MONITOR_SRC) && mv $@.tmp $@; \
+	else echo "note: no C compiler ($(CC)): containers get the Python berth-shim as monitor"; fi
 
 unit: build
 	$(VPY) -m pytest -q tests/unit

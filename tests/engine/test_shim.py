@@ -3,6 +3,10 @@ ready report, the json-file log, attach (framed, stdin, several clients),
 a terminal through the console socket with resize, wait's exit codes,
 survival of its parent's SIGKILL, a failing create and log rotation.
 
+Every test runs twice: with berth-monitor (the C program the shim execs
+once the container is created) and with the Python shim staying the
+monitor, berthd's fallback; both must behave alike.
+
 Every test's teardown kills and deletes its container, ends its shim and
 removes its directories, pass or fail."""
 import json
@@ -30,6 +34,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 REPO = Path(__file__).resolve().parents[2]
 SHIM = REPO / "bin" / "berth-shim"
 RUNTIME = REPO / "bin" / "berth-runtime"
+MONITOR = REPO / "bin" / "berth-monitor"
 TIMEOUT = 30
 
 
@@ -46,8 +51,10 @@ class Shim:
     """One container under berth-shim, in its own directory."""
     _n = 0
 
-    def __init__(self, tmp_path, token, args, changes=None, flags=(), rootfs_applets=()):
+    def __init__(self, tmp_path, token, monitor, args, changes=None, flags=(),
+                 rootfs_applets=()):
         Shim._n += 1
+        self.monitor = monitor
         self.id = f"{ID_PREFIX}{token}-shim-{Shim._n}"
         self.dir = tmp_path / "shim-test"
         self.bundle = self.dir / "bundle"
@@ -68,7 +75,8 @@ class Shim:
     def argv(self):
         return [str(SHIM), "--id", self.id, "--bundle", str(self.bundle),
                 "--runtime", str(RUNTIME), "--runtime-root", str(self.root),
-                "--state-dir", str(self.state), "--log-path", str(self.log), *self.flags]
+                "--state-dir", str(self.state), "--log-path", str(self.log), *self.flags,
+                *(["--monitor", str(MONITOR)] if self.monitor else [])]
 
     def start(self, expect_ok=True):
         res = subprocess.run(self.argv(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -180,12 +188,15 @@ def _log_entries(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
-@pytest.fixture
-def make(tmp_path, session_token):
+@pytest.fixture(params=["monitor", "python"])
+def make(request, tmp_path, session_token):
+    monitor = request.param == "monitor"
+    if monitor and not os.access(MONITOR, os.X_OK):
+        pytest.fail(f"{MONITOR} is not built (make build)")
     made = []
 
     def _make(*args, **kw):
-        s = Shim(tmp_path, session_token, *args, **kw)
+        s = Shim(tmp_path, session_token, monitor, *args, **kw)
         made.append(s)
         return s
     yield _make

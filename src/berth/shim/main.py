@@ -1,6 +1,6 @@
 """Start-up of berth-shim: detach from berthd, create and start the
 container through the runtime binary, report readiness, then hand over to
-loop.Monitor.
+berth-monitor (handoff.py) or, without one, to loop.Monitor.
 
 Detach: the original process forks; the child calls setsid, drops every fd
 it inherited (0-2 become /dev/null, stderr SHIM_DIR/shim.log), becomes a
@@ -26,6 +26,8 @@ class ShimError(Exception):
 class Options:
     tty = open_stdin = stdin_once = no_start = False
     runtime_main = runtime_here = None   # berth-runtime in this process (cli.shim)
+    monitor = None   # berth-monitor to exec once the container is created (handoff)
+    zygote = None    # the zygote's socket, for the monitor's runtime verbs
     log_max_size = 0
     log_max_files = 1
 
@@ -36,6 +38,9 @@ class Options:
             setattr(self, k, os.path.abspath(getattr(self, k)))
         if "/" in self.runtime:
             self.runtime = os.path.abspath(self.runtime)
+        for k in ("monitor", "zygote"):   # the shim's cwd becomes state_dir
+            if getattr(self, k):
+                setattr(self, k, os.path.abspath(getattr(self, k)))
 
     def path(self, name):
         return os.path.join(self.state_dir, name)
@@ -406,4 +411,7 @@ def _shim(opts, report_fd):
         _send_report(report_fd, {"error": msg.replace("\n", " ")})
         return 1
     _send_report(report_fd, {"pid": init_pid, "shim_pid": shim_pid})
+    if opts.monitor:
+        from berth.shim.handoff import exec_monitor
+        exec_monitor(opts, io, mon, listeners)
     return mon.run()

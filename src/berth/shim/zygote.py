@@ -80,7 +80,7 @@ def serve(path, shim_main, runtime_main=None):
             os.dup2(conn.fileno(), 1)
             conn.close()
             try:
-                code = shim_main(argv, report_fd=1)
+                code = shim_main(argv, report_fd=1, zygote=path)
             except BaseException as e:  # noqa: BLE001 - the report is the answer
                 os.write(1, (wire.dumps({"error": f"berth-shim: {e}"}) + "\n").encode())
                 code = 1
