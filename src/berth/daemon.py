@@ -56,6 +56,9 @@ def parse_args(argv):
                    help="refuse pulls and pushes to registries not on loopback")
     p.add_argument("--rootless-host-loopback", action="store_true",
                    help="rootless: let containers reach the host's 127.0.0.1 as 10.0.2.2")
+    p.add_argument("--monitor", default="",
+                   help="each container's monitor: a berth-monitor binary (default: bin/'s), "
+                        "or none for the Python shim")
     p.add_argument("--cgroup-parent", default="/berth",
                    help="cgroup under which containers go (HostConfig.CgroupParent overrides)")
     return p.parse_args(argv)
@@ -121,7 +124,7 @@ def build(args):
                  log_max_size=parse_size(log["max-size"], "--log-opt max-size"),
                  log_max_files=int(log["max-file"]), trust_policy=trust,
                  init_path=args.init_path, cgroup_parent=args.cgroup_parent,
-                 rootless=rootless_mode, run_root=paths.run)
+                 rootless=rootless_mode, run_root=paths.run, monitor=args.monitor)
     if cfg.default_runtime not in cfg.runtimes:
         raise ConfigError(f"--default-runtime {cfg.default_runtime!r}: unknown runtime")
     cfg.loopback_registries_only = args.loopback_registries_only
