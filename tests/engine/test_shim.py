@@ -378,3 +378,55 @@ def test_tty_stdin_once_ends_cat(make):
     assert b"abc" in out and b"cat-done" in out, out
     assert s.wait()["exit_code"] == 0
     _assert_finished(s)
+
+
+def test_control_requests_get_the_same_answers(make):
+    s = make(["sleep", "60"])
+    report, _ = s.start()
+    with s.connect("control.sock") as c:
+        # several requests on one connection, answered in order
+        c.sendall(b'{"op":"ping"}\n\n  \nnot json\n[1]\n{"op":"nope"}\n{"op":"resize",'
+                  b'"height":-1,"width":2}\n{"op":"resize","height":3,"width":4}\n'
+                  b'{"op":"kill","signal":"TERM"}\n{"op":"start"}\n')
+        f = c.makefile("rb")
+        got = [json.loads(f.readline()) for _ in range(8)]
+    assert got == [
+        {"ok": True, "pid": report["pid"]},
+        {"error": "request is not a json object"},
+        {"error": "request is not a json object"},
+        {"error": "unknown op 'nope'"},
+        {"error": "resize: height and width must be integers 0..65535"},
+        {"ok": True},   # no terminal: nothing to resize, as Docker
+        {"error": "kill: signal must be an integer 1..64"},
+        {"error": "already started"},   # without --no-start
+    ]
+    waiter = s.connect("control.sock")
+    waiter.sendall(b'{"op":"wait"}\n')
+    assert s.control({"op": "kill", "signal": 9}) == {"ok": True}
+    assert json.loads(_read_line(waiter))["exit_code"] == 137
+    waiter.close()
+    _assert_finished(s)
+
+
+def test_log_entries_are_the_python_shims_own(make):
+    """Invalid UTF-8, control characters, quotes: each entry exactly as
+    berth.shim.logs writes it; a long line in pieces of at most PARTIAL_MAX
+    (where it is cut depends on the pipe's reads, as with Docker)."""
+    sys.path.insert(0, str(REPO / "src"))
+    from berth.shim import logs
+    script = r"""printf 'bad \377\376 cut \342\202 end\n'; printf 'ctl \001\033 "q" \\ tab\t\r\n' >&2
+                 sleep 0.2; head -c 40000 /dev/zero | tr '\0' 'x'; sleep 0.2; printf '\n'
+                 printf 'utf8 \303\251\n'"""
+    s = make(["sh", "-c", script])
+    s.start()
+    assert s.wait()["exit_code"] == 0
+    _assert_finished(s)
+    lines = s.log.read_bytes().splitlines(keepends=True)
+    for stream, chunk in [("stdout", b"bad \377\376 cut \342\202 end\n"),
+                          ("stderr", b'ctl \001\033 "q" \\ tab\t\r\n'),
+                          ("stdout", "utf8 \u00e9\n".encode())]:
+        want = logs.entry(stream, chunk, 0).rsplit(b',"time"', 1)[0]
+        assert sum(line.rsplit(b',"time"', 1)[0] == want for line in lines) == 1, (want, lines)
+    xs = [json.loads(line)["log"] for line in lines if line.startswith(b'{"log":"x')]
+    assert "".join(xs) == "x" * 40000 + "\n"
+    assert len(xs) >= 3 and all(len(x) <= logs.PARTIAL_MAX for x in xs[:-1])

@@ -275,24 +275,31 @@ static void control(struct mon *m, struct conn *c, const char *line, size_t n)
 	}
 }
 
+/* The length of the first line in c->in, or -1 while there is none (a
+ * client that sends HEADER_MAX bytes without one is closed) */
+static long first_line(struct mon *m, struct conn *c)
+{
+	char *nl = memchr(buf_data(&c->in), '\n', c->in.len);
+	if (nl)
+		return nl - buf_data(&c->in);
+	if (c->in.len > HEADER_MAX)
+		conn_close(m, c);
+	return -1;
+}
+
 static void on_control_data(struct mon *m, struct conn *c, const char *data, size_t n)
 {
 	buf_add(&c->in, data, n);
-	for (;;) {
-		char *p = buf_data(&c->in);
-		char *nl = memchr(p, '\n', c->in.len);
-		if (!nl) {
-			if (c->in.len > HEADER_MAX)
-				conn_close(m, c);
-			return;
-		}
-		size_t len = nl - p;
+	long len;
+	while ((len = first_line(m, c)) >= 0) {
 		struct buf line = {0};
-		buf_add(&line, p, len);
+		buf_add(&line, buf_data(&c->in), len);
 		buf_eat(&c->in, len + 1);
 		bool blank = true;
-		for (size_t i = 0; i < len && blank; i++)
-			blank = strchr(" \t\r\v\f", buf_data(&line)[i]) != NULL;
+		for (long i = 0; i < len && blank; i++) {
+			char ch = buf_data(&line)[i];
+			blank = ch == ' ' || (ch >= '\t' && ch <= '\r');
+		}
 		if (!blank)
 			control(m, c, buf_data(&line), len);
 		buf_free(&line);
@@ -309,13 +316,11 @@ static void on_attach_data(struct mon *m, struct conn *c, const char *data, size
 		return;
 	}
 	buf_add(&c->in, data, n);
-	char *p = buf_data(&c->in);
-	char *nl = memchr(p, '\n', c->in.len);
-	if (!nl) {
-		if (c->in.len > HEADER_MAX)
-			conn_close(m, c);
+	long len = first_line(m, c);
+	if (len < 0)
 		return;
-	}
+	char *p = buf_data(&c->in);
+	char *nl = p + len;
 	struct jobj req;
 	if (json_object(p, nl - p, &req) < 0) {
 		conn_close(m, c);

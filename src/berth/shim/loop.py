@@ -16,6 +16,7 @@ control.sock: JSON-line requests, one JSON-line reply each:
   {"op":"wait"}  -> {"exit_code":N,"finished_at":"...","oom_killed":false} once exited
   {"op":"ping"}  -> {"ok":true,"pid":INIT_PID}
   {"op":"start"} -> {"ok":true} (only with --no-start: runs `runtime start`)
+  {"op":"kill","signal":N} -> {"ok":true}: signal N (1..64) to the init
 attach.sock: a header line {"stdin":..,"stdout":..,"stderr":..,"ack":true}; with
   "ack" one NUL byte comes back first, once the client is registered.
   anything else  -> {"error":"..."}
@@ -448,6 +449,8 @@ class Monitor:
             self._reply(c, self._resize(req))
         elif op == "start":
             self._reply(c, self._start())
+        elif op == "kill":
+            self._reply(c, self._kill(req.get("signal")))
         else:
             self._reply(c, {"error": f"unknown op {op!r}"})
 
@@ -466,6 +469,18 @@ class Monitor:
             run_verb(self.opts, ["start", self.opts.id], CREATE_TIMEOUT)
         except ShimError as e:
             return {"error": str(e)}
+        return {"ok": True}
+
+    def _kill(self, sig):
+        if not (isinstance(sig, int) and 1 <= sig <= 64):
+            return {"error": "kill: signal must be an integer 1..64"}
+        if self.exit is not None:
+            # reaped: the pid may be another process's by now
+            return {"error": "kill: the container has exited"}
+        try:
+            os.kill(self.init_pid, sig)
+        except OSError as e:
+            return {"error": f"kill: {e.strerror}"}
         return {"ok": True}
 
     def _resize(self, req):
