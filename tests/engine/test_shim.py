@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from procutil import alive as _alive
+from procutil import alive as _alive, wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 import bundle as bundles  # noqa: E402  (tests/runtime/bundle.py)
@@ -430,3 +430,33 @@ def test_log_entries_are_the_python_shims_own(make):
     xs = [json.loads(line)["log"] for line in lines if line.startswith(b'{"log":"x')]
     assert "".join(xs) == "x" * 40000 + "\n"
     assert len(xs) >= 3 and all(len(x) <= logs.PARTIAL_MAX for x in xs[:-1])
+
+
+def test_clients_of_before_the_start_are_served_after_it(make):
+    """--no-start (berthd's way): attach and control clients connect, send
+    stdin and half a request before the start; after it (when berth-monitor
+    has taken over from the Python loop) each gets what it is owed."""
+    s = make(["sh", "-c", "read x; echo got-$x; cat"],
+             flags=["--no-start", "--open-stdin", "--stdin-once"])
+    report, _ = s.start()
+    a = s.attach(stdin=True, stdout=True, stderr=False)
+    a.sendall(b"early\n")
+    waiter = s.connect("control.sock")
+    waiter.sendall(b'{"op":"wait"}\n')
+    half = s.connect("control.sock")
+    half.sendall(b'{"op":"pi')
+    time.sleep(0.2)   # all of it read by the loop before the start
+    assert s.control({"op": "start"}) == {"ok": True}
+    if s.monitor:
+        assert wait_until(lambda: os.path.basename(os.readlink(f"/proc/{s.shim_pid}/exe"))
+                          == "berth-monitor", 10)
+    half.sendall(b'ng"}\n')
+    assert json.loads(_read_line(half)) == {"ok": True, "pid": report["pid"]}
+    half.close()
+    a.sendall(b"later\n")
+    a.shutdown(socket.SHUT_WR)
+    assert _frames(_read_all(a)) == {1: b"got-early\nlater\n", 2: b""}
+    a.close()
+    assert json.loads(_read_line(waiter))["exit_code"] == 0
+    waiter.close()
+    _assert_finished(s)

@@ -58,6 +58,44 @@ void conn_accept(struct mon *m, struct src *l)
 	}
 }
 
+static void on_control_data(struct mon *m, struct conn *c, const char *data, size_t n);
+
+/* A connection the Python shim's loop had (handoff.c): flags as it wrote
+ * them; in and out are taken over */
+void conn_restore(struct mon *m, int fd, enum conn_kind kind, const char *flags, int waits,
+		  struct buf *in, struct buf *out)
+{
+	struct conn *c = xalloc(sizeof *c);
+	c->src = (struct src){T_CONN, fd, 0};
+	c->kind = kind;
+	c->header = strchr(flags, 'h');
+	c->stdin = strchr(flags, 'i');
+	c->want[S_STDOUT] = strchr(flags, 'o');
+	c->want[S_STDERR] = strchr(flags, 'e');
+	c->reading = strchr(flags, 'r');
+	c->waits = waits > 0 ? waits : 0;
+	c->in = *in;
+	c->out = *out;
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	struct epoll_event ev = {.events = 0, .data.ptr = c};
+	if (epoll_ctl(m->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		say("hand-over: fd %d: %s", fd, strerror(errno));
+		close(fd);
+		buf_free(&c->in);
+		buf_free(&c->out);
+		free(c);
+		return;
+	}
+	struct conn **p = &m->conns;
+	while (*p)
+		p = &(*p)->next;
+	*p = c;
+	conn_rearm(m, c);
+	if (kind == K_CONTROL && c->in.len)
+		on_control_data(m, c, "", 0);   /* a whole line read already */
+}
+
 void conn_rearm(struct mon *m, struct conn *c)
 {
 	if (c->closed)

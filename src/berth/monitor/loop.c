@@ -3,10 +3,10 @@
  * Sources: the container's stdout/stderr pipes (or the pty master), a
  * signalfd for SIGCHLD, the attach and control listeners and their
  * connections. When the init exits (other children are reaped and ignored)
- * the output is drained for at most DRAIN_MS, exit.json is written
- * atomically, waiters are answered, the runtime deletes the container,
- * attach clients get the rest of the output and are closed, and the
- * sockets and shim.pid are removed. */
+ * the runtime's delete starts (in a fork of the zygote), the output is
+ * drained for at most DRAIN_MS, exit.json is written atomically, waiters
+ * are answered, the sockets are removed, attach clients get the rest of
+ * the output and are closed, and once the delete is done shim.pid goes. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -78,6 +78,13 @@ static void reap(struct mon *m)
 			       : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 255;
 		m->oom_killed = oom_kills(m->o->oom_files, m->o->n_oom) > m->o->oom_before;
 		rfc3339nano(m->finished_at);
+		/* the runtime's delete runs in a fork of the zygote while the
+		 * output drains, exit.json is written and waiters are answered:
+		 * the init's pid namespace is gone with it, nothing writes any
+		 * more, and the OOM counter is read already */
+		const char *args[] = {"delete", "-f", m->o->id, NULL};
+		m->del_sent = true;
+		verb_send(&m->verb, args, &m->del);
 	}
 }
 
@@ -98,11 +105,8 @@ static void write_exit(struct mon *m)
 	if (fd >= 0 && rename(tmp, path) < 0)
 		say("exit: rename %s: %s", tmp, strerror(errno));
 	buf_free(&b);
-	int dir = open(m->o->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dir >= 0) {
-		fsync(dir);
-		close(dir);
-	}
+	/* no fsync of the directory: the rename is ordered after the data on
+	 * ext4, and a second journal commit here would delay every wait */
 }
 
 /* ---------------------------------------------------------------- stdin */
@@ -265,6 +269,9 @@ static int setup(struct mon *m)
 	}
 	if (jsonlog_open(&m->log, o->log_path, o->log_max_size, o->log_max_files) < 0)
 		say("log %s: %s", o->log_path, strerror(errno));   /* output is then only live */
+	m->started = o->started;
+	if (o->fd_state >= 0)
+		handoff_restore(m, o->fd_state);
 	return 0;
 }
 
@@ -315,19 +322,12 @@ static int finish(struct mon *m)
 	/* before `delete`: the exit is on disk, and whoever waits should not
 	 * wait for the runtime's clean-up too */
 	conns_answer_waiters(m);
-	const char *args[] = {"delete", "-f", m->o->id, NULL};
-	struct buf err = {0};
-	if (run_verb(&m->verb, args, DELETE_TIMEOUT, &err) < 0
-	    && !strstr(buf_data(&err), "not exist") && !strstr(buf_data(&err), "not found"))
-		say("delete: %.*s", (int)err.len, buf_data(&err));
-	buf_free(&err);
-	while (waitpid(-1, NULL, WNOHANG) > 0)
-		;
-	/* unlink first: a client that sees its attach stream end and then asks
-	 * for the exit finds no socket and reads exit.json */
-	static const char *const names[] = {"attach.sock", "control.sock", "console.sock", "shim.pid"};
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-		unlink_in_state(m, names[i]);
+	/* the sockets go first: a client that sees its attach stream end and
+	 * then asks for the exit finds no socket and reads exit.json; attach
+	 * streams end before the delete, which takes a fork of the zygote */
+	static const char *const socks[] = {"attach.sock", "control.sock", "console.sock"};
+	for (size_t i = 0; i < sizeof socks / sizeof socks[0]; i++)
+		unlink_in_state(m, socks[i]);
 	conns_last_round(m);
 	for (int i = 0; i < 2; i++)
 		close(m->listen[i].fd);
@@ -335,6 +335,18 @@ static int finish(struct mon *m)
 	for (size_t i = 0; i < sizeof io / sizeof io[0]; i++)
 		if (io[i] >= 0)
 			close(io[i]);
+	const char *args[] = {"delete", "-f", m->o->id, NULL};
+	struct buf err = {0};
+	if (!m->del_sent)
+		m->del = (struct zcall){.sock = -1, .err = -1};
+	if (verb_finish(&m->verb, &m->del, args, DELETE_TIMEOUT, &err) < 0
+	    && !strstr(buf_data(&err), "not exist") && !strstr(buf_data(&err), "not found"))
+		say("delete: %.*s", (int)err.len, buf_data(&err));
+	buf_free(&err);
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+	/* last: berthd takes shim.pid's process for "still deleting" */
+	unlink_in_state(m, "shim.pid");
 	return 0;
 }
 

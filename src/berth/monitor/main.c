@@ -3,16 +3,19 @@
  *
  * berth-monitor --id ID --runtime BIN --runtime-root DIR --state-dir DIR
  *               --log-path FILE [--log-max-size BYTES] [--log-max-files N]
- *               [--tty] [--open-stdin] [--stdin-once] [--no-start]
+ *               [--tty] [--open-stdin] [--stdin-once] [--no-start | --started]
  *               --init-pid PID --attach-fd FD --control-fd FD
  *               (--master-fd FD | --stdout-fd FD --stderr-fd FD [--stdin-fd FD])
- *               [--zygote SOCK] [--oom-file PATH]... [--oom-before N]
+ *               [--state-fd FD] [--zygote SOCK] [--oom-file PATH]... [--oom-before N]
  * berth-monitor --version
  *
  * The fds are the ones berth-shim held: the container's stdio ends (or the
- * pty master), the attach and control listeners. --oom-file names the
- * memory cgroup's kill counters and --oom-before their sum at create, so
- * OOMKilled is the counter having grown when the init dies. */
+ * pty master), the attach and control listeners, and --state-fd what its
+ * loop knew (handoff.py). --started: the container runs already (a start
+ * request is then refused); --no-start: a start request runs the
+ * runtime's start. --oom-file names the memory cgroup's kill counters and
+ * --oom-before their sum at create, so OOMKilled is the counter having
+ * grown when the init dies. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -60,7 +63,7 @@ static int fd_arg(const char *name, const char *value)
 static void parse(int argc, char **argv, struct options *o)
 {
 	*o = (struct options){.log_max_files = 1, .fd_stdin = -1, .fd_stdout = -1, .fd_stderr = -1,
-			      .fd_master = -1, .fd_attach = -1, .fd_control = -1};
+			      .fd_master = -1, .fd_attach = -1, .fd_control = -1, .fd_state = -1};
 	long long init_pid = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -71,6 +74,7 @@ static void parse(int argc, char **argv, struct options *o)
 		if (!strcmp(name, "open-stdin")) { o->open_stdin = true; continue; }
 		if (!strcmp(name, "stdin-once")) { o->stdin_once = true; continue; }
 		if (!strcmp(name, "no-start")) { o->no_start = true; continue; }
+		if (!strcmp(name, "started")) { o->started = true; continue; }
 		if (i + 1 >= argc)
 			usage_error("--%s needs a value", name);
 		const char *v = argv[++i];
@@ -90,6 +94,7 @@ static void parse(int argc, char **argv, struct options *o)
 		else if (!strcmp(name, "master-fd")) o->fd_master = fd_arg(name, v);
 		else if (!strcmp(name, "attach-fd")) o->fd_attach = fd_arg(name, v);
 		else if (!strcmp(name, "control-fd")) o->fd_control = fd_arg(name, v);
+		else if (!strcmp(name, "state-fd")) o->fd_state = fd_arg(name, v);
 		else if (!strcmp(name, "oom-file")) {
 			if (o->n_oom >= (int)(sizeof o->oom_files / sizeof o->oom_files[0]))
 				usage_error("too many --oom-file (at most 4), at '%s'", v);

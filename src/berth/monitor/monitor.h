@@ -104,6 +104,21 @@ struct verb_opts {
  * one): 0, or -1 with the last line of its stderr in err. */
 int run_verb(const struct verb_opts *o, const char *const *args, int timeout_s, struct buf *err);
 
+/* A verb asked of the zygote, its answer not read yet */
+struct zcall {
+	int sock, err;           /* the request's connection, the verb's stderr */
+	long pid;
+	struct buf in;
+};
+
+void verb_disarm(struct zcall *z);
+/* A verb sent to the zygote now, its answer read by verb_finish: 0, or -1
+ * when there is no zygote (verb_finish then runs it) */
+int verb_send(const struct verb_opts *o, const char *const *args, struct zcall *z);
+int verb_finish(const struct verb_opts *o, struct zcall *z, const char *const *args,
+		int timeout_s, struct buf *err);
+void verb_disarm(struct zcall *z);
+
 /* ---------------------------------------------------------------- the loop */
 
 enum stream { S_STDOUT = 0, S_STDERR = 1 };
@@ -112,9 +127,9 @@ struct options {
 	const char *id, *runtime, *runtime_root, *state_dir, *log_path, *zygote;
 	long long log_max_size;
 	int log_max_files;
-	bool tty, open_stdin, stdin_once, no_start;
+	bool tty, open_stdin, stdin_once, no_start, started;
 	pid_t init_pid;
-	int fd_stdin, fd_stdout, fd_stderr, fd_master, fd_attach, fd_control;
+	int fd_stdin, fd_stdout, fd_stderr, fd_master, fd_attach, fd_control, fd_state;
 	const char *oom_files[4];
 	int n_oom;
 	long long oom_before;
@@ -158,6 +173,8 @@ struct mon {
 	struct buf stdin_buf;
 	bool stdin_closing, stdin_closed;
 	uint32_t stdin_mask;
+	struct zcall del;        /* its delete, asked for as soon as the init is reaped */
+	bool del_sent;
 };
 
 /* loop.c */
@@ -177,5 +194,10 @@ void conn_free_closed(struct mon *m);
 void conns_rearm(struct mon *m);
 void conns_answer_waiters(struct mon *m);
 void conns_last_round(struct mon *m);
+void conn_restore(struct mon *m, int fd, enum conn_kind kind, const char *flags, int waits,
+		  struct buf *in, struct buf *out);
+
+/* handoff.c */
+void handoff_restore(struct mon *m, int fd);
 
 #endif

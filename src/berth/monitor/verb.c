@@ -22,7 +22,9 @@
 #include "monitor.h"
 
 #define ERR_KEEP (64 * 1024)
-#define NO_ZYGOTE (-2)
+#define NO_ZYGOTE (-1001)
+#define TIMED_OUT (-1000)   /* err says so already */
+#define CONNECT_TIMEOUT_S 10
 
 static void keep_tail(struct buf *err, const char *data, size_t n)
 {
@@ -127,12 +129,11 @@ static int send_request(int s, const struct verb_opts *o, const char *const *arg
 	return ok;
 }
 
-/* The zygote's answer lines: {"pid":N} at once, {"exit":N} at the end.
- * Returns the exit code, NO_ZYGOTE when it never took the request. */
-static int via_zygote(const struct verb_opts *o, const char *const *args, int timeout_s,
-		      struct buf *err)
+/* A request to the zygote, sent: 0, or NO_ZYGOTE when none took it. */
+static int zygote_send(const struct verb_opts *o, const char *const *args, struct zcall *z)
 {
-	int s = connect_zygote(o->zygote, timeout_s);
+	*z = (struct zcall){.sock = -1, .err = -1};
+	int s = connect_zygote(o->zygote, CONNECT_TIMEOUT_S);
 	if (s < 0)
 		return NO_ZYGOTE;
 	int pipefd[2], null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -151,69 +152,88 @@ static int via_zygote(const struct verb_opts *o, const char *const *args, int ti
 		close(pipefd[0]);
 		return NO_ZYGOTE;
 	}
-	struct buf in = {0};
-	long pid = 0;
+	z->sock = s;
+	z->err = pipefd[0];
+	return 0;
+}
+
+/* The zygote's answer lines: {"pid":N} at once, {"exit":N} at the end.
+ * Returns the exit code; NO_ZYGOTE when it never took the request. */
+static int zygote_wait(struct zcall *z, int timeout_s, struct buf *err)
+{
 	int code = NO_ZYGOTE;
-	bool done = false;
+	bool done = false, eof = false;
 	int64_t deadline = now_ms() + (int64_t)timeout_s * 1000;
 	while (!done) {
 		int64_t left = deadline - now_ms();
 		if (left <= 0) {
-			if (pid > 0)
-				kill(pid, SIGKILL);
+			if (z->pid > 0)
+				kill(z->pid, SIGKILL);
 			buf_clear(err);
-			buf_addf(err, "runtime (pid %ld) did not finish in %ds", pid, timeout_s);
-			code = -1000;
+			buf_addf(err, "runtime (pid %ld) did not finish in %ds", z->pid, timeout_s);
+			code = TIMED_OUT;
 			break;
 		}
-		struct pollfd pf[2] = {{s, POLLIN, 0}, {pipefd[0], POLLIN, 0}};
-		int n = poll(pf, pipefd[0] >= 0 ? 2 : 1, left > 1000000 ? 1000000 : (int)left);
+		struct pollfd pf[2] = {{z->sock, POLLIN, 0}, {eof ? -1 : z->err, POLLIN, 0}};
+		int n = poll(pf, 2, left > 1000000 ? 1000000 : (int)left);
 		if (n < 0 && errno != EINTR)
 			break;
 		if (n <= 0)
 			continue;
-		if (pf[1].revents)
-			drain(pipefd[0], err);
+		if (pf[1].revents) {
+			char chunk[4096];
+			ssize_t r = read(z->err, chunk, sizeof chunk);
+			if (r > 0)
+				keep_tail(err, chunk, r);
+			else if (r == 0 || errno != EAGAIN)
+				eof = true;
+		}
 		if (!pf[0].revents)
 			continue;
 		char chunk[512];
-		ssize_t r = recv(s, chunk, sizeof chunk, 0);
+		ssize_t r = recv(z->sock, chunk, sizeof chunk, 0);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
 			/* the fork died without a word: as RuntimeProc does */
-			if (pid > 0)
+			if (z->pid > 0)
 				code = 255;
 			break;
 		}
-		buf_add(&in, chunk, r);
+		buf_add(&z->in, chunk, r);
 		char *nl;
-		while ((nl = memchr(buf_data(&in), '\n', in.len))) {
+		while (!done && (nl = memchr(buf_data(&z->in), '\n', z->in.len))) {
 			struct jobj obj;
-			size_t len = nl - buf_data(&in);
-			int bad = json_object(buf_data(&in), len, &obj);
-			buf_eat(&in, len + 1);
-			if (bad)
-				continue;
+			size_t len = nl - buf_data(&z->in);
+			int bad = json_object(buf_data(&z->in), len, &obj);
+			buf_eat(&z->in, len + 1);
 			const struct jval *v;
-			if ((v = json_get(&obj, "pid")) && v->type == J_INT) {
-				pid = v->num;
+			if (bad) {
+				continue;
+			} else if ((v = json_get(&obj, "pid")) && v->type == J_INT) {
+				z->pid = v->num;
 			} else if ((v = json_get(&obj, "exit")) && v->type == J_INT) {
 				code = (int)v->num;
 				done = true;
-				break;
 			} else if ((v = json_get(&obj, "error")) && v->type == J_STR) {
 				say("zygote: %s", v->str);
 				done = true;
-				break;
 			}
 		}
 	}
-	drain(pipefd[0], err);
-	close(pipefd[0]);
-	close(s);
-	buf_free(&in);
+	if (!eof)
+		drain(z->err, err);
 	return code;
+}
+
+void verb_disarm(struct zcall *z)
+{
+	if (z->sock >= 0)
+		close(z->sock);
+	if (z->err >= 0)
+		close(z->err);
+	buf_free(&z->in);
+	*z = (struct zcall){.sock = -1, .err = -1};
 }
 
 static void child(const char *runtime, const char *const *argv, int null, int errfd)
@@ -249,7 +269,7 @@ static int via_exec(const struct verb_opts *o, const char *const *args, int time
 	if (null < 0 || pipe2(pipefd, O_CLOEXEC) < 0) {
 		buf_addf(err, "cannot run runtime %s: %s", o->runtime, strerror(errno));
 		free(argv);
-		return -1000;
+		return TIMED_OUT;
 	}
 	pid_t pid = fork();
 	if (pid == 0)
@@ -261,7 +281,7 @@ static int via_exec(const struct verb_opts *o, const char *const *args, int time
 	if (pid < 0) {
 		close(pipefd[0]);
 		buf_addf(err, "cannot run runtime %s: %s", o->runtime, strerror(saved));
-		return -1000;
+		return TIMED_OUT;
 	}
 	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	int64_t deadline = now_ms() + (int64_t)timeout_s * 1000;
@@ -277,7 +297,7 @@ static int via_exec(const struct verb_opts *o, const char *const *args, int time
 			close(pipefd[0]);
 			buf_clear(err);
 			buf_addf(err, "runtime (pid %d) did not finish in %ds", (int)pid, timeout_s);
-			return -1000;
+			return TIMED_OUT;
 		}
 		struct pollfd pf[2] = {{pidfd, POLLIN, 0}, {eof ? -1 : pipefd[0], POLLIN, 0}};
 		int n = poll(pf, 2, pidfd < 0 ? 50 : (left > 1000000 ? 1000000 : (int)left));
@@ -306,17 +326,44 @@ static int via_exec(const struct verb_opts *o, const char *const *args, int time
 	return status_code(status);
 }
 
+static int result(int code, const char *verb, struct buf *err)
+{
+	if (code == 0)
+		return 0;
+	if (code != TIMED_OUT)
+		last_line(err, verb, code);
+	return -1;
+}
+
 int run_verb(const struct verb_opts *o, const char *const *args, int timeout_s, struct buf *err)
 {
 	buf_clear(err);
-	int code = o->zygote ? via_zygote(o, args, timeout_s, err) : NO_ZYGOTE;
+	int code = NO_ZYGOTE;
+	struct zcall z;
+	if (verb_send(o, args, &z) == 0) {
+		code = zygote_wait(&z, timeout_s, err);
+		verb_disarm(&z);
+	}
 	if (code == NO_ZYGOTE) {
 		buf_clear(err);
 		code = via_exec(o, args, timeout_s, err);
 	}
-	if (code == 0)
-		return 0;
-	if (code != -1000)
-		last_line(err, args[0], code);
-	return -1;
+	return result(code, args[0], err);
+}
+
+int verb_send(const struct verb_opts *o, const char *const *args, struct zcall *z)
+{
+	*z = (struct zcall){.sock = -1, .err = -1};
+	return o->zygote && zygote_send(o, args, z) == 0 ? 0 : -1;
+}
+
+int verb_finish(const struct verb_opts *o, struct zcall *z, const char *const *args,
+		int timeout_s, struct buf *err)
+{
+	buf_clear(err);
+	int code = z->sock >= 0 ? zygote_wait(z, timeout_s, err) : NO_ZYGOTE;
+	verb_disarm(z);
+	if (code == NO_ZYGOTE)
+		return run_verb(o, args, timeout_s, err);
+	return result(code, args[0], err);
 }

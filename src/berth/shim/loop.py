@@ -23,8 +23,9 @@ attach.sock: a header line {"stdin":..,"stdout":..,"stderr":..,"ack":true}; with
 
 When the init exits (wait4; other orphans are reaped and ignored) the
 output is drained (at most DRAIN_TIMEOUT), exit.json is written atomically,
-the runtime deletes the container, waiters are answered, attach clients
-get the rest of the output and are closed, sockets and shim.pid removed."""
+waiters are answered, the sockets removed, attach clients get the rest of
+the output and are closed, then the runtime deletes the container and
+shim.pid goes."""
 import os
 import select
 import time
@@ -33,7 +34,7 @@ import _signal
 import _socket
 
 from berth.shim import logs, oom, wire
-from berth.shim.main import Stdio, delete, log
+from berth.shim.main import Stdio, _unlink, delete, log
 
 IN, OUT, ERRS = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR | select.EPOLLHUP
 DRAIN_TIMEOUT = 2.0
@@ -116,10 +117,15 @@ class Monitor:
     # ---------------------------------------------------------- loop
 
     def run(self):
+        """The shim's exit status; None as soon as the container has started
+        when berth-monitor takes over from there (handoff.py)."""
         self._setup()
         self._reap()
+        return self.loop()
+
+    def loop(self):
         drain_until = None
-        while True:
+        while not self.handoff_ready:
             if self.exit is not None:
                 if not self.sources:
                     break
@@ -138,7 +144,7 @@ class Monitor:
                     c = self.conns.get(fd)
                     if c is not None:
                         self._close(c)
-        return self._finish()
+        return None if self.handoff_ready else self._finish()
 
     def _dispatch(self, fd, ev):
         if fd in self.sources:
@@ -456,6 +462,7 @@ class Monitor:
 
     _done = False   # exit.json written and the container deleted
     _started = False
+    handoff_ready = False   # started, and opts.monitor is to take over
 
     def _start(self):
         """--no-start: berthd has connected its attach clients; go."""
@@ -469,6 +476,7 @@ class Monitor:
             run_verb(self.opts, ["start", self.opts.id], CREATE_TIMEOUT)
         except ShimError as e:
             return {"error": str(e)}
+        self.handoff_ready = bool(self.opts.monitor)
         return {"ok": True}
 
     def _kill(self, sig):
@@ -504,23 +512,26 @@ class Monitor:
         opts = self.opts
         for fd in list(self.sources):
             self._drop_source(fd)
-        for step in (self.log.close, self._write_exit, self._answer_waiters, self._delete):
-            try:
-                step()
-            except Exception as e:   # the rest of the clean-up still runs
-                log(f"exit: {step.__name__}: {type(e).__name__}: {e}")
+        for step in (self.log.close, self._write_exit, self._answer_waiters):
+            self._step(step)
         # unlink first: a client that sees its attach stream end and then
-        # asks for the exit finds no socket and reads exit.json
-        for name in ("attach.sock", "control.sock", "console.sock", "shim.pid"):
-            try:
-                os.unlink(opts.path(name))
-            except FileNotFoundError:
-                pass
+        # asks for the exit finds no socket and reads exit.json; attach
+        # streams end before the runtime's delete
+        for name in ("attach.sock", "control.sock", "console.sock"):
+            _unlink(opts.path(name))
         self._last_round()
         for fd in self.listeners:
             self.listeners[fd][0].close()
         self.io.close()
+        self._step(self._delete)
+        _unlink(opts.path("shim.pid"))   # last: berthd takes it for "still deleting"
         return 0
+
+    def _step(self, step):
+        try:
+            step()
+        except Exception as e:   # the rest of the clean-up still runs
+            log(f"exit: {step.__name__}: {type(e).__name__}: {e}")
 
     def _answer_waiters(self):
         # before `delete`: the exit is on disk, and whoever waits should not

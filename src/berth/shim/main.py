@@ -411,7 +411,14 @@ def _shim(opts, report_fd):
         _send_report(report_fd, {"error": msg.replace("\n", " ")})
         return 1
     _send_report(report_fd, {"pid": init_pid, "shim_pid": shim_pid})
-    if opts.monitor:
-        from berth.shim.handoff import exec_monitor
+    # berth-monitor takes over once the container runs: berthd's start
+    # request (--no-start) is served here, start in this process
+    from berth.shim.handoff import exec_monitor
+    if opts.monitor and not opts.no_start:
+        exec_monitor(opts, io, mon, listeners)   # returns only if it failed
+    code = mon.run()
+    if code is None:
         exec_monitor(opts, io, mon, listeners)
-    return mon.run()
+        mon.handoff_ready = False
+        code = mon.loop()
+    return code
