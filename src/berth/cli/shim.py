@@ -111,12 +111,14 @@ def _import_runtime():
     from berth.runtime import (container, context, hooks, mounts, rootfs,  # noqa: F401
                                teardown, trampoline, tty, warmup)
     from berth.runtime.cgroups import manager  # noqa: F401
+    # what create imports on its own (manager leaves them to it)
+    from berth.runtime.cgroups import cpu, cpuset, devices, memory, mounts, pids  # noqa: F401
     from berth.runtime.process import init, parent, setup, sync  # noqa: F401
     from berth.runtime.security import caps, seccomp  # noqa: F401
     from berth.runtime.verbs import create, delete, start, exec as _exec  # noqa: F401
     from berth.sys import caps as _caps, mountinfo, rootless, seccomp as _seccomp  # noqa: F401
     _seccomp.preload()
-    import fcntl, resource  # noqa: F401,E401
+    import fcntl, resource, termios  # noqa: F401,E401
     try:
         import _sha256  # noqa: F401 (the seccomp cache key)
     except ImportError:

@@ -158,7 +158,10 @@ def run_runtime(runtime_main, argv, stdin, stdout, stderr, keep=-1):
     """In a fresh fork: berth-runtime ARGV with stdin, stdout and stderr as
     its fds 0-2, every other fd but keep out of its way; returns its exit
     status."""
-    import signal
+    # _signal, not signal: that one builds enums of every signal, ~2 ms in
+    # each fork (a container's create, a docker exec) had it not been
+    # imported before the fork
+    import _signal
     code = 1
     try:
         for i, fd in enumerate((stdin, stdout, stderr)):
@@ -177,8 +180,8 @@ def run_runtime(runtime_main, argv, stdin, stdout, stderr, keep=-1):
                 except OSError:
                     pass
         for s in _SIGNALS:
-            signal.signal(s, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+            _signal.signal(s, _signal.SIG_DFL)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
         code = runtime_main(argv)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
