@@ -113,7 +113,8 @@ struct zcall {
 
 void verb_disarm(struct zcall *z);
 /* A verb sent to the zygote now, its answer read by verb_finish: 0, or -1
- * when there is no zygote (verb_finish then runs it) */
+ * when there is no zygote (verb_finish then runs it). For verbs that may
+ * run twice (delete -f): without an answer verb_finish execs it again. */
 int verb_send(const struct verb_opts *o, const char *const *args, struct zcall *z);
 int verb_finish(const struct verb_opts *o, struct zcall *z, const char *const *args,
 		int timeout_s, struct buf *err);

@@ -24,6 +24,7 @@
 #define ERR_KEEP (64 * 1024)
 #define NO_ZYGOTE (-1001)
 #define TIMED_OUT (-1000)   /* err says so already */
+#define NO_ANSWER (-1002)   /* the zygote's fork ended without an exit line */
 #define CONNECT_TIMEOUT_S 10
 
 static void keep_tail(struct buf *err, const char *data, size_t n)
@@ -158,7 +159,8 @@ static int zygote_send(const struct verb_opts *o, const char *const *args, struc
 }
 
 /* The zygote's answer lines: {"pid":N} at once, {"exit":N} at the end.
- * Returns the exit code; NO_ZYGOTE when it never took the request. */
+ * Returns the exit code; NO_ZYGOTE when it never took the request,
+ * NO_ANSWER when its fork (or the zygote) died before saying how it went. */
 static int zygote_wait(struct zcall *z, int timeout_s, struct buf *err)
 {
 	int code = NO_ZYGOTE;
@@ -195,9 +197,8 @@ static int zygote_wait(struct zcall *z, int timeout_s, struct buf *err)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
-			/* the fork died without a word: as RuntimeProc does */
 			if (z->pid > 0)
-				code = 255;
+				code = NO_ANSWER;
 			break;
 		}
 		buf_add(&z->in, chunk, r);
@@ -348,7 +349,8 @@ int run_verb(const struct verb_opts *o, const char *const *args, int timeout_s, 
 		buf_clear(err);
 		code = via_exec(o, args, timeout_s, err);
 	}
-	return result(code, args[0], err);
+	/* a fork that died without a word: as RuntimeProc does */
+	return result(code == NO_ANSWER ? 255 : code, args[0], err);
 }
 
 int verb_send(const struct verb_opts *o, const char *const *args, struct zcall *z)
@@ -363,7 +365,12 @@ int verb_finish(const struct verb_opts *o, struct zcall *z, const char *const *a
 	buf_clear(err);
 	int code = z->sock >= 0 ? zygote_wait(z, timeout_s, err) : NO_ZYGOTE;
 	verb_disarm(z);
-	if (code == NO_ZYGOTE)
-		return run_verb(o, args, timeout_s, err);
+	/* without an answer (the zygote killed meanwhile) the verb runs again,
+	 * exec'd: only for verbs that may, as delete -f */
+	if (code == NO_ZYGOTE || code == NO_ANSWER) {
+		struct verb_opts alone = *o;
+		alone.zygote = NULL;
+		return run_verb(&alone, args, timeout_s, err);
+	}
 	return result(code, args[0], err);
 }
