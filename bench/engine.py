@@ -10,8 +10,9 @@ the alpine-3.20 fixture loaded with `docker load`, every container with
   start-100  `docker run -d alpine sleep 1000` x100, sequential, total time
              (engines alternate container by container); then `docker rm -f`
   memory     RSS/PSS of berthd against dockerd+containerd with no container,
-             and of one berth-shim against one containerd-shim-runc-v2 with
-             10 containers running in each
+             and of one berth-monitor (or berth-shim with --monitor none)
+             against one containerd-shim-runc-v2 and one conmon with 10
+             containers running in each
   floor      `docker version`: what the CLI costs whatever the engine
   phases     one `run` split into API calls (create, start, wait, delete)
              over raw HTTP, to show where each engine spends its time
@@ -59,7 +60,7 @@ from engines import (ALPINE, BERTHD, ENGINES, GOALS, IMAGE, LABEL, REPO, RESULTS
                      unmount_under)
 from image_load import install_docker  # noqa: E402
 from retry import second_try  # noqa: E402
-from stats import percentile  # noqa: E402
+from stats import load_average, percentile  # noqa: E402
 
 
 # -- scenarios ---------------------------------------------------------------
@@ -221,7 +222,8 @@ def report(res, args, info):
                  f"{args.warmup} warm-up")
     lines = [head_line,
              f"{time.strftime('%Y-%m-%d %H:%M')}, kernel {platform.release()}, "
-             f"{os.cpu_count()} CPUs{', --quick' if args.quick else ''}"]
+             f"{os.cpu_count()} CPUs{', --quick' if args.quick else ''}, load average "
+             f"{info.get('load', '?')} at the start, {load_average()} at the end"]
     if not podman:
         lines.append(f"podman: n/a ({info.get('podman_missing', 'not run')})")
     lines.append("")
@@ -237,7 +239,7 @@ def report(res, args, info):
     def row(label, d, p, b, unit, goal=None):
         if not podman:
             p = NA
-        g = f"{'<=' + format(goal, '.2f'):>7}" if goal else ""
+        g = f"  <={goal[1]:.2f} b/{goal[0][0]}" if goal else ""
         lines.append(f"{label:<30}{cell(d, unit)}{cell(p, unit)}{cell(b, unit)}"
                      f"{fmt_ratio(b, d)}{fmt_ratio(b, p)}{g}")
 
@@ -253,7 +255,7 @@ def report(res, args, info):
         row("run --rm true, p90", *each(t, lambda v: percentile(v, 90)), "ms")
     t = res.get("exec")
     if t:
-        row("exec true, median", *each(t, lambda v: percentile(v, 50)), "ms")
+        row("exec true, median", *each(t, lambda v: percentile(v, 50)), "ms", GOALS["exec"])
         row("exec true, p90", *each(t, lambda v: percentile(v, 90)), "ms")
     if "start_many" in res:
         total, removal = res["start_many"]
@@ -281,8 +283,8 @@ def report(res, args, info):
         row("per container, shim+daemon", *each(m, per), "MB")
         found = ", ".join(f"{n} {m[n]['shims']}" for n in ENGINES if n in m)
         lines.append(f"(shims found: {found}; shim = containerd-shim-runc-v2 / conmon / "
-                     f"berth-shim; daemon = dockerd+containerd / none: podman has no "
-                     f"daemon / berthd)")
+                     f"{info.get('berth_monitor', 'berth-monitor')}; daemon = "
+                     f"dockerd+containerd / none: podman has no daemon / berthd)")
     ph = res.get("phases")
     if ph:
         lines += ["", f"one run as API calls (no CLI, no attach), median of {args.phase_runs}, ms"
@@ -314,6 +316,8 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="8 runs, 1 warm-up, 20 containers, 5 phase runs")
     p.add_argument("--no-save", action="store_true", help="do not write the table")
+    p.add_argument("--monitor", default="",
+                   help="berthd's --monitor (none: the Python shim as each container's monitor)")
     args = p.parse_args(argv)
     if args.quick:
         args.runs, args.warmup, args.containers, args.phase_runs = 8, 1, 20, 5
@@ -327,7 +331,7 @@ def main(argv=None):
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
     work = Path(os.path.realpath(tempfile.mkdtemp(prefix="be-")))  # short: sun_path
-    berth, docker = BerthEngine(work / "b"), DockerEngine(work / "d")
+    berth, docker = BerthEngine(work / "b", monitor=args.monitor), DockerEngine(work / "d")
     podman = PodmanEngine(work / "p")
     started = [docker, berth]  # what cleanup() must take down
     engines, missing = [], {}
@@ -341,6 +345,8 @@ def main(argv=None):
                 missing[e.name] = str(err)[:300]
         if docker in engines:
             info = docker.d.versions()
+        info["berth_monitor"] = "berth-shim" if args.monitor == "none" else "berth-monitor"
+        info["load"] = load_average()
         why = podman.missing()
         if why is None:
             try:

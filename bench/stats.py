@@ -21,3 +21,10 @@ def percentile(samples, q):
     lo = int(k)
     hi = min(lo + 1, len(ms) - 1)
     return ms[lo] + (ms[hi] - ms[lo]) * (k - lo)
+
+
+def load_average():
+    """The host's 1-minute load average: how busy the shared machine was
+    while a bench ran (its figures are only comparable at similar loads)."""
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])

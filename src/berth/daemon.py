@@ -111,7 +111,7 @@ def build(args):
                  log_max_files=_int(logopt["max-file"], f"{args.where['log_opt']} max-file"),
                  trust_policy=trust,
                  init_path=args.init_path, cgroup_parent=args.cgroup_parent,
-                 rootless=rootless_mode, run_root=paths.run)
+                 rootless=rootless_mode, run_root=paths.run, monitor=args.monitor)
     if cfg.default_runtime not in cfg.runtimes:
         raise ConfigError(f"{args.where['default_runtime']} {cfg.default_runtime!r}: unknown "
                           f"runtime", hint="known: " + ", ".join(sorted(cfg.runtimes)))

@@ -81,6 +81,9 @@ OPTIONS = (
      "Refuse pulls and pushes to registries not on loopback"),
     (("--rootless-host-loopback",), "rootless-host-loopback", "bool", False,
      "Rootless: let containers reach the host's 127.0.0.1 as 10.0.2.2"),
+    (("--monitor",), "monitor", "str", "",
+     "Each container's monitor: a berth-monitor binary (default: the one beside berthd), "
+     "or none for the Python shim"),
     (("--cgroup-parent",), "cgroup-parent", "str", "/berth",
      "Cgroup under which containers go (HostConfig.CgroupParent overrides)"),
     (("--live-restore",), "live-restore", "bool", True,

@@ -3,6 +3,10 @@ ready report, the json-file log, attach (framed, stdin, several clients),
 a terminal through the console socket with resize, wait's exit codes,
 survival of its parent's SIGKILL, a failing create and log rotation.
 
+Every test runs twice: with berth-monitor (the C program the shim execs
+once the container is created) and with the Python shim staying the
+monitor, berthd's fallback; both must behave alike.
+
 Every test's teardown kills and deletes its container, ends its shim and
 removes its directories, pass or fail."""
 import json
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from procutil import alive as _alive
+from procutil import alive as _alive, wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 import bundle as bundles  # noqa: E402  (tests/runtime/bundle.py)
@@ -30,6 +34,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 REPO = Path(__file__).resolve().parents[2]
 SHIM = REPO / "bin" / "berth-shim"
 RUNTIME = REPO / "bin" / "berth-runtime"
+MONITOR = REPO / "bin" / "berth-monitor"
 TIMEOUT = 30
 
 
@@ -46,8 +51,10 @@ class Shim:
     """One container under berth-shim, in its own directory."""
     _n = 0
 
-    def __init__(self, tmp_path, token, args, changes=None, flags=(), rootfs_applets=()):
+    def __init__(self, tmp_path, token, monitor, args, changes=None, flags=(),
+                 rootfs_applets=()):
         Shim._n += 1
+        self.monitor = monitor
         self.id = f"{ID_PREFIX}{token}-shim-{Shim._n}"
         self.dir = tmp_path / "shim-test"
         self.bundle = self.dir / "bundle"
@@ -68,7 +75,8 @@ class Shim:
     def argv(self):
         return [str(SHIM), "--id", self.id, "--bundle", str(self.bundle),
                 "--runtime", str(RUNTIME), "--runtime-root", str(self.root),
-                "--state-dir", str(self.state), "--log-path", str(self.log), *self.flags]
+                "--state-dir", str(self.state), "--log-path", str(self.log), *self.flags,
+                *(["--monitor", str(MONITOR)] if self.monitor else [])]
 
     def start(self, expect_ok=True):
         res = subprocess.run(self.argv(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -180,12 +188,15 @@ def _log_entries(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
-@pytest.fixture
-def make(tmp_path, session_token):
+@pytest.fixture(params=["monitor", "python"])
+def make(request, tmp_path, session_token):
+    monitor = request.param == "monitor"
+    if monitor and not os.access(MONITOR, os.X_OK):
+        pytest.fail(f"{MONITOR} is not built (make build)")
     made = []
 
     def _make(*args, **kw):
-        s = Shim(tmp_path, session_token, *args, **kw)
+        s = Shim(tmp_path, session_token, monitor, *args, **kw)
         made.append(s)
         return s
     yield _make
@@ -366,4 +377,86 @@ def test_tty_stdin_once_ends_cat(make):
     a.close()
     assert b"abc" in out and b"cat-done" in out, out
     assert s.wait()["exit_code"] == 0
+    _assert_finished(s)
+
+
+def test_control_requests_get_the_same_answers(make):
+    s = make(["sleep", "60"])
+    report, _ = s.start()
+    with s.connect("control.sock") as c:
+        # several requests on one connection, answered in order
+        c.sendall(b'{"op":"ping"}\n\n  \nnot json\n[1]\n{"op":"nope"}\n{"op":"resize",'
+                  b'"height":-1,"width":2}\n{"op":"resize","height":3,"width":4}\n'
+                  b'{"op":"kill","signal":"TERM"}\n{"op":"start"}\n')
+        f = c.makefile("rb")
+        got = [json.loads(f.readline()) for _ in range(8)]
+    assert got == [
+        {"ok": True, "pid": report["pid"]},
+        {"error": "request is not a json object"},
+        {"error": "request is not a json object"},
+        {"error": "unknown op 'nope'"},
+        {"error": "resize: height and width must be integers 0..65535"},
+        {"ok": True},   # no terminal: nothing to resize, as Docker
+        {"error": "kill: signal must be an integer 1..64"},
+        {"error": "already started"},   # without --no-start
+    ]
+    waiter = s.connect("control.sock")
+    waiter.sendall(b'{"op":"wait"}\n')
+    assert s.control({"op": "kill", "signal": 9}) == {"ok": True}
+    assert json.loads(_read_line(waiter))["exit_code"] == 137
+    waiter.close()
+    _assert_finished(s)
+
+
+def test_log_entries_are_the_python_shims_own(make):
+    """Invalid UTF-8, control characters, quotes: each entry exactly as
+    berth.shim.logs writes it; a long line in pieces of at most PARTIAL_MAX
+    (where it is cut depends on the pipe's reads, as with Docker)."""
+    sys.path.insert(0, str(REPO / "src"))
+    from berth.shim import logs
+    script = r"""printf 'bad \377\376 cut \342\202 end\n'; printf 'ctl \001\033 "q" \\ tab\t\r\n' >&2
+                 sleep 0.2; head -c 40000 /dev/zero | tr '\0' 'x'; sleep 0.2; printf '\n'
+                 printf 'utf8 \303\251\n'"""
+    s = make(["sh", "-c", script])
+    s.start()
+    assert s.wait()["exit_code"] == 0
+    _assert_finished(s)
+    lines = s.log.read_bytes().splitlines(keepends=True)
+    for stream, chunk in [("stdout", b"bad \377\376 cut \342\202 end\n"),
+                          ("stderr", b'ctl \001\033 "q" \\ tab\t\r\n'),
+                          ("stdout", "utf8 \u00e9\n".encode())]:
+        want = logs.entry(stream, chunk, 0).rsplit(b',"time"', 1)[0]
+        assert sum(line.rsplit(b',"time"', 1)[0] == want for line in lines) == 1, (want, lines)
+    xs = [json.loads(line)["log"] for line in lines if line.startswith(b'{"log":"x')]
+    assert "".join(xs) == "x" * 40000 + "\n"
+    assert len(xs) >= 3 and all(len(x) <= logs.PARTIAL_MAX for x in xs[:-1])
+
+
+def test_clients_of_before_the_start_are_served_after_it(make):
+    """--no-start (berthd's way): attach and control clients connect, send
+    stdin and half a request before the start; after it (when berth-monitor
+    has taken over from the Python loop) each gets what it is owed."""
+    s = make(["sh", "-c", "read x; echo got-$x; cat"],
+             flags=["--no-start", "--open-stdin", "--stdin-once"])
+    report, _ = s.start()
+    a = s.attach(stdin=True, stdout=True, stderr=False)
+    a.sendall(b"early\n")
+    waiter = s.connect("control.sock")
+    waiter.sendall(b'{"op":"wait"}\n')
+    half = s.connect("control.sock")
+    half.sendall(b'{"op":"pi')
+    time.sleep(0.2)   # all of it read by the loop before the start
+    assert s.control({"op": "start"}) == {"ok": True}
+    if s.monitor:
+        assert wait_until(lambda: os.path.basename(os.readlink(f"/proc/{s.shim_pid}/exe"))
+                          == "berth-monitor", 10)
+    half.sendall(b'ng"}\n')
+    assert json.loads(_read_line(half)) == {"ok": True, "pid": report["pid"]}
+    half.close()
+    a.sendall(b"later\n")
+    a.shutdown(socket.SHUT_WR)
+    assert _frames(_read_all(a)) == {1: b"got-early\nlater\n", 2: b""}
+    a.close()
+    assert json.loads(_read_line(waiter))["exit_code"] == 0
+    waiter.close()
     _assert_finished(s)

@@ -5,19 +5,23 @@ container's monitor.
 berth-shim --id ID --bundle DIR --runtime BIN --runtime-root DIR
            --state-dir DIR --log-path FILE [--log-max-size BYTES]
            [--log-max-files N] [--tty] [--open-stdin] [--stdin-once] [--no-start]
-           [--runtime-in-process]
+           [--runtime-in-process] [--monitor BIN]
 
 --no-start: report after `create` and run `start` on the control op
 {"op":"start"}, so berthd can connect attach clients first.
 
 --runtime-in-process: the runtime is berth-runtime; run its verbs in a fork
 of this interpreter (berth.cli.runtime.main) instead of exec'ing a fresh
-one, ~10 ms less per verb."""
+one, ~10 ms less per verb.
+
+--monitor: once the container is created and the ready report sent, exec
+berth-monitor (C) to hold it; without it this interpreter stays the
+container's monitor."""
 import os
 import sys
 
 VALUES = {"id", "bundle", "runtime", "runtime-root", "state-dir", "log-path",
-          "log-max-size", "log-max-files"}
+          "log-max-size", "log-max-files", "monitor"}
 FLAGS = {"tty", "open-stdin", "stdin-once", "no-start", "runtime-in-process"}
 REQUIRED = ("id", "bundle", "runtime", "runtime-root", "state-dir", "log-path")
 INTS = ("log-max-size", "log-max-files")
@@ -65,8 +69,9 @@ def parse(argv):
     return {k.replace("-", "_"): v for k, v in opts.items()}
 
 
-def main(argv=None, report_fd=None):
-    """report_fd: see berth.shim.main.run (the zygote's forks pass it)."""
+def main(argv=None, report_fd=None, zygote=None):
+    """report_fd: see berth.shim.main.run; zygote: the socket of the zygote
+    this shim is a fork of (both passed by the zygote's forks)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--zygote"] and len(argv) == 2:
         from berth.shim.zygote import serve
@@ -80,6 +85,7 @@ def main(argv=None, report_fd=None):
         os.write(1, f'{{"error":"berth-shim: {msg}"}}\n'.encode())
         return 2
     from berth.shim.main import Options, run
+    kw["zygote"] = zygote
     if kw.pop("runtime_in_process", False):
         kw["runtime_main"] = _import_runtime()
         kw["runtime_here"] = _runtime_here
@@ -105,12 +111,14 @@ def _import_runtime():
     from berth.runtime import (container, context, hooks, mounts, rootfs,  # noqa: F401
                                teardown, trampoline, tty, warmup)
     from berth.runtime.cgroups import manager  # noqa: F401
+    # what create imports on its own (manager leaves them to it)
+    from berth.runtime.cgroups import cpu, cpuset, devices, memory, mounts, pids  # noqa: F401
     from berth.runtime.process import init, parent, setup, sync  # noqa: F401
     from berth.runtime.security import caps, seccomp  # noqa: F401
     from berth.runtime.verbs import create, delete, start, exec as _exec  # noqa: F401
     from berth.sys import caps as _caps, mountinfo, rootless, seccomp as _seccomp  # noqa: F401
     _seccomp.preload()
-    import fcntl, resource  # noqa: F401,E401
+    import fcntl, resource, termios  # noqa: F401,E401
     try:
         import _sha256  # noqa: F401 (the seccomp cache key)
     except ImportError:

@@ -42,7 +42,7 @@ class Config:
     def __init__(self, runtimes=None, default_runtime="berth", storage_driver=None,
                  log_max_size=0, log_max_files=1, trust_policy=None, shim=None,
                  init_path=None, cgroup_parent="/berth", userns_remap=None,
-                 rootless=False, run_root=None):
+                 rootless=False, run_root=None, monitor=""):
         self.rootless = rootless
         own = _own_launchers(run_root) if rootless and run_root else {}
         # berth's own runtime: the shim may run it in its own forked
@@ -56,6 +56,11 @@ class Config:
         self.log_max_files = log_max_files
         self.trust_policy = trust_policy
         self.shim = shim or own.get("berth-shim") or _binary("berth-shim")
+        # each container's monitor after its create: berth-monitor (C), or
+        # the Python shim itself where that is not built or monitor="none"
+        from berth.engine.containers.shimctl import probe_monitor
+        self.monitor = None if monitor == "none" else probe_monitor(
+            monitor or _binary("berth-monitor"))
         self.init_path = init_path
         # rootless: no cgroup is delegated to the user, none is written
         self.cgroup_parent = None if rootless else cgroup_parent

@@ -4,7 +4,10 @@ It creates and starts the container through the runtime binary, holds the
 container's stdio, writes the json-file log, serves attach and control
 sockets and records the exit status, so berthd can restart (or be killed)
 without taking containers down. berth.cli.shim parses argv; main.run() does
-the work. Protocols (all under SHIM_DIR):
+the work. With --monitor, this process execs berth-monitor (C,
+src/berth/monitor/) once the container runs (handoff.py), which speaks the
+same protocols from then on; without, loop.Monitor stays. Protocols (all
+under SHIM_DIR):
 
   ready report   one JSON line on the original stdout:
                  {"pid": N, "shim_pid": M} (exit 0) or {"error": "..."} (exit 1)

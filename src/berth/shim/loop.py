@@ -16,14 +16,16 @@ control.sock: JSON-line requests, one JSON-line reply each:
   {"op":"wait"}  -> {"exit_code":N,"finished_at":"...","oom_killed":false} once exited
   {"op":"ping"}  -> {"ok":true,"pid":INIT_PID}
   {"op":"start"} -> {"ok":true} (only with --no-start: runs `runtime start`)
+  {"op":"kill","signal":N} -> {"ok":true}: signal N (1..64) to the init
 attach.sock: a header line {"stdin":..,"stdout":..,"stderr":..,"ack":true}; with
   "ack" one NUL byte comes back first, once the client is registered.
   anything else  -> {"error":"..."}
 
 When the init exits (wait4; other orphans are reaped and ignored) the
 output is drained (at most DRAIN_TIMEOUT), exit.json is written atomically,
-the runtime deletes the container, waiters are answered, attach clients
-get the rest of the output and are closed, sockets and shim.pid removed."""
+waiters are answered, the sockets removed, attach clients get the rest of
+the output and are closed, then the runtime deletes the container and
+shim.pid goes."""
 import os
 import select
 import time
@@ -32,7 +34,7 @@ import _signal
 import _socket
 
 from berth.shim import logs, oom, wire
-from berth.shim.main import Stdio, delete, log
+from berth.shim.main import Stdio, _unlink, delete, log
 
 IN, OUT, ERRS = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR | select.EPOLLHUP
 DRAIN_TIMEOUT = 2.0
@@ -115,10 +117,15 @@ class Monitor:
     # ---------------------------------------------------------- loop
 
     def run(self):
+        """The shim's exit status; None as soon as the container has started
+        when berth-monitor takes over from there (handoff.py)."""
         self._setup()
         self._reap()
+        return self.loop()
+
+    def loop(self):
         drain_until = None
-        while True:
+        while not self.handoff_ready:
             if self.exit is not None:
                 if not self.sources:
                     break
@@ -137,7 +144,7 @@ class Monitor:
                     c = self.conns.get(fd)
                     if c is not None:
                         self._close(c)
-        return self._finish()
+        return None if self.handoff_ready else self._finish()
 
     def _dispatch(self, fd, ev):
         if fd in self.sources:
@@ -448,11 +455,14 @@ class Monitor:
             self._reply(c, self._resize(req))
         elif op == "start":
             self._reply(c, self._start())
+        elif op == "kill":
+            self._reply(c, self._kill(req.get("signal")))
         else:
             self._reply(c, {"error": f"unknown op {op!r}"})
 
     _done = False   # exit.json written and the container deleted
     _started = False
+    handoff_ready = False   # started, and opts.monitor is to take over
 
     def _start(self):
         """--no-start: berthd has connected its attach clients; go."""
@@ -466,6 +476,19 @@ class Monitor:
             run_verb(self.opts, ["start", self.opts.id], CREATE_TIMEOUT)
         except ShimError as e:
             return {"error": str(e)}
+        self.handoff_ready = bool(self.opts.monitor)
+        return {"ok": True}
+
+    def _kill(self, sig):
+        if not (isinstance(sig, int) and 1 <= sig <= 64):
+            return {"error": "kill: signal must be an integer 1..64"}
+        if self.exit is not None:
+            # reaped: the pid may be another process's by now
+            return {"error": "kill: the container has exited"}
+        try:
+            os.kill(self.init_pid, sig)
+        except OSError as e:
+            return {"error": f"kill: {e.strerror}"}
         return {"ok": True}
 
     def _resize(self, req):
@@ -489,23 +512,26 @@ class Monitor:
         opts = self.opts
         for fd in list(self.sources):
             self._drop_source(fd)
-        for step in (self.log.close, self._write_exit, self._answer_waiters, self._delete):
-            try:
-                step()
-            except Exception as e:   # the rest of the clean-up still runs
-                log(f"exit: {step.__name__}: {type(e).__name__}: {e}")
+        for step in (self.log.close, self._write_exit, self._answer_waiters):
+            self._step(step)
         # unlink first: a client that sees its attach stream end and then
-        # asks for the exit finds no socket and reads exit.json
-        for name in ("attach.sock", "control.sock", "console.sock", "shim.pid"):
-            try:
-                os.unlink(opts.path(name))
-            except FileNotFoundError:
-                pass
+        # asks for the exit finds no socket and reads exit.json; attach
+        # streams end before the runtime's delete
+        for name in ("attach.sock", "control.sock", "console.sock"):
+            _unlink(opts.path(name))
         self._last_round()
         for fd in self.listeners:
             self.listeners[fd][0].close()
         self.io.close()
+        self._step(self._delete)
+        _unlink(opts.path("shim.pid"))   # last: berthd takes it for "still deleting"
         return 0
+
+    def _step(self, step):
+        try:
+            step()
+        except Exception as e:   # the rest of the clean-up still runs
+            log(f"exit: {step.__name__}: {type(e).__name__}: {e}")
 
     def _answer_waiters(self):
         # before `delete`: the exit is on disk, and whoever waits should not

@@ -1,6 +1,6 @@
 """Start-up of berth-shim: detach from berthd, create and start the
 container through the runtime binary, report readiness, then hand over to
-loop.Monitor.
+berth-monitor (handoff.py) or, without one, to loop.Monitor.
 
 Detach: the original process forks; the child calls setsid, drops every fd
 it inherited (0-2 become /dev/null, stderr SHIM_DIR/shim.log), becomes a
@@ -26,6 +26,8 @@ class ShimError(Exception):
 class Options:
     tty = open_stdin = stdin_once = no_start = False
     runtime_main = runtime_here = None   # berth-runtime in this process (cli.shim)
+    monitor = None   # berth-monitor to exec once the container is created (handoff)
+    zygote = None    # the zygote's socket, for the monitor's runtime verbs
     log_max_size = 0
     log_max_files = 1
 
@@ -36,6 +38,9 @@ class Options:
             setattr(self, k, os.path.abspath(getattr(self, k)))
         if "/" in self.runtime:
             self.runtime = os.path.abspath(self.runtime)
+        for k in ("monitor", "zygote"):   # the shim's cwd becomes state_dir
+            if getattr(self, k):
+                setattr(self, k, os.path.abspath(getattr(self, k)))
 
     def path(self, name):
         return os.path.join(self.state_dir, name)
@@ -153,7 +158,10 @@ def run_runtime(runtime_main, argv, stdin, stdout, stderr, keep=-1):
     """In a fresh fork: berth-runtime ARGV with stdin, stdout and stderr as
     its fds 0-2, every other fd but keep out of its way; returns its exit
     status."""
-    import signal
+    # _signal, not signal: that one builds enums of every signal, ~2 ms in
+    # each fork (a container's create, a docker exec) had it not been
+    # imported before the fork
+    import _signal
     code = 1
     try:
         for i, fd in enumerate((stdin, stdout, stderr)):
@@ -172,8 +180,8 @@ def run_runtime(runtime_main, argv, stdin, stdout, stderr, keep=-1):
                 except OSError:
                     pass
         for s in _SIGNALS:
-            signal.signal(s, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+            _signal.signal(s, _signal.SIG_DFL)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
         code = runtime_main(argv)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
@@ -406,4 +414,14 @@ def _shim(opts, report_fd):
         _send_report(report_fd, {"error": msg.replace("\n", " ")})
         return 1
     _send_report(report_fd, {"pid": init_pid, "shim_pid": shim_pid})
-    return mon.run()
+    # berth-monitor takes over once the container runs: berthd's start
+    # request (--no-start) is served here, start in this process
+    from berth.shim.handoff import exec_monitor
+    if opts.monitor and not opts.no_start:
+        exec_monitor(opts, io, mon, listeners)   # returns only if it failed
+    code = mon.run()
+    if code is None:
+        exec_monitor(opts, io, mon, listeners)
+        mon.handoff_ready = False
+        code = mon.loop()
+    return code

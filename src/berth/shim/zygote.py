@@ -26,7 +26,7 @@ def serve(path, shim_main, runtime_main=None):
     """shim_main(argv) is berth-shim's entry point (berth.cli.shim.main),
     runtime_main(argv) berth-runtime's, for runtime requests."""
     # what a shim needs, imported once here and shared by every fork
-    from berth.shim import logs, loop, main, oom  # noqa: F401
+    from berth.shim import handoff, logs, loop, main, oom  # noqa: F401
     from berth.sys import libc
     libc.prctl(libc.PR_SET_PDEATHSIG, 9)
     if os.getppid() == 1:
@@ -80,7 +80,7 @@ def serve(path, shim_main, runtime_main=None):
             os.dup2(conn.fileno(), 1)
             conn.close()
             try:
-                code = shim_main(argv, report_fd=1)
+                code = shim_main(argv, report_fd=1, zygote=path)
             except BaseException as e:  # noqa: BLE001 - the report is the answer
                 os.write(1, (wire.dumps({"error": f"berth-shim: {e}"}) + "\n").encode())
                 code = 1

@@ -50,6 +50,9 @@ class Execs:
         self._lock = threading.Lock()
 
     def create(self, ref, body):
+        # the exec's cgroup join would wait out a whole grace period;
+        # started now, it is over by the time the runtime gets there
+        self.cs._warm_cgroups()
         c = self.cs.get(ref)
         if not isinstance(body, dict):
             raise ConfigError("request body: expected a JSON object")
@@ -123,7 +126,7 @@ class Execs:
         proc = self._process(ex)
         work = tempfile.mkdtemp(prefix="exec-", dir=self.cs.paths.run)
         pfile = os.path.join(work, "process.json")
-        jsonio.write_atomic(pfile, proc)
+        jsonio.write_atomic(pfile, proc, durable=False)   # read at once, gone after a crash
         argv = self.cs.runtime_cmd(c, "exec", "--process", pfile,
                                    "--pid-file", os.path.join(work, "pid"))
         tty = bool(ex.body.get("Tty"))
@@ -159,7 +162,7 @@ class Execs:
             proc = self._process(ex)
             work = tempfile.mkdtemp(prefix="health-", dir=self.cs.paths.run)
             pfile = os.path.join(work, "process.json")
-            jsonio.write_atomic(pfile, proc)
+            jsonio.write_atomic(pfile, proc, durable=False)   # read at once, gone after a crash
             self.cs.e.events.emit("container", "exec_start: " + _shown(cmd), c.id,
                                   dict(self.cs._attrs(c), execID=ex.id))
             code = -1

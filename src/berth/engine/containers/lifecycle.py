@@ -57,7 +57,7 @@ class Lifecycle:
                     time.sleep(0.2)
                     continue
                 if ex is None:
-                    ex = {"exit_code": 255, "error": "berth-shim died without an exit record"}
+                    ex = {"exit_code": 255, "error": shimctl.SHIM_LOST}
         if self._closing:
             return
         self._exited(c, ex)

@@ -304,6 +304,8 @@ class Containers(Lifecycle, Restore):
             # deleting the runtime's container of the same id
             self._wait_shim_gone(shim_dir)
             rmtree(shim_dir)
+        if c.state.get("Error") == shimctl.SHIM_LOST:
+            self._runtime_delete(c, shim_dir)
         cfg = c.config
         c.starts = getattr(c, "starts", 0) + 1
         try:
@@ -441,7 +443,7 @@ class Containers(Lifecycle, Restore):
         """Releases everything a container holds; safe to repeat."""
         shim_dir = self.paths.shim(c.id)
         pid = shimctl.shim_alive(shim_dir)
-        if pid and c.running:
+        if pid and c.running or c.state.get("Error") == shimctl.SHIM_LOST:
             self._runtime_delete(c, shim_dir)
             pid = 0
         # the shim of a container that has exited may still be deleting the

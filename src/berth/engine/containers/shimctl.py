@@ -9,6 +9,12 @@ from berth.errors import BerthError
 from berth.sys.procfs import start_time
 
 
+# the exit berthd records when a container's shim or monitor is gone without
+# an exit record: the container may still run (nothing killed it), so its
+# removal or next start deletes it in the runtime first
+SHIM_LOST = "berth-shim died without an exit record"
+
+
 class Zygote:
     """berthd's warm shim (berth/shim/zygote.py): forks each container's
     shim from an interpreter that has the shim loaded already. Started
@@ -137,6 +143,20 @@ def _line(sock, limit=4096):
     return out
 
 
+def probe_monitor(path):
+    """path if it is a berth-monitor this daemon can run, else None: chosen
+    once at berthd's start (docker info says which), so a container never
+    finds out at its start that the monitor is missing."""
+    if not path:
+        return None
+    try:
+        out = subprocess.run([path, "--version"], stdin=subprocess.DEVNULL, capture_output=True,
+                             text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return os.path.abspath(path) if out.startswith("berth-monitor ") else None
+
+
 def launch(cfg, runtime, runtime_root, cid, bundle, shim_dir, log_path, tty, open_stdin,
            stdin_once, log_max_size=0, log_max_files=1, zygote=None):
     os.makedirs(shim_dir, mode=0o700, exist_ok=True)
@@ -153,6 +173,8 @@ def launch(cfg, runtime, runtime_root, cid, bundle, shim_dir, log_path, tty, ope
         argv.append("--stdin-once")
     if runtime == getattr(cfg, "builtin_runtime", None):
         argv.append("--runtime-in-process")
+    if getattr(cfg, "monitor", None):
+        argv += ["--monitor", cfg.monitor]
     lines = zygote.launch(argv[1:]) if zygote is not None else None
     if lines is not None:
         try:

@@ -8,12 +8,18 @@ in another process act on exactly the directories `create` made."""
 import os
 
 from berth.errors import BerthError, ConfigError, SysError
-from berth.runtime.cgroups import cpu, cpuset, fs, memory, pids, v1, v2
-from berth.runtime.cgroups import devices as device_rules
-from berth.runtime.cgroups.mounts import clean, discover, is_pure_v2
+# what `state`, `kill`, `delete`, `pause` need of an existing cgroup; the
+# controllers and the mount discovery are imported by create and update
+# only, where limits are written (each module is ~0.2 ms of an exec'd verb)
+from berth.runtime.cgroups import fs, v1, v2
 
-# one module per controller; each turns linux.resources into file writes
-CONTROLLERS = (device_rules, pids, memory, cpu, cpuset)
+
+def _controllers():
+    """One module per controller; each turns linux.resources into file writes."""
+    from berth.runtime.cgroups import cpu, cpuset, memory, pids
+    from berth.runtime.cgroups import devices as device_rules
+    return device_rules, pids, memory, cpu, cpuset
+
 # imported only when the section is there: (section, module, function,
 # v1 controller, v2 controller)
 _LAZY = (("blockIO", "blkio", "writes", "blkio", "io"),
@@ -47,6 +53,7 @@ def open_cgroup(cgroups_path, container_id, root="/"):
         raise ConfigError(f"linux.cgroupsPath: must be a string, not {type(cgroups_path).__name__}")
     if "\0" in (cgroups_path or ""):
         raise ConfigError("linux.cgroupsPath: contains a NUL byte")
+    from berth.runtime.cgroups.mounts import clean, discover, is_pure_v2
     inner = clean(cgroups_path) if cgroups_path else clean(f"/berth/{container_id}")
     if inner in ("", "/"):
         # destroy kills everything in the cgroup: never the root or our own
@@ -160,6 +167,7 @@ class Cgroup:
                         raise SysError(f"cannot create cgroup {h['dir']}", errno=2) from None
             h["made"].sort(key=lambda p: p.count("/"))
             if h["type"] == "v1" and "cpuset" in h["controllers"]:
+                from berth.runtime.cgroups import cpuset
                 parent = h["mount"].rstrip("/")
                 for d in chain:
                     cpuset.inherit(parent, d, fs.read_or, fs.write)
@@ -214,7 +222,9 @@ class Cgroup:
         planned = []
         enable = []
         program = None
-        for mod in CONTROLLERS:
+        controllers = _controllers()
+        device_rules, _, memory, cpu, _ = controllers
+        for mod in controllers:
             target = self._target(mod.CONTROLLER, enable)
             is_v2 = bool(target and target["type"] == "v2")
             if mod is device_rules:
