@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import UnixHTTPConnection, private_berthd, _mounts_under
+from daemons import UnixHTTPConnection, private_berthd, _mounts_under
 from procutil import alive
 
 ROUNDS = int(os.environ.get("BERTH_CRASH_ROUNDS", "6"))

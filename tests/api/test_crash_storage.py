@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import IMAGES, private_berthd
+from daemons import IMAGES, private_berthd
 
 
 def _tmpfs_data_root(d):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import private_berthd
+from daemons import private_berthd
 
 HEADER_T, IDLE_T, BODY_T = 2, 4, 2
 

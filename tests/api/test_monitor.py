@@ -55,9 +55,9 @@ def test_output_stdin_terminal_and_exit_codes(engine):
     d = engine
     info = d.json("GET", "/info")
     if d.kind == "monitor":
-        assert info["BerthMonitor"] == str(MONITOR) and not info["Warnings"]
+        assert info["Labels"] == [f"berth.monitor={MONITOR}"] and not info["Warnings"]
     else:
-        assert info["BerthMonitor"] == "berth-shim (Python)"
+        assert info["Labels"] == ["berth.monitor=berth-shim (Python)"]
         assert any("berth-monitor is not in use" in w for w in info["Warnings"])
     r = d.docker("run", "--name", "ab", "alpine", "sh", "-c",
                  "echo out; echo err >&2; printf partial; exit 3")

@@ -18,7 +18,6 @@ a pattern matches no such test any more (stale: remove it).
 """
 import argparse
 import fnmatch
-import importlib.util
 import json
 import os
 import shutil
@@ -47,12 +46,11 @@ API_VERSION = "1.41"    # what Debian's dockerd 20.10 speaks; berthd claims at l
 
 
 def _api_conftest():
-    """tests/api/conftest.py as a module: its private_berthd() brings up and
-    tears down a berthd exactly as the API tests do."""
-    spec = importlib.util.spec_from_file_location("api_conftest", REPO / "tests/api/conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """tests/api/daemons.py: its private_berthd() and private_dockerd() bring
+    up and tear down the daemons exactly as the API tests do."""
+    sys.path[:0] = [str(REPO / "tests" / "api"), str(REPO / "tests")]
+    import daemons
+    return daemons
 
 
 def fetch_suite():

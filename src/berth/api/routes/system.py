@@ -140,7 +140,10 @@ def system_info(engine):
                                                           "Secure": True, "Official": True}}},
         "GenericResources": None,
         "DockerRootDir": engine.paths.root, "HttpProxy": "", "HttpsProxy": "", "NoProxy": "",
-        "Name": u.nodename, "Labels": [], "ExperimentalBuild": False, "ServerVersion": VERSION,
+        "Name": u.nodename,
+        # which monitor holds each container, as a daemon label: `docker info`
+        # prints those, and /info keeps dockerd's fields and no others
+        "Labels": ["berth.monitor=" + (getattr(cfg, "monitor", None) or "berth-shim (Python)")], "ExperimentalBuild": False, "ServerVersion": VERSION,
         "Runtimes": {name: {"path": path} for name, path in sorted(cfg.runtimes.items())},
         "DefaultRuntime": cfg.default_runtime,
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
@@ -150,7 +153,6 @@ def system_info(engine):
         "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""},
         "SecurityOptions": sec, "Warnings": warnings or None,
-        "BerthMonitor": getattr(cfg, "monitor", None) or "berth-shim (Python)",
     }
 
 
