@@ -122,7 +122,14 @@ def test_process_is_placed_listed_frozen_limited_and_removed(make_cg):
     assert state.split()[1] in ("D", "T"), state
     cg.thaw()
     assert not cg.frozen()
-    state = [ln for ln in open(f"/proc/{child.pid}/status") if ln.startswith("State:")][0]
+    # thawed, the task sleeps again; on a loaded host it may take a moment
+    # to leave the freezer's D state
+    deadline = time.monotonic() + 5
+    while True:
+        state = [ln for ln in open(f"/proc/{child.pid}/status") if ln.startswith("State:")][0]
+        if state.split()[1] == "S" or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     assert state.split()[1] == "S", state
 
     cg.apply({"pids": {"limit": 17}, "memory": {"limit": 64 << 20}}, update=True)

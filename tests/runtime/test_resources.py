@@ -94,12 +94,15 @@ def test_update_changes_a_running_containers_limit_and_it_takes_effect(runtime, 
     b = busybox_bundle(args=["sleep", "60"], changes={"linux.resources.pids": {"limit": 100}})
     cid = run_detached(runtime, b, "upd")
     # init, the exec'd shell, a child shell and its sleeps: 3 tasks before
-    # the first sleep; ash exits 2 when a fork fails
+    # the first sleep, 13 with all ten; ash exits 2 when a fork fails. The
+    # new limit leaves room for the exec itself: runc's exec is a Go
+    # program whose threads count against it while it joins the cgroup
     probe = ["exec", cid, "sh", "-c",
-             "sh -c 'for i in 1 2 3 4; do sleep 1 & done; wait' 2>/dev/null; echo rc=$?"]
+             "sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1 & done; wait' 2>/dev/null;"
+             " echo rc=$?"]
     before = runtime.run(probe)
     assert before.stdout == "rc=0\n", before
-    runtime.run(["update", "--pids-limit", "3", "--memory", "64m", cid])
+    runtime.run(["update", "--pids-limit", "10", "--memory", "64m", cid])
     after = runtime.run(probe)
     assert after.stdout == "rc=2\n", after
     state = runtime.state(cid)
